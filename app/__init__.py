@@ -1,0 +1,1 @@
+"""webug: the web debug interface for the BMDB (Bare Metal Database)."""

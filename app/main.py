@@ -1,0 +1,134 @@
+"""The FastAPI application: lifespan (pool, schema refresh, demo), routes, error pages.
+
+Run with `uvicorn app.main:app`. With no WEBUG_DSN it serves the embedded demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import dsn as dsn_tools
+from app.config import Settings, load_settings
+from app.db import DB_UNAVAILABLE, Database
+from app.pages import health, machines
+from app.schema_refresh import SchemaCache, SchemaNotLoaded
+from app.web import APP_DIR, render
+
+log = logging.getLogger("webug")
+
+
+async def _stop(task: asyncio.Task | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    simulator: asyncio.Task | None = None
+    if settings.demo:
+        from app.demo.simulate import run_simulator
+        from app.embedded import prepare_demo
+
+        bmdb_dsn = await prepare_demo(settings.demo_data_dir, settings.demo_machines)
+        if settings.demo_simulate:
+            simulator = asyncio.create_task(run_simulator(bmdb_dsn), name="fleet-simulator")
+    else:
+        bmdb_dsn = settings.dsn
+    app.state.bmdb_label = dsn_tools.describe(bmdb_dsn)
+
+    db = Database(bmdb_dsn, settings)
+    await db.open()
+    cache = SchemaCache(db, settings.schema_refresh_seconds)
+    try:
+        # One quick try so the first page is ready; if the BMDB is down the task keeps trying.
+        await asyncio.wait_for(cache.refresh(), timeout=10)
+    except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        log.warning("BMDB not reachable at start (%s); pages answer 503 until it is", exc)
+    app.state.db, app.state.schema_cache = db, cache
+    refresher = asyncio.create_task(cache.run(), name="schema-refresh")
+    try:
+        yield
+    finally:
+        await _stop(refresher)
+        await _stop(simulator)
+        await db.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="webug",
+        description="Web debug interface for the BMDB",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or load_settings()
+    app.state.bmdb_label = "(connecting)"
+    app.mount("/static", StaticFiles(directory=APP_DIR / "static"), name="static")
+    app.include_router(health.router)
+    app.include_router(machines.router)
+    _install_error_pages(app)
+    return app
+
+
+def _error_page(request: Request, status: int, title: str, detail: str):
+    return render(
+        request,
+        "templates/error.html",
+        {"status": status, "title": title, "detail": detail},
+        status_code=status,
+    )
+
+
+def _install_error_pages(app: FastAPI) -> None:
+    """Every failure is a page with the right status, never a stack trace."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        titles = {404: "Not found", 400: "Bad request", 405: "Method not allowed"}
+        return _error_page(request, exc.status_code, titles.get(exc.status_code, "Error"),
+                           str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, exc: RequestValidationError):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return _error_page(request, 400, "Bad request", detail)
+
+    @app.exception_handler(SchemaNotLoaded)
+    async def not_ready(request: Request, exc: SchemaNotLoaded):
+        return _error_page(request, 503, "BMDB unreachable, retrying",
+                           "webug has not been able to read the BMDB schema yet.")
+
+    @app.exception_handler(asyncpg.QueryCanceledError)
+    async def timed_out(request: Request, exc: asyncpg.QueryCanceledError):
+        return _error_page(request, 504, "Query timed out",
+                           f"The BMDB did not answer within the statement timeout: {exc}")
+
+    for unavailable in DB_UNAVAILABLE:
+        @app.exception_handler(unavailable)
+        async def db_down(request: Request, exc: Exception):
+            return _error_page(request, 503, "BMDB unreachable, retrying",
+                               f"{type(exc).__name__}: {exc}")
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        return _error_page(request, 500, "Internal error",
+                           "webug failed to render this page; the error is in its log.")
+
+
+app = create_app()

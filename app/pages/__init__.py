@@ -1,0 +1,1 @@
+"""One module per view; each handler says where its data comes from (app.repository)."""

@@ -1,0 +1,13 @@
+"""/healthz: 200 when the BMDB answers, 503 otherwise (for load balancers and probes)."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_class=PlainTextResponse)
+async def healthz(request: Request) -> PlainTextResponse:
+    if await request.app.state.db.ping():
+        return PlainTextResponse("ok\n")
+    return PlainTextResponse("BMDB unreachable\n", status_code=503)

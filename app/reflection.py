@@ -1,0 +1,165 @@
+"""Schema reflection: tag types are discovered from information_schema, never hard-coded.
+
+A tag type is a table `machine_*` in the current schema with a `machine_id` column;
+its other columns are the tag's fields. A migration may add one to a running BMDB.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Types asyncpg decodes itself (element types for arrays too). Anything else is read
+# through its text form, so an unknown type added by a migration still shows.
+NATIVE_UDTS = frozenset(
+    "text varchar bpchar name char bytea int2 int4 int8 numeric float4 float8 bool uuid "
+    "timestamp timestamptz date time timetz interval json jsonb inet cidr macaddr oid".split()
+)
+
+_TAG_COLUMNS_SQL = r"""
+SELECT c.table_name, c.column_name, c.data_type, c.udt_name, c.is_nullable = 'YES' AS nullable
+FROM information_schema.columns c
+JOIN information_schema.tables t
+  ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE c.table_schema = current_schema()
+  AND t.table_type = 'BASE TABLE'
+  AND c.table_name LIKE 'machine\_%'
+ORDER BY c.table_name, c.ordinal_position
+"""
+
+# Which user-defined/array types are enums, and their labels in order.
+_ENUMS_SQL = """
+SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder) AS labels
+FROM pg_catalog.pg_type t
+JOIN pg_catalog.pg_enum e ON e.enumtypid = t.oid
+WHERE t.typname = ANY($1::text[])
+GROUP BY t.typname
+"""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    data_type: str  # as information_schema reports it: text, bigint, USER-DEFINED, ARRAY, ...
+    udt_name: str  # the underlying type: int8, provider_status, _text, ...
+    nullable: bool
+    enum_values: tuple[str, ...] = ()
+
+    @property
+    def is_array(self) -> bool:
+        return self.data_type == "ARRAY" or self.udt_name.startswith("_")
+
+    @property
+    def element_udt(self) -> str:
+        return self.udt_name[1:] if self.is_array else self.udt_name
+
+    @property
+    def is_enum(self) -> bool:
+        return bool(self.enum_values)
+
+    @property
+    def read_as_text(self) -> bool:
+        """True when the value must be fetched via `::text` (asyncpg has no codec)."""
+        if self.is_enum:
+            return self.is_array  # enum arrays need the codec of an anonymous type
+        return self.element_udt not in NATIVE_UDTS
+
+    @property
+    def human_type(self) -> str:
+        if self.is_enum:
+            base = f"enum {self.element_udt}"
+        elif self.data_type in ("USER-DEFINED", "ARRAY"):
+            base = self.element_udt
+        else:
+            base = self.data_type
+        if self.is_array:
+            base += "[]"
+        return base + ("" if self.nullable else " not null")
+
+
+@dataclass(frozen=True)
+class TagType:
+    table: str
+    fields: tuple[Field, ...]
+
+    @property
+    def name(self) -> str:
+        return display_name(self.table)
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+@dataclass(frozen=True)
+class Schema:
+    version: str  # schema_migrations.version, or "unknown"
+    dirty: bool | None
+    tag_types: tuple[TagType, ...]
+    skipped_tables: tuple[str, ...] = ()
+    reflected_at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
+
+    def tag(self, name_or_table: str) -> TagType | None:
+        return next(
+            (t for t in self.tag_types if name_or_table in (t.name, t.table)),
+            None,
+        )
+
+
+def display_name(table: str) -> str:
+    """`machine_os_installation_request` -> `OSInstallationRequest`."""
+    words = table.removeprefix("machine_").split("_")
+    return "".join("OS" if w == "os" else w[:1].upper() + w[1:] for w in words if w)
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier that came from the database (reflection)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def reflect(conn: asyncpg.Connection) -> Schema:
+    version, dirty = await _schema_version(conn)
+    columns: dict[str, list[asyncpg.Record]] = {}
+    for row in await conn.fetch(_TAG_COLUMNS_SQL):
+        columns.setdefault(row["table_name"], []).append(row)
+
+    udts = sorted({r["udt_name"].lstrip("_") for rows in columns.values() for r in rows})
+    enums = {r["typname"]: tuple(r["labels"]) for r in await conn.fetch(_ENUMS_SQL, udts)}
+
+    tag_types, skipped = [], []
+    for table, rows in columns.items():
+        if not any(r["column_name"] == "machine_id" for r in rows):
+            log.info("skipping table %s: it has no machine_id column, so it is not a tag", table)
+            skipped.append(table)
+            continue
+        fields = tuple(
+            Field(
+                name=r["column_name"],
+                data_type=r["data_type"],
+                udt_name=r["udt_name"],
+                nullable=r["nullable"],
+                enum_values=enums.get(r["udt_name"].lstrip("_"), ()),
+            )
+            for r in rows
+            if r["column_name"] != "machine_id"
+        )
+        tag_types.append(TagType(table, fields))
+    tag_types.sort(key=lambda t: t.name)
+    return Schema(version, dirty, tuple(tag_types), tuple(skipped))
+
+
+async def _schema_version(conn: asyncpg.Connection) -> tuple[str, bool | None]:
+    """golang-migrate's bookkeeping row; a BMDB without it has version "unknown"."""
+    try:
+        row = await conn.fetchrow("SELECT version, dirty FROM schema_migrations LIMIT 1")
+    except asyncpg.UndefinedTableError:
+        return "unknown", None
+    if row is None:
+        return "unknown", None
+    return str(row["version"]), bool(row["dirty"])
+
+

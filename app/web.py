@@ -1,0 +1,75 @@
+"""What every page handler shares: templates, the page's snapshot, full page vs fragment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import jinja2
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+
+from app import formatting
+from app.db import Database, Snapshot
+from app.reflection import Schema
+from app.schema_refresh import SchemaCache
+
+APP_DIR = Path(__file__).resolve().parent
+
+# Pages live in templates/, the fragments they include (and htmx fetches) in partials/.
+templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(APP_DIR),
+    autoescape=True,  # everything from the database is HTML-escaped
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.filters.update(formatting.FILTERS)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+async def page_snapshot(request: Request) -> AsyncIterator[Snapshot]:
+    db: Database = request.app.state.db
+    async with db.snapshot() as snap:
+        yield snap
+
+
+def current_schema(request: Request) -> Schema:
+    cache: SchemaCache = request.app.state.schema_cache
+    return cache.schema
+
+
+PageSnapshot = Annotated[Snapshot, Depends(page_snapshot)]
+CurrentSchema = Annotated[Schema, Depends(current_schema)]
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict,
+    *,
+    snap: Snapshot | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """Render a page (or a partial) with the header and footer context every page has."""
+    started = time.perf_counter()
+    app_state = request.app.state
+    cache: SchemaCache = app_state.schema_cache
+    full_context = {
+        "request": request,
+        "bmdb": app_state.bmdb_label,
+        "demo": app_state.settings.demo,
+        "schema": cache.schema if cache.loaded else None,
+        "snap": snap,
+        **context,
+    }
+    body = templates.get_template(template).render(full_context)
+    render_ms = (time.perf_counter() - started) * 1000
+    body = body.replace("__RENDER_MS__", f"{render_ms:.1f}")
+    return HTMLResponse(body, status_code=status_code, headers=headers)

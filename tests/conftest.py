@@ -1,0 +1,99 @@
+"""Real PostgreSQL for every test that touches data.
+
+`WEBUG_TEST_DSN` (a DSN to any database on a server we may create databases on)
+when set; otherwise an embedded PostgreSQL started once per run. Each test that
+writes gets its own database, cloned from a migrated template in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import tempfile
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+
+from app.dsn import with_database
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, on a thread of its own so no test loop is disturbed."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _admin(server_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _create_database(server_dsn: str, *, template: str | None = None) -> str:
+    name = f"webug_test_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    run_sync(_admin(server_dsn, f'CREATE DATABASE "{name}"{clause}'))
+    return name
+
+
+def _drop_database(server_dsn: str, name: str) -> None:
+    run_sync(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    """A DSN to a maintenance database on the test server."""
+    if dsn := os.environ.get("WEBUG_TEST_DSN"):
+        yield dsn
+        return
+    from app.embedded import start_server
+
+    data_dir = Path(tempfile.mkdtemp(prefix="webug-test-pg-")) / "data"
+    yield start_server(data_dir, cleanup="delete")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server_dsn: str) -> Iterator[str]:
+    from app.migrate import migrate
+
+    name = _create_database(pg_server_dsn)
+    run_sync(migrate(with_database(pg_server_dsn, name)))
+    yield name
+    _drop_database(pg_server_dsn, name)
+
+
+@pytest.fixture
+def empty_db_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A brand-new empty database."""
+    name = _create_database(pg_server_dsn)
+    yield with_database(pg_server_dsn, name)
+    _drop_database(pg_server_dsn, name)
+
+
+@pytest.fixture
+def migrated_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
+    """A fresh BMDB at the latest migration, with no rows: the test may write."""
+    name = _create_database(pg_server_dsn, template=migrated_template)
+    yield with_database(pg_server_dsn, name)
+    _drop_database(pg_server_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def seeded_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
+    """A seeded demo fleet shared by read-only tests: never write to it."""
+    from app.demo.seed import seed_fleet
+
+    name = _create_database(pg_server_dsn, template=migrated_template)
+    dsn = with_database(pg_server_dsn, name)
+    run_sync(seed_fleet(dsn, 300, rng_seed=7))
+    yield dsn
+    _drop_database(pg_server_dsn, name)
