@@ -25,6 +25,12 @@ class Settings(BaseSettings):
         False, description="CockroachDB: strict reads instead of follower reads"
     )
     pool_max_size: int = Field(10, ge=1, le=200, description="max BMDB connections")
+    provider_console_urls: dict[str, str] = Field(
+        default_factory=lambda: {
+            "Equinix": "https://console.equinix.com/devices/{provider_id}/overview"
+        },
+        description="provider -> console URL template (JSON), {provider_id} is replaced",
+    )
     demo_machines: int = Field(500, ge=1, le=1_000_000, description="demo fleet size")
     demo_data_dir: Path = Field(
         default_factory=_default_demo_dir, description="embedded PostgreSQL data dir"

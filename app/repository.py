@@ -7,11 +7,13 @@ Reflected identifiers are quoted; values are always bound parameters.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from app.db import Snapshot
+from app.machine_filters import SqlWhere
 from app.reflection import Schema, TagType, quote_ident
 
 
@@ -21,6 +23,9 @@ class WorkItem:
     process: str
     session_id: UUID
     component: str | None
+    runtime_info: str | None
+    session_created_at: datetime | None
+    interval_seconds: int | None
     session_deadline: datetime | None
     session_alive: bool
 
@@ -48,6 +53,16 @@ class Machine:
     work: list[WorkItem] = field(default_factory=list)
     backoffs: list[Backoff] = field(default_factory=list)
 
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever anything shown about the machine changes."""
+        return fingerprint((sorted(self.tags.items()), self.work, self.backoffs))
+
+
+def fingerprint(value: object) -> str:
+    """A short digest of a value's repr: row keys that change when the row does."""
+    return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
+
 
 def tag_select_sql(tag: TagType) -> str:
     columns = ", ".join(
@@ -62,19 +77,86 @@ def tag_select_sql(tag: TagType) -> str:
     )
 
 
-async def machine_ids_page(snap: Snapshot, *, after: UUID | None, limit: int) -> list[Machine]:
+async def machine_page(
+    snap: Snapshot, where: SqlWhere, *, after: UUID | None, limit: int
+) -> list[Machine]:
+    """One keyset page of filtered machines, by machine ID (the primary key)."""
+    params = [*where.params, after, limit]
+    n = len(where.params)
     rows = await snap.fetch(
-        "SELECT machine_id, machine_created_at FROM machines"
-        " WHERE $1::uuid IS NULL OR machine_id > $1::uuid"
-        " ORDER BY machine_id LIMIT $2",
-        after,
-        limit,
+        f"SELECT m.machine_id, m.machine_created_at FROM machines m WHERE {where.sql}"
+        f" AND (${n + 1}::uuid IS NULL OR m.machine_id > ${n + 1}::uuid)"
+        f" ORDER BY m.machine_id LIMIT ${n + 2}",
+        *params,
     )
     return [Machine(r["machine_id"], r["machine_created_at"]) for r in rows]
 
 
-async def count_machines(snap: Snapshot) -> int:
-    return await snap.fetchval("SELECT count(*) FROM machines")
+async def count_machines(snap: Snapshot, where: SqlWhere) -> int:
+    return await snap.fetchval(f"SELECT count(*) FROM machines m WHERE {where.sql}", *where.params)
+
+
+@dataclass
+class Facets:
+    """Counts over the filtered machines; each value is a link that adds the filter."""
+
+    tags: dict[str, int] = field(default_factory=dict)
+    provider: dict[str, int] = field(default_factory=dict)
+    status: dict[str, int] = field(default_factory=dict)
+    location: dict[str, int] = field(default_factory=dict)
+    work: dict[str, int] = field(default_factory=dict)
+    stale_work: int = 0
+    backoff: dict[str, int] = field(default_factory=dict)
+
+
+async def facets(snap: Snapshot, schema: Schema, where: SqlWhere) -> Facets:
+    result = Facets()
+    if schema.tag_types:
+        # One scan counts every tag type: the original's tag count table, filtered.
+        counts = ", ".join(
+            f"count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {quote_ident(t.table)} t"
+            " WHERE t.machine_id = m.machine_id))"
+            for t in schema.tag_types
+        )
+        row = await snap.fetchrow(f"SELECT {counts} FROM machines m WHERE {where.sql}",
+                                  *where.params)
+        result.tags = {t.name: row[i] for i, t in enumerate(schema.tag_types)}
+    if schema.tag("machine_provided") is not None:
+        rows = await snap.fetch(
+            "SELECT p.provider::text AS provider, p.provider_status::text AS status,"
+            " p.provider_location AS location, count(*) AS n"
+            f" FROM machines m JOIN machine_provided p ON p.machine_id = m.machine_id"
+            f" WHERE {where.sql} GROUP BY 1, 2, 3",
+            *where.params,
+        )
+        for r in rows:
+            for facet, value in (("provider", r["provider"]), ("status", r["status"] or "NULL"),
+                                 ("location", r["location"])):
+                if value is not None:
+                    counts = getattr(result, facet)
+                    counts[value] = counts.get(value, 0) + r["n"]
+    for r in await snap.fetch(
+        "SELECT w.process::text AS process, count(*) AS n,"
+        " count(*) FILTER (WHERE s.session_deadline <= now()) AS stale"
+        " FROM machines m JOIN work w ON w.machine_id = m.machine_id"
+        " JOIN sessions s ON s.session_id = w.session_id"
+        f" WHERE {where.sql} GROUP BY 1 ORDER BY 1",
+        *where.params,
+    ):
+        result.work[r["process"]] = r["n"]
+        result.stale_work += r["stale"]
+    for r in await snap.fetch(
+        "SELECT b.process::text AS process, count(*) AS n"
+        " FROM machines m JOIN work_backoff b ON b.machine_id = m.machine_id"
+        f" WHERE {where.sql} AND b.until > now() GROUP BY 1 ORDER BY 1",
+        *where.params,
+    ):
+        result.backoff[r["process"]] = r["n"]
+    for facet in (result.provider, result.status, result.location):
+        ordered = sorted(facet.items(), key=lambda kv: (-kv[1], kv[0]))
+        facet.clear()
+        facet.update(ordered)
+    return result
 
 
 async def machine_by_id(snap: Snapshot, machine_id: UUID) -> Machine | None:
@@ -103,7 +185,8 @@ async def fill_details(snap: Snapshot, schema: Schema, machines: list[Machine]) 
 async def work_for(snap: Snapshot, ids: list[UUID]) -> list[WorkItem]:
     rows = await snap.fetch(
         "SELECT w.machine_id, w.process::text AS process, w.session_id,"
-        " s.session_component_name, s.session_deadline,"
+        " s.session_component_name, s.session_runtime_info, s.session_created_at,"
+        " s.session_interval_seconds, s.session_deadline,"
         " coalesce(s.session_deadline > now(), false) AS alive"
         " FROM work w LEFT JOIN sessions s ON s.session_id = w.session_id"
         " WHERE w.machine_id = ANY($1::uuid[]) ORDER BY w.machine_id, w.process",
@@ -112,6 +195,7 @@ async def work_for(snap: Snapshot, ids: list[UUID]) -> list[WorkItem]:
     return [
         WorkItem(
             r["machine_id"], r["process"], r["session_id"], r["session_component_name"],
+            r["session_runtime_info"], r["session_created_at"], r["session_interval_seconds"],
             r["session_deadline"], r["alive"],
         )
         for r in rows
@@ -135,3 +219,59 @@ async def backoffs_for(snap: Snapshot, ids: list[UUID]) -> list[Backoff]:
     ]
 
 
+
+
+async def machine_by_provider(snap: Snapshot, provider: str, provider_id: str) -> UUID | None:
+    return await snap.fetchval(
+        "SELECT machine_id FROM machine_provided WHERE provider::text = $1 AND provider_id = $2",
+        provider,
+        provider_id,
+    )
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    process: str
+    event: str
+    timestamp: datetime
+    failed_cause: str | None
+
+
+_HISTORY_COLUMNS = "process::text AS process, event::text AS event, timestamp, failed_cause"
+
+
+def _history(rows) -> list[HistoryEvent]:
+    return [HistoryEvent(r["process"], r["event"], r["timestamp"], r["failed_cause"]) for r in rows]
+
+
+async def history_page(
+    snap: Snapshot, machine_id: UUID, *, process: str | None, offset: int, limit: int
+) -> list[HistoryEvent]:
+    """Newest first. work_history has no key, so pages are offsets into one snapshot."""
+    rows = await snap.fetch(
+        f"SELECT {_HISTORY_COLUMNS} FROM work_history"
+        " WHERE machine_id = $1 AND ($2::text IS NULL OR process::text = $2)"
+        " ORDER BY timestamp DESC OFFSET $3 LIMIT $4",
+        machine_id, process, offset, limit,
+    )
+    return _history(rows)
+
+
+async def history_summary(snap: Snapshot, machine_id: UUID) -> dict[str, int]:
+    """Event count per process for this machine (also tells whether any history exists)."""
+    rows = await snap.fetch(
+        "SELECT process::text AS process, count(*) AS n FROM work_history"
+        " WHERE machine_id = $1 GROUP BY 1 ORDER BY 1",
+        machine_id,
+    )
+    return {r["process"]: r["n"] for r in rows}
+
+
+async def recent_history(snap: Snapshot, machine_id: UUID, limit: int) -> list[HistoryEvent]:
+    """The newest `limit` events, oldest first (for the timeline)."""
+    rows = await snap.fetch(
+        f"SELECT * FROM (SELECT {_HISTORY_COLUMNS} FROM work_history WHERE machine_id = $1"
+        " ORDER BY timestamp DESC LIMIT $2) h ORDER BY timestamp",
+        machine_id, limit,
+    )
+    return _history(rows)

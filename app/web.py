@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,10 @@ from fastapi.responses import HTMLResponse
 from app import formatting
 from app.db import Database, Snapshot
 from app.reflection import Schema
+from app.repository import fingerprint
 from app.schema_refresh import SchemaCache
+from app.tag_hints import tag_hint
+from app.values import render_value
 
 APP_DIR = Path(__file__).resolve().parent
 
@@ -27,6 +31,9 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 templates.filters.update(formatting.FILTERS)
+templates.filters["fingerprint"] = fingerprint
+templates.globals["tag_hint"] = tag_hint
+templates.globals["render_value"] = render_value
 
 
 def is_htmx(request: Request) -> bool:
@@ -66,7 +73,9 @@ def render(
         "bmdb": app_state.bmdb_label,
         "demo": app_state.settings.demo,
         "schema": cache.schema if cache.loaded else None,
+        "tag_types": cache.schema.tag_types if cache.loaded else (),
         "snap": snap,
+        "now_utc": datetime.now(UTC).strftime("%H:%M:%SZ"),
         **context,
     }
     body = templates.get_template(template).render(full_context)

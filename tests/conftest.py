@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import tempfile
 import uuid
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+from fastapi.testclient import TestClient
 
 from app.dsn import with_database
 
@@ -97,3 +99,24 @@ def seeded_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     run_sync(seed_fleet(dsn, 300, rng_seed=7))
     yield dsn
     _drop_database(pg_server_dsn, name)
+
+
+@contextlib.contextmanager
+def webug_client(dsn: str, **overrides: Any) -> Iterator[TestClient]:
+    """A webug app on `dsn`, lifespan running (pool, first reflection, refresh task)."""
+    from app.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(dsn=dsn, **overrides))
+    with TestClient(app) as client:
+        yield client
+
+
+async def execute(dsn: str, *statements: str) -> None:
+    """Write to a test BMDB as a migration or a BMDB component would (webug itself can't)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()

@@ -1,4 +1,4 @@
-"""Machine list (/) and machine detail (/machine/{id}); data from app.repository."""
+"""The machine list (/): filters, facets, keyset pages, live table; data from app.repository."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from app import repository
+from app.machine_filters import FilterError, MachineFilters, build_where
 from app.web import CurrentSchema, PageSnapshot, is_htmx, render
 
 router = APIRouter()
+
+Text = Annotated[str | None, Query(max_length=200)]
+POLL_CHOICES = (2, 5, 10, 30)
 
 
 @router.get("/", name="machines")
@@ -19,41 +23,48 @@ async def machine_list(
     request: Request,
     snap: PageSnapshot,
     schema: CurrentSchema,
+    provider: Text = None,
+    status: Text = None,
+    location: Text = None,
+    has: Annotated[list[str], Query(max_length=50, description="tag names it has")] = [],  # noqa: B006
+    lacks: Annotated[list[str], Query(max_length=50, description="tag names it lacks")] = [],  # noqa: B006
+    work: Text = None,
+    backoff: Annotated[str | None, Query(max_length=200, description="active backoff process")] = None,
+    stale: bool = False,
+    q: Annotated[str | None, Query(max_length=200, description="machine/provider ID prefix")] = None,
     after: Annotated[UUID | None, Query(description="keyset: machine IDs after this one")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="page size")] = 100,
+    live: bool = True,
+    every: Annotated[int, Query(ge=1, le=300, description="poll interval, seconds")] = 5,
 ):
     started = time.perf_counter()
-    page = await repository.machine_ids_page(snap, after=after, limit=limit + 1)
+    filters = MachineFilters(
+        provider=provider, status=status, location=location, has=tuple(has), lacks=tuple(lacks),
+        work=work, backoff=backoff, stale=stale, q=q or None,
+    )
+    try:
+        where = build_where(filters, schema)
+    except FilterError as exc:
+        raise HTTPException(400, str(exc)) from None
+    page = await repository.machine_page(snap, where, after=after, limit=limit + 1)
     has_next = len(page) > limit
     page = page[:limit]
     await repository.fill_details(snap, schema, page)
-    total = await repository.count_machines(snap)
+    total = await repository.count_machines(snap, where)
+    fragment = is_htmx(request)
     context = {
+        "filters": filters,
         "machines": page,
         "total": total,
         "limit": limit,
         "after": after,
         "next_after": page[-1].machine_id if has_next else None,
-        "tag_names": [t.name for t in schema.tag_types],
+        "live": live,
+        "every": every,
+        "poll_choices": POLL_CHOICES,
+        # Facets scan the filtered fleet: computed per page view, never per poll.
+        "facets": None if fragment else await repository.facets(snap, schema, where),
         "server_ms": (time.perf_counter() - started) * 1000,
     }
-    template = "partials/machine_table.html" if is_htmx(request) else "templates/machines.html"
+    template = "partials/machine_table.html" if fragment else "templates/machines.html"
     return render(request, template, context, snap=snap)
-
-
-@router.get("/machine/{machine_id}", name="machine")
-async def machine_detail(request: Request, machine_id: str, snap: PageSnapshot,
-                         schema: CurrentSchema):
-    try:
-        parsed = UUID(machine_id)
-    except ValueError:
-        raise HTTPException(
-            400,
-            f"{machine_id!r} is not a machine ID: a machine ID is a UUID such as "
-            "3f2504e0-4f89-41d3-9a0c-0305e82c3301.",
-        ) from None
-    machine = await repository.machine_by_id(snap, parsed)
-    if machine is None:
-        raise HTTPException(404, f"No machine {parsed} in the BMDB.")
-    await repository.fill_details(snap, schema, [machine])
-    return render(request, "templates/machine.html", {"machine": machine}, snap=snap)

@@ -1,0 +1,23 @@
+"""The short form of a tag in the machine list: its name plus the value that tells most."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.formatting import relative
+from app.reflection import TagType
+
+
+def tag_hint(tag: TagType, values: dict[str, object]) -> str:
+    """e.g. `gen 3 Success` for an installation report, `2m ago` for a heartbeat."""
+    parts = []
+    if isinstance(values.get("generation"), int):
+        parts.append(f"gen {values['generation']}")
+    enum = next((f for f in tag.fields if f.is_enum and not f.is_array), None)
+    if enum is not None and values.get(enum.name) is not None:
+        parts.append(str(values[enum.name]))
+    if not parts:
+        stamp = next((v for v in values.values() if isinstance(v, datetime)), None)
+        if stamp is not None:
+            parts.append(relative(stamp))
+    return " ".join(parts)

@@ -1,0 +1,102 @@
+"""A machine's work over time as SVG geometry: one lane per process.
+
+Bars: work (Started -> Finished/Failed/Canceled, or still running), backoffs
+(from the failure to `until`); ticks mark failures. The template draws it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from app.formatting import utc
+from app.repository import Backoff, HistoryEvent, WorkItem
+
+WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
+END_EVENTS = {"Finished", "Failed", "Canceled"}
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    kind: str  # finished, failed, canceled, running, open, backoff
+    title: str
+
+
+@dataclass
+class Timeline:
+    start: datetime
+    end: datetime
+    lanes: list[tuple[str, float]] = field(default_factory=list)  # (process, y)
+    bars: list[Bar] = field(default_factory=list)
+    failures: list[tuple[float, float, str]] = field(default_factory=list)  # x, y, title
+    axis: list[tuple[float, str]] = field(default_factory=list)  # x, label
+    width: int = WIDTH
+    label_width: int = LABEL_WIDTH
+
+    @property
+    def height(self) -> int:
+        return AXIS_HEIGHT + LANE_HEIGHT * max(len(self.lanes), 1) + 4
+
+
+def build_timeline(
+    events: list[HistoryEvent], work: list[WorkItem], backoffs: list[Backoff], now: datetime
+) -> Timeline | None:
+    """None when there is nothing to draw."""
+    backoff_spans = [
+        (b.until - timedelta(seconds=b.last_interval_seconds or 0), b.until, b) for b in backoffs
+    ]
+    times = [e.timestamp for e in events] + [s for s, _, _ in backoff_spans]
+    if not times:
+        return None
+    start = min(times)
+    end = max([now, *(u for _, u, _ in backoff_spans)])
+    if end <= start:
+        end = start + timedelta(minutes=1)
+    timeline = Timeline(start, end)
+    scale = (WIDTH - LABEL_WIDTH) / (end - start).total_seconds()
+
+    def x(ts: datetime) -> float:
+        return LABEL_WIDTH + max(0.0, (ts - start).total_seconds()) * scale
+
+    processes = sorted({e.process for e in events} | {w.process for w in work}
+                       | {b.process for b in backoffs})
+    lane_y = {p: AXIS_HEIGHT + i * LANE_HEIGHT for i, p in enumerate(processes)}
+    timeline.lanes = [(p, lane_y[p]) for p in processes]
+    running = {w.process for w in work}
+
+    def bar(begin: datetime, finish: datetime, process: str, kind: str, title: str) -> None:
+        left = x(begin)
+        timeline.bars.append(
+            Bar(left, lane_y[process] + 3, max(x(finish) - left, 2.0), kind, title)
+        )
+
+    open_since: dict[str, datetime] = {}
+    for e in events:
+        if e.event == "Started":
+            if e.process in open_since:  # a start without an end: the earlier one was lost
+                bar(open_since[e.process], e.timestamp, e.process, "open", "no end recorded")
+            open_since[e.process] = e.timestamp
+        elif e.event in END_EVENTS:
+            began = open_since.pop(e.process, e.timestamp)
+            cause = f": {e.failed_cause}" if e.failed_cause else ""
+            bar(began, e.timestamp, e.process, e.event.lower(),
+                f"{e.process} {e.event} {utc(e.timestamp)}{cause}")
+            if e.event == "Failed":
+                timeline.failures.append((x(e.timestamp), lane_y[e.process] + 9,
+                                          f"Failed {utc(e.timestamp)}{cause}"))
+    for process, began in open_since.items():
+        kind = "running" if process in running else "open"
+        bar(began, now, process, kind, f"{process} started {utc(began)}, "
+            + ("still running" if kind == "running" else "no end recorded"))
+    for begin, until, b in backoff_spans:
+        bar(begin, until, b.process, "backoff",
+            f"{b.process} backoff until {utc(until)}: {b.cause}")
+    timeline.axis = [
+        (LABEL_WIDTH + i * (WIDTH - LABEL_WIDTH) / 4,
+         utc(start + (end - start) * i / 4)[5:16])
+        for i in range(5)
+    ]
+    return timeline

@@ -1,0 +1,3 @@
+-- installation_tags: drop the OS installation tags.
+DROP TABLE machine_os_installation_report;
+DROP TABLE machine_os_installation_request;
