@@ -120,3 +120,15 @@ async def execute(dsn: str, *statements: str) -> None:
             await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def small_fleet_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
+    """tests/fleet.py's hand-built fleet, shared by read-only tests: never write to it."""
+    from tests.fleet import load_small_fleet
+
+    name = _create_database(pg_server_dsn, template=migrated_template)
+    dsn = with_database(pg_server_dsn, name)
+    load_small_fleet(dsn)
+    yield dsn
+    _drop_database(pg_server_dsn, name)

@@ -1,0 +1,114 @@
+"""Machine detail, its live and history fragments, and provider hot links (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import execute, run_sync, webug_client
+from tests.fleet import ALIVE, DEAD, load_small_fleet, mid
+
+HTMX = {"HX-Request": "true"}
+
+
+@pytest.fixture(scope="module")
+def client(small_fleet_dsn):
+    with webug_client(small_fleet_dsn) as c:
+        yield c
+
+
+def test_detail_page_shows_work_sessions_backoffs_and_tags(client):
+    page = client.get(f"/machine/{mid(2)}")
+    assert page.status_code == 200
+    text = page.text
+    assert f'data-copy="{mid(2)}"' in text
+    assert "1 active work" in text and "1 active backoffs" in text
+    assert f'href="/session/{DEAD}"' in text and "shepherd-lumen" in text
+    assert "STALE — session expired" in text
+    assert "ssh: connection refused &lt;script&gt;" in text and "<script>alert" not in text
+    assert "lumen-0002" in text and "Missing" in text
+    assert "Without:" in text and "lacks=AgentStarted" in text
+    assert 'hx-get="/machine/' in text and 'hx-trigger="revealed"' in text  # lazy history
+    assert "console.equinix.com" not in text  # no console template for Lumen
+
+
+def test_live_work_is_alive_and_console_link_is_templated(client):
+    text = client.get(f"/machine/{mid(1)}").text
+    assert f'href="/session/{ALIVE}"' in text and "alive" in text and "STALE" not in text
+    assert 'href="https://console.equinix.com/devices/eq-aaa/overview"' in text
+
+
+def test_live_fragment_polls_and_answers_304_when_unchanged(client):
+    fragment = client.get(f"/machine/{mid(2)}/live", headers=HTMX)
+    assert fragment.status_code == 200
+    assert fragment.text.startswith('<div id="machine-live"')
+    assert "every 2s [document.visibilityState === 'visible']" in fragment.text
+    ptag = fragment.headers["HX-PTag"]
+    assert f'hx-ptag="{ptag}"' in fragment.text
+    unchanged = client.get(f"/machine/{mid(2)}/live", headers={**HTMX, "HX-PTag": ptag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    stale_tag = client.get(f"/machine/{mid(2)}/live", headers={**HTMX, "HX-PTag": "old"})
+    assert stale_tag.status_code == 200
+
+
+def test_paused_fragment_has_no_trigger(client):
+    fragment = client.get(f"/machine/{mid(2)}/live?live=0", headers=HTMX).text
+    assert "hx-trigger" not in fragment and "resume live updates" in fragment
+
+
+def test_history_newest_first_filterable_paginated_with_timeline(client):
+    text = client.get(f"/machine/{mid(2)}/history", headers=HTMX).text
+    assert text.startswith('<section id="history"')
+    events = re.findall(r'<span class="event">(\w+)</span>', text)
+    assert events == ["Started", "Failed", "Started"]  # newest first
+    assert "ssh: refused" in text
+    assert "<svg" in text and 'class="failure"' in text and 'class="bar backoff"' in text
+    only = client.get(f"/machine/{mid(2)}/history?process=ShepherdAgentStart", headers=HTMX).text
+    assert re.findall(r'<span class="event">(\w+)</span>', only) == ["Started"]
+    first = client.get(f"/machine/{mid(2)}/history?limit=2", headers=HTMX).text
+    assert len(re.findall(r'class="event"', first)) == 2 and "older »" in first
+    second = client.get(f"/machine/{mid(2)}/history?limit=2&offset=2", headers=HTMX).text
+    assert re.findall(r'<span class="event">(\w+)</span>', second) == ["Started"]
+    assert "« newer" in second and "older »" not in second
+
+
+def test_deleted_machine_is_404_but_links_its_history(client):
+    gone = client.get(f"/machine/{mid(99)}")
+    assert gone.status_code == 404
+    assert f'href="/machine/{mid(99)}/history">2 work history events' in gone.text
+    history = client.get(f"/machine/{mid(99)}/history")
+    assert history.status_code == 200 and "no longer exists" in history.text
+    assert re.findall(r'<span class="event">(\w+)</span>', history.text) == ["Finished", "Started"]
+    never = client.get(f"/machine/{mid(98)}")
+    assert never.status_code == 404 and "no work history for it either" in never.text
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "1234", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"])
+def test_invalid_machine_id_is_a_400_that_explains_the_format(client, bad):
+    for suffix in ("", "/live", "/history"):
+        response = client.get(f"/machine/{bad}{suffix}")
+        assert response.status_code == 400
+        assert "is not a machine ID: a machine ID is a UUID" in response.text
+
+
+def test_provider_hot_link_redirects_to_the_machine(client):
+    found = client.get("/provider/Lumen/lumen-0002", follow_redirects=False)
+    assert found.status_code == 303 and found.headers["location"] == f"/machine/{mid(2)}"
+    missing = client.get("/provider/Lumen/nope")
+    assert missing.status_code == 404 and "nope" in missing.text
+
+
+def test_machine_deleted_while_watched_stops_the_poll_and_says_so(migrated_db_dsn):
+    load_small_fleet(migrated_db_dsn)
+    with webug_client(migrated_db_dsn) as client:
+        assert client.get(f"/machine/{mid(3)}/live", headers=HTMX).status_code == 200
+        run_sync(execute(
+            migrated_db_dsn,
+            f"DELETE FROM work_backoff WHERE machine_id = '{mid(3)}'",
+            f"DELETE FROM machine_provided WHERE machine_id = '{mid(3)}'",
+            f"DELETE FROM machines WHERE machine_id = '{mid(3)}'",
+        ))
+        gone = client.get(f"/machine/{mid(3)}/live", headers=HTMX)
+    assert gone.status_code == 404
+    assert "was deleted" in gone.text and "hx-trigger" not in gone.text

@@ -1,0 +1,132 @@
+"""The machine list on a real PostgreSQL: filters, facets, keyset pages, fragments, errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import webug_client
+from tests.fleet import MACHINES, mid
+
+ROW = re.compile(r'<tr id="m-([0-9a-f-]{36})"')
+
+
+@pytest.fixture(scope="module")
+def client(small_fleet_dsn):
+    with webug_client(small_fleet_dsn) as c:
+        yield c
+
+
+def listed(client, query: str = "") -> list[str]:
+    response = client.get("/?" + query)
+    assert response.status_code == 200, response.text
+    return ROW.findall(response.text)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("provider=Equinix", [1, 3]),
+        ("provider=Lumen", [2]),
+        ("status=Running", [1]),
+        ("status=NULL", [3]),
+        ("location=fr5", [1, 3]),
+        ("has=Provided", [1, 2, 3]),
+        ("has=AgentStarted&has=Provided", [1]),
+        ("lacks=Provided&limit=3", [4, 5, 6]),
+        ("has=Provided&lacks=AgentStarted", [2, 3]),
+        ("work=ShepherdAccess", [1]),
+        ("work=ShepherdAgentStart", [2]),
+        ("backoff=ShepherdAccess", [2]),
+        ("backoff=ShepherdRecovery", []),  # expired backoffs are not active
+        ("stale=1", [2]),
+        ("q=00000003", [3]),
+        ("q=0000000", list(range(1, 13))),  # a machine ID prefix
+        ("q=eq-", [1, 3]),  # provider ID prefix
+        ("q=lumen-0002", [2]),
+        ("q=%25", []),  # LIKE wildcards are literal
+        ("provider=Equinix&status=Running&work=ShepherdAccess", [1]),
+    ],
+)
+def test_each_filter_selects_exactly_its_machines(client, query, expected):
+    assert listed(client, query) == [str(mid(n)) for n in expected]
+
+
+def test_facets_count_the_filtered_machines_and_link_their_filter(client):
+    page = client.get("/?provider=Equinix").text
+    # Tag facet: 2 Equinix machines have Provided, 1 has AgentStarted.
+    assert re.search(r'has=Provided&amp;limit=100"[^>]*>2</a>', page)
+    assert re.search(r'has=AgentStarted&amp;limit=100"[^>]*>1</a>', page)
+    assert re.search(r'provider=Equinix&amp;status=Running&amp;limit=100">Running</a> '
+                     r'<span class="n">1</span>', page)
+    assert re.search(r'>NULL</a> <span class="n">1</span>', page)
+    whole = client.get("/").text
+    assert re.search(r'>Lumen</a> <span class="n">1</span>', whole)
+    assert re.search(r'>ShepherdAgentStart</a> <span class="n">1</span>', whole)
+    assert "stale work 1" in whole
+    # Active filters are shown with a link that removes them.
+    assert 'href="/?limit=100" title="remove this filter">provider: Equinix' in page
+
+
+def test_keyset_pagination_walks_the_fleet_without_gaps(client):
+    seen, query = [], "limit=5"
+    for _ in range(MACHINES):
+        page = client.get("/?" + query).text
+        seen += ROW.findall(page)
+        assert f"of {MACHINES}" in page
+        nxt = re.search(r'rel="next" href="/\?([^"]+)"', page)
+        if not nxt:
+            break
+        query = nxt.group(1).replace("&amp;", "&")
+    assert seen == [str(mid(n)) for n in range(1, MACHINES + 1)]
+    assert listed(client, f"after={mid(MACHINES)}") == []
+
+
+def test_stale_work_and_backoffs_are_marked_and_escaped(client):
+    page = client.get("/").text
+    row2 = page[page.index(f'id="m-{mid(2)}"'):]
+    row2 = row2[: row2.index("</tr>")]
+    assert "ShepherdAgentStart · stale" in row2
+    assert 'class="badge warn"' in row2  # active backoff
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # full cause on hover, inert
+    row3 = page[page.index(f'id="m-{mid(3)}"'):]
+    assert 'class="badge dim"' in row3[: row3.index("</tr>")]  # expired backoff
+
+
+def test_htmx_poll_gets_the_table_fragment_with_filters_and_page_kept(client):
+    full = client.get(f"/?provider=Equinix&after={mid(1)}&limit=5")
+    assert full.text.startswith("<!doctype html>") and "Tags</h4>" in full.text
+    fragment = client.get(f"/?provider=Equinix&after={mid(1)}&limit=5",
+                          headers={"HX-Request": "true"})
+    assert fragment.status_code == 200
+    assert fragment.text.startswith('<div id="machine-table"')
+    assert "<html" not in fragment.text and "Tags</h4>" not in fragment.text
+    assert f'hx-get="/?provider=Equinix&amp;after={mid(1)}&amp;limit=5&amp;every=5"' in fragment.text
+    assert "every 5s [document.visibilityState === 'visible']" in fragment.text
+    assert ROW.findall(fragment.text) == [str(mid(3))]
+
+
+def test_paused_table_is_served_without_its_poll_trigger(client):
+    fragment = client.get("/?live=0", headers={"HX-Request": "true"}).text
+    assert "hx-trigger" not in fragment.split("<table")[0]
+    assert "resume live updates" in fragment
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "says"),
+    [
+        ("limit=0", 400, "limit"),
+        ("limit=abc", 400, "limit"),
+        ("after=not-a-uuid", 400, "after"),
+        ("has=NoSuchTag", 400, "no tag type"),
+        ("every=0", 400, "every"),
+        ("q=" + "a" * 500, 400, "q"),
+    ],
+)
+def test_bad_list_parameters_get_a_clear_400_page(client, query, status, says):
+    response = client.get("/?" + query)
+    assert response.status_code == status
+    assert says in response.text and "Traceback" not in response.text
+    assert "<h1>" in response.text
