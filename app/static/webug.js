@@ -33,6 +33,26 @@
     b.hidden = false;
   });
 
+  // Relative times ("3m ago", "in 20s") tick in the browser, so countdowns stay live
+  // between polls and an unchanged poll can answer 304 without going stale.
+  const span = (seconds) => {
+    let s = Math.floor(Math.abs(seconds));
+    if (s < 60) return s + "s";
+    let m = Math.floor(s / 60); s %= 60;
+    if (m < 60) return s ? `${m}m ${s}s` : `${m}m`;
+    let h = Math.floor(m / 60); m %= 60;
+    if (h < 48) return m ? `${h}h ${m}m` : `${h}h`;
+    const d = Math.floor(h / 24); h %= 24;
+    return h ? `${d}d ${h}h` : `${d}d`;
+  };
+  setInterval(() => {
+    const now = Date.now();
+    document.querySelectorAll("time[data-relative]").forEach((el) => {
+      const delta = (Date.parse(el.getAttribute("datetime")) - now) / 1000;
+      el.textContent = delta > 0 ? `in ${span(delta)}` : `${span(delta)} ago`;
+    });
+  }, 1000);
+
   // Copy buttons: <button class="copy" data-copy="text">.
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button.copy");
