@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     simulate_cmd.add_argument("--tick-seconds", type=float, default=1.0)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     if args.command == "migrate":
         from app.migrate import DirtyDatabaseError, migrate

@@ -9,6 +9,7 @@ lock makes sure only one of them seeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -36,10 +37,9 @@ async def create_database(server_dsn: str, name: str) -> str:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            try:
+            # Another webug may create it in the meantime.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another webug created it in the meantime
     finally:
         await conn.close()
     return with_database(server_dsn, name)

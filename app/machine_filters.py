@@ -67,8 +67,9 @@ class MachineFilters:
 
 
 def _replace(filters: MachineFilters, name: str, value: object) -> MachineFilters:
-    return MachineFilters(**{**{f.name: getattr(filters, f.name) for f in fields(filters)},
-                             name: value})
+    return MachineFilters(
+        **{**{f.name: getattr(filters, f.name) for f in fields(filters)}, name: value}
+    )
 
 
 @dataclass

@@ -84,11 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _error_page(request: Request, status: int, title: str, detail: str):
+    context = {"status": status, "title": title, "detail": detail}
     return render(
         request,
         "templates/error.html",
-        {"status": status, "title": title, "detail": detail},
+        context,
         status_code=status,
+        data=lambda: {"status": status, "error": title, "detail": detail},
     )
 
 
@@ -98,8 +100,9 @@ def _install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         titles = {404: "Not found", 400: "Bad request", 405: "Method not allowed"}
-        return _error_page(request, exc.status_code, titles.get(exc.status_code, "Error"),
-                           str(exc.detail))
+        return _error_page(
+            request, exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError):
@@ -111,25 +114,39 @@ def _install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(SchemaNotLoaded)
     async def not_ready(request: Request, exc: SchemaNotLoaded):
-        return _error_page(request, 503, "BMDB unreachable, retrying",
-                           "webug has not been able to read the BMDB schema yet.")
+        return _error_page(
+            request,
+            503,
+            "BMDB unreachable, retrying",
+            "webug has not been able to read the BMDB schema yet.",
+        )
 
     @app.exception_handler(asyncpg.QueryCanceledError)
     async def timed_out(request: Request, exc: asyncpg.QueryCanceledError):
-        return _error_page(request, 504, "Query timed out",
-                           f"The BMDB did not answer within the statement timeout: {exc}")
+        return _error_page(
+            request,
+            504,
+            "Query timed out",
+            f"The BMDB did not answer within the statement timeout: {exc}",
+        )
 
     for unavailable in DB_UNAVAILABLE:
+
         @app.exception_handler(unavailable)
         async def db_down(request: Request, exc: Exception):
-            return _error_page(request, 503, "BMDB unreachable, retrying",
-                               f"{type(exc).__name__}: {exc}")
+            return _error_page(
+                request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
+            )
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)
-        return _error_page(request, 500, "Internal error",
-                           "webug failed to render this page; the error is in its log.")
+        return _error_page(
+            request,
+            500,
+            "Internal error",
+            "webug failed to render this page; the error is in its log.",
+        )
 
 
 app = create_app()

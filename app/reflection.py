@@ -16,10 +16,11 @@ log = logging.getLogger(__name__)
 
 # Types asyncpg decodes itself (element types for arrays too). Anything else is read
 # through its text form, so an unknown type added by a migration still shows.
-NATIVE_UDTS = frozenset(
-    "text varchar bpchar name char bytea int2 int4 int8 numeric float4 float8 bool uuid "
-    "timestamp timestamptz date time timetz interval json jsonb inet cidr macaddr oid".split()
-)
+NATIVE_UDTS = frozenset({
+    "text", "varchar", "bpchar", "name", "char", "bytea", "int2", "int4", "int8", "numeric",
+    "float4", "float8", "bool", "uuid", "timestamp", "timestamptz", "date", "time", "timetz",
+    "interval", "json", "jsonb", "inet", "cidr", "macaddr", "oid",
+})  # fmt: skip
 
 _TAG_COLUMNS_SQL = r"""
 SELECT c.table_name, c.column_name, c.data_type, c.udt_name, c.is_nullable = 'YES' AS nullable
@@ -161,5 +162,3 @@ async def _schema_version(conn: asyncpg.Connection) -> tuple[str, bool | None]:
     if row is None:
         return "unknown", None
     return str(row["version"]), bool(row["dirty"])
-
-

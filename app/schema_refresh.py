@@ -76,8 +76,9 @@ class SchemaCache:
                 except Exception as exc:
                     self.failures += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning("schema reflection failed (attempt %d): %s", attempt.num,
-                                self.last_error)
+                    log.warning(
+                        "schema reflection failed (attempt %d): %s", attempt.num, self.last_error
+                    )
                     raise
         raise AssertionError("unreachable: attempts=None retries forever")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.formatting import utc
-from app.repository import Backoff, HistoryEvent, WorkItem
+from app.repository.machines import Backoff, HistoryEvent, WorkItem
 
 WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
 END_EVENTS = {"Finished", "Failed", "Canceled"}
@@ -61,8 +61,9 @@ def build_timeline(
     def x(ts: datetime) -> float:
         return LABEL_WIDTH + max(0.0, (ts - start).total_seconds()) * scale
 
-    processes = sorted({e.process for e in events} | {w.process for w in work}
-                       | {b.process for b in backoffs})
+    processes = sorted(
+        {e.process for e in events} | {w.process for w in work} | {b.process for b in backoffs}
+    )
     lane_y = {p: AXIS_HEIGHT + i * LANE_HEIGHT for i, p in enumerate(processes)}
     timeline.lanes = [(p, lane_y[p]) for p in processes]
     running = {w.process for w in work}
@@ -82,21 +83,33 @@ def build_timeline(
         elif e.event in END_EVENTS:
             began = open_since.pop(e.process, e.timestamp)
             cause = f": {e.failed_cause}" if e.failed_cause else ""
-            bar(began, e.timestamp, e.process, e.event.lower(),
-                f"{e.process} {e.event} {utc(e.timestamp)}{cause}")
+            bar(
+                began,
+                e.timestamp,
+                e.process,
+                e.event.lower(),
+                f"{e.process} {e.event} {utc(e.timestamp)}{cause}",
+            )
             if e.event == "Failed":
-                timeline.failures.append((x(e.timestamp), lane_y[e.process] + 9,
-                                          f"Failed {utc(e.timestamp)}{cause}"))
+                timeline.failures.append(
+                    (x(e.timestamp), lane_y[e.process] + 9, f"Failed {utc(e.timestamp)}{cause}")
+                )
     for process, began in open_since.items():
         kind = "running" if process in running else "open"
-        bar(began, now, process, kind, f"{process} started {utc(began)}, "
-            + ("still running" if kind == "running" else "no end recorded"))
+        bar(
+            began,
+            now,
+            process,
+            kind,
+            f"{process} started {utc(began)}, "
+            + ("still running" if kind == "running" else "no end recorded"),
+        )
     for begin, until, b in backoff_spans:
-        bar(begin, until, b.process, "backoff",
-            f"{b.process} backoff until {utc(until)}: {b.cause}")
+        bar(
+            begin, until, b.process, "backoff", f"{b.process} backoff until {utc(until)}: {b.cause}"
+        )
     timeline.axis = [
-        (LABEL_WIDTH + i * (WIDTH - LABEL_WIDTH) / 4,
-         utc(start + (end - start) * i / 4)[5:16])
+        (LABEL_WIDTH + i * (WIDTH - LABEL_WIDTH) / 4, utc(start + (end - start) * i / 4)[5:16])
         for i in range(5)
     ]
     return timeline

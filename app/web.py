@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 import jinja2
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 
 from app import formatting
 from app.db import Database, Snapshot
 from app.reflection import Schema
-from app.repository import fingerprint
+from app.repository.machines import fingerprint
 from app.schema_refresh import SchemaCache
 from app.tag_hints import tag_hint
 from app.values import render_value
@@ -38,6 +40,15 @@ templates.globals["render_value"] = render_value
 
 def is_htmx(request: Request) -> bool:
     return request.headers.get("HX-Request") == "true"
+
+
+def wants_json(request: Request) -> bool:
+    """The JSON twin is asked for with ?format=json or an Accept that prefers JSON."""
+    fmt = request.query_params.get("format")
+    if fmt is not None:
+        return fmt == "json"
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
 
 
 async def page_snapshot(request: Request) -> AsyncIterator[Snapshot]:
@@ -63,8 +74,19 @@ def render(
     snap: Snapshot | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
-) -> HTMLResponse:
-    """Render a page (or a partial) with the header and footer context every page has."""
+    data: Callable[[], BaseModel | dict] | None = None,
+) -> Response:
+    """Render a page (or a partial) with the header and footer context every page has.
+
+    `data` builds the page's JSON twin, served instead when the client asks for JSON.
+    """
+    if data is not None and wants_json(request):
+        payload = jsonable_encoder(data())
+        if snap is not None and isinstance(payload, dict):
+            payload["queries"] = [
+                {"sql": q.sql, "ms": round(q.ms, 3), "rows": q.rows} for q in snap.queries
+            ]
+        return JSONResponse(payload, status_code=status_code, headers=headers)
     started = time.perf_counter()
     app_state = request.app.state
     cache: SchemaCache = app_state.schema_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from tests.conftest import execute, run_sync
+from tests.support import execute, run_sync
 
 
 def mid(n: int) -> UUID:
@@ -29,7 +29,8 @@ SMALL_FLEET = [
         ('{mid(1)}', 'Equinix', 'eq-aaa', 'fr5', '10.0.0.1', 'Running'),
         ('{mid(2)}', 'Lumen', 'lumen-0002', 'ny7', '10.0.0.2', 'Missing'),
         ('{mid(3)}', 'Equinix', 'eq-ccc', 'fr5', NULL, NULL)""",
-    f"""INSERT INTO machine_agent_started VALUES ('{mid(1)}', now() - interval '1 day', '\\x0102')""",
+    f"""INSERT INTO machine_agent_started
+        VALUES ('{mid(1)}', now() - interval '1 day', '\\x0102')""",
     f"""INSERT INTO work VALUES ('{mid(1)}', '{ALIVE}', 'ShepherdAccess'),
                               ('{mid(2)}', '{DEAD}', 'ShepherdAgentStart')""",
     f"""INSERT INTO work_backoff VALUES

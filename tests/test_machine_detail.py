@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.conftest import execute, run_sync, webug_client
 from tests.fleet import ALIVE, DEAD, load_small_fleet, mid
+from tests.support import execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
 
@@ -103,12 +103,14 @@ def test_machine_deleted_while_watched_stops_the_poll_and_says_so(migrated_db_ds
     load_small_fleet(migrated_db_dsn)
     with webug_client(migrated_db_dsn) as client:
         assert client.get(f"/machine/{mid(3)}/live", headers=HTMX).status_code == 200
-        run_sync(execute(
-            migrated_db_dsn,
-            f"DELETE FROM work_backoff WHERE machine_id = '{mid(3)}'",
-            f"DELETE FROM machine_provided WHERE machine_id = '{mid(3)}'",
-            f"DELETE FROM machines WHERE machine_id = '{mid(3)}'",
-        ))
+        run_sync(
+            execute(
+                migrated_db_dsn,
+                f"DELETE FROM work_backoff WHERE machine_id = '{mid(3)}'",
+                f"DELETE FROM machine_provided WHERE machine_id = '{mid(3)}'",
+                f"DELETE FROM machines WHERE machine_id = '{mid(3)}'",
+            )
+        )
         gone = client.get(f"/machine/{mid(3)}/live", headers=HTMX)
     assert gone.status_code == 404
     assert "was deleted" in gone.text and "hx-trigger" not in gone.text

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.conftest import webug_client
 from tests.fleet import MACHINES, mid
+from tests.support import webug_client
 
 ROW = re.compile(r'<tr id="m-([0-9a-f-]{36})"')
 
@@ -58,8 +58,11 @@ def test_facets_count_the_filtered_machines_and_link_their_filter(client):
     # Tag facet: 2 Equinix machines have Provided, 1 has AgentStarted.
     assert re.search(r'has=Provided&amp;limit=100"[^>]*>2</a>', page)
     assert re.search(r'has=AgentStarted&amp;limit=100"[^>]*>1</a>', page)
-    assert re.search(r'provider=Equinix&amp;status=Running&amp;limit=100">Running</a> '
-                     r'<span class="n">1</span>', page)
+    assert re.search(
+        r'provider=Equinix&amp;status=Running&amp;limit=100">Running</a> '
+        r'<span class="n">1</span>',
+        page,
+    )
     assert re.search(r'>NULL</a> <span class="n">1</span>', page)
     whole = client.get("/").text
     assert re.search(r'>Lumen</a> <span class="n">1</span>', whole)
@@ -85,25 +88,28 @@ def test_keyset_pagination_walks_the_fleet_without_gaps(client):
 
 def test_stale_work_and_backoffs_are_marked_and_escaped(client):
     page = client.get("/").text
-    row2 = page[page.index(f'id="m-{mid(2)}"'):]
+    row2 = page[page.index(f'id="m-{mid(2)}"') :]
     row2 = row2[: row2.index("</tr>")]
     assert "ShepherdAgentStart · stale" in row2
     assert 'class="badge warn"' in row2  # active backoff
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # full cause on hover, inert
-    row3 = page[page.index(f'id="m-{mid(3)}"'):]
+    row3 = page[page.index(f'id="m-{mid(3)}"') :]
     assert 'class="badge dim"' in row3[: row3.index("</tr>")]  # expired backoff
 
 
 def test_htmx_poll_gets_the_table_fragment_with_filters_and_page_kept(client):
     full = client.get(f"/?provider=Equinix&after={mid(1)}&limit=5")
     assert full.text.startswith("<!doctype html>") and "Tags</h4>" in full.text
-    fragment = client.get(f"/?provider=Equinix&after={mid(1)}&limit=5",
-                          headers={"HX-Request": "true"})
+    fragment = client.get(
+        f"/?provider=Equinix&after={mid(1)}&limit=5", headers={"HX-Request": "true"}
+    )
     assert fragment.status_code == 200
     assert fragment.text.startswith('<div id="machine-table"')
     assert "<html" not in fragment.text and "Tags</h4>" not in fragment.text
-    assert f'hx-get="/?provider=Equinix&amp;after={mid(1)}&amp;limit=5&amp;every=5"' in fragment.text
+    assert (
+        f'hx-get="/?provider=Equinix&amp;after={mid(1)}&amp;limit=5&amp;every=5"' in fragment.text
+    )
     assert "every 5s [document.visibilityState === 'visible']" in fragment.text
     assert ROW.findall(fragment.text) == [str(mid(3))]
 

@@ -9,12 +9,16 @@ import asyncpg
 from app.config import Settings
 from app.db import Database
 from app.reflection import display_name, reflect
-from app.repository import Machine, fill_details
-from tests.conftest import execute, webug_client
+from app.repository.machines import Machine, fill_details
+from tests.support import execute, webug_client
 
 UPSTREAM_TAGS = {
-    "AgentHeartbeat", "AgentStarted", "HardwareReport", "OSInstallationReport",
-    "OSInstallationRequest", "Provided",
+    "AgentHeartbeat",
+    "AgentStarted",
+    "HardwareReport",
+    "OSInstallationReport",
+    "OSInstallationRequest",
+    "Provided",
 }
 
 
@@ -40,7 +44,12 @@ async def test_upstream_schema_reflects_tags_fields_and_version(migrated_db_dsn)
     status = provided.field("provider_status")
     assert status.is_enum and status.nullable
     assert status.enum_values == (
-        "Missing", "Provisioning", "ProvisioningFailedPermanent", "Running", "Stopped", "Unknown",
+        "Missing",
+        "Provisioning",
+        "ProvisioningFailedPermanent",
+        "Running",
+        "Stopped",
+        "Unknown",
     )
     assert provided.field("machine_id") is None  # the key is not a field
     assert schema.tag("OSInstallationRequest").field("generation").human_type == "bigint not null"
@@ -96,8 +105,7 @@ async def test_every_postgresql_type_comes_through(migrated_db_dsn):
     await db.open()
     try:
         async with db.snapshot() as snap:
-            machine = Machine(__import__("uuid").UUID("11111111-1111-1111-1111-111111111111"),
-                              None)
+            machine = Machine(__import__("uuid").UUID("11111111-1111-1111-1111-111111111111"), None)
             await fill_details(snap, schema, [machine])
     finally:
         await db.close()
@@ -115,13 +123,13 @@ async def test_every_postgresql_type_comes_through(migrated_db_dsn):
 
 
 def test_machine_page_shows_a_tag_table_of_unseen_types(migrated_db_dsn):
-    from tests.conftest import run_sync
+    from tests.support import run_sync
 
     run_sync(execute(migrated_db_dsn, EVERY_TYPE_TABLE))
     with webug_client(migrated_db_dsn) as client:
         listing = client.get("/")
         assert listing.status_code == 200
-        assert 'Odd &#34;tag&#34;' in listing.text or "Odd &quot;tag&quot;" in listing.text
+        assert "Odd &#34;tag&#34;" in listing.text or "Odd &quot;tag&quot;" in listing.text
         page = client.get("/machine/11111111-1111-1111-1111-111111111111")
     assert page.status_code == 200
     assert re.search(r"reserved word", page.text)

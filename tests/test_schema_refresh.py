@@ -8,7 +8,7 @@ from app.config import Settings
 from app.db import Database
 from app.dsn import with_database
 from app.schema_refresh import SchemaCache
-from tests.conftest import execute
+from tests.support import execute
 
 
 def _cache(dsn: str, interval: float = 3600) -> tuple[Database, SchemaCache]:

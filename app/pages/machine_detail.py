@@ -11,9 +11,18 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
 
-from app import repository
+from app.json_models import (
+    HistoryEventJSON,
+    MachineJSON,
+    QueryJSON,
+    history_json,
+    machine_json,
+    twin,
+)
 from app.reflection import Schema
+from app.repository import machines as repository
 from app.timeline import build_timeline
 from app.web import CurrentSchema, PageSnapshot, is_htmx, render
 
@@ -50,47 +59,109 @@ def live_ptag(machine: repository.Machine, live: bool, every: int, schema: Schem
     return repository.fingerprint((machine.fingerprint, live, every, schema.version))
 
 
+class MachineDetailJSON(BaseModel):
+    machine: MachineJSON
+    console_url: str | None
+    queries: list[QueryJSON] = []
+
+
+class HistoryJSON(BaseModel):
+    machine_id: UUID
+    machine_exists: bool
+    events: list[HistoryEventJSON]
+    events_by_process: dict[str, int]
+    offset: int
+    limit: int
+    has_more: bool
+    queries: list[QueryJSON] = []
+
+
 LiveQuery = Annotated[bool, Query(description="poll for changes")]
 EveryQuery = Annotated[int, Query(ge=1, le=300, description="poll interval, seconds")]
 
 
-@router.get("/machine/{machine_id}", name="machine")
-async def machine_page(request: Request, machine_id: str, snap: PageSnapshot,
-                       schema: CurrentSchema, live: LiveQuery = True, every: EveryQuery = 2):
+@router.get(
+    "/machine/{machine_id}",
+    name="machine",
+    responses=twin(MachineDetailJSON, "one machine with tags, work and backoffs"),
+)
+async def machine_page(
+    request: Request,
+    machine_id: str,
+    snap: PageSnapshot,
+    schema: CurrentSchema,
+    live: LiveQuery = True,
+    every: EveryQuery = 2,
+):
     parsed = parse_machine_id(machine_id)
     machine = await repository.machine_by_id(snap, parsed)
     if machine is None:
         history = await repository.history_summary(snap, parsed)
-        return render(request, "templates/machine_missing.html",
-                      {"machine_id": parsed, "history": history}, snap=snap, status_code=404)
+        return render(
+            request,
+            "templates/machine_missing.html",
+            {"machine_id": parsed, "history": history},
+            snap=snap,
+            status_code=404,
+        )
     await repository.fill_details(snap, schema, [machine])
-    context = {"machine": machine, "console_url": console_url(request, machine),
-               "live": live, "every": every, "now": datetime.now(UTC),
-               "ptag": live_ptag(machine, live, every, schema)}
-    return render(request, "templates/machine.html", context, snap=snap)
+    context = {
+        "machine": machine,
+        "console_url": console_url(request, machine),
+        "live": live,
+        "every": every,
+        "now": datetime.now(UTC),
+        "ptag": live_ptag(machine, live, every, schema),
+    }
+    return render(
+        request,
+        "templates/machine.html",
+        context,
+        snap=snap,
+        data=lambda: MachineDetailJSON(
+            machine=machine_json(machine, schema), console_url=context["console_url"]
+        ),
+    )
 
 
 @router.get("/machine/{machine_id}/live", name="machine_live")
-async def machine_live(request: Request, machine_id: str, snap: PageSnapshot,
-                       schema: CurrentSchema, live: LiveQuery = True, every: EveryQuery = 2):
+async def machine_live(
+    request: Request,
+    machine_id: str,
+    snap: PageSnapshot,
+    schema: CurrentSchema,
+    live: LiveQuery = True,
+    every: EveryQuery = 2,
+):
     """Work, backoffs and tags: the part of the page that polls."""
     parsed = parse_machine_id(machine_id)
     machine = await repository.machine_by_id(snap, parsed)
     if machine is None:
         # Returned without its trigger, so the page stops polling and says why.
-        return render(request, "partials/machine_gone.html", {"machine_id": parsed},
-                      status_code=404)
+        return render(
+            request, "partials/machine_gone.html", {"machine_id": parsed}, status_code=404
+        )
     await repository.fill_details(snap, schema, [machine])
     ptag = live_ptag(machine, live, every, schema)
     if request.headers.get("HX-PTag") == ptag:
         return Response(status_code=304, headers={"HX-PTag": ptag})
-    context = {"machine": machine, "live": live, "every": every, "now": datetime.now(UTC),
-               "ptag": ptag}
-    return render(request, "partials/machine_live.html", context, snap=snap,
-                  headers={"HX-PTag": ptag})
+    context = {
+        "machine": machine,
+        "live": live,
+        "every": every,
+        "now": datetime.now(UTC),
+        "ptag": ptag,
+    }
+    return render(
+        request, "partials/machine_live.html", context, snap=snap, headers={"HX-PTag": ptag}
+    )
 
 
-@router.get("/machine/{machine_id}/history", name="machine_history")
+@router.get(
+    "/machine/{machine_id}/history",
+    name="machine_history",
+    responses=twin(HistoryJSON, "a machine's work history, newest first"),
+)
 async def machine_history(
     request: Request,
     machine_id: str,
@@ -101,8 +172,9 @@ async def machine_history(
 ):
     """Newest first, filterable by process; a full page too (history outlives machines)."""
     parsed = parse_machine_id(machine_id)
-    events = await repository.history_page(snap, parsed, process=process or None,
-                                           offset=offset, limit=limit + 1)
+    events = await repository.history_page(
+        snap, parsed, process=process or None, offset=offset, limit=limit + 1
+    )
     summary = await repository.history_summary(snap, parsed)
     machine = await repository.machine_by_id(snap, parsed)
     timeline = None
@@ -125,7 +197,21 @@ async def machine_history(
         "timeline": timeline,
     }
     template = "partials/machine_history.html" if is_htmx(request) else "templates/history.html"
-    return render(request, template, context, snap=snap)
+    return render(
+        request,
+        template,
+        context,
+        snap=snap,
+        data=lambda: HistoryJSON(
+            machine_id=parsed,
+            machine_exists=machine is not None,
+            events=[history_json(e) for e in context["events"]],
+            events_by_process=summary,
+            offset=offset,
+            limit=limit,
+            has_more=context["has_more"],
+        ),
+    )
 
 
 @router.get("/provider/{provider}/{provider_id}", name="provider")
@@ -133,6 +219,8 @@ async def provider_redirect(provider: str, provider_id: str, snap: PageSnapshot)
     """Hot link by provider ID (as alerts and provider consoles name machines)."""
     machine_id = await repository.machine_by_provider(snap, provider[:200], provider_id[:200])
     if machine_id is None:
-        raise HTTPException(404, f"No machine with provider {provider[:200]!r} ID "
-                                 f"{provider_id[:200]!r} in the BMDB.")
+        raise HTTPException(
+            404,
+            f"No machine with provider {provider[:200]!r} ID {provider_id[:200]!r} in the BMDB.",
+        )
     return RedirectResponse(f"/machine/{machine_id}", status_code=303)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
 
-from app import repository
+from app.json_models import MachineJSON, QueryJSON, machine_json, twin
 from app.machine_filters import FilterError, MachineFilters, build_where
+from app.repository import machines as repository
 from app.web import CurrentSchema, PageSnapshot, is_htmx, render
 
 router = APIRouter()
@@ -18,7 +21,18 @@ Text = Annotated[str | None, Query(max_length=200)]
 POLL_CHOICES = (2, 5, 10, 30)
 
 
-@router.get("/", name="machines")
+class MachineListJSON(BaseModel):
+    machines: list[MachineJSON]
+    total: int
+    limit: int
+    after: UUID | None
+    next_after: UUID | None
+    filters: dict[str, list[str]]
+    facets: dict[str, Any] | None
+    queries: list[QueryJSON] = []
+
+
+@router.get("/", name="machines", responses=twin(MachineListJSON, "one page of machines"))
 async def machine_list(
     request: Request,
     snap: PageSnapshot,
@@ -29,9 +43,13 @@ async def machine_list(
     has: Annotated[list[str], Query(max_length=50, description="tag names it has")] = [],  # noqa: B006
     lacks: Annotated[list[str], Query(max_length=50, description="tag names it lacks")] = [],  # noqa: B006
     work: Text = None,
-    backoff: Annotated[str | None, Query(max_length=200, description="active backoff process")] = None,
+    backoff: Annotated[
+        str | None, Query(max_length=200, description="active backoff process")
+    ] = None,
     stale: bool = False,
-    q: Annotated[str | None, Query(max_length=200, description="machine/provider ID prefix")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="machine/provider ID prefix")
+    ] = None,
     after: Annotated[UUID | None, Query(description="keyset: machine IDs after this one")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="page size")] = 100,
     live: bool = True,
@@ -39,8 +57,15 @@ async def machine_list(
 ):
     started = time.perf_counter()
     filters = MachineFilters(
-        provider=provider, status=status, location=location, has=tuple(has), lacks=tuple(lacks),
-        work=work, backoff=backoff, stale=stale, q=q or None,
+        provider=provider,
+        status=status,
+        location=location,
+        has=tuple(has),
+        lacks=tuple(lacks),
+        work=work,
+        backoff=backoff,
+        stale=stale,
+        q=q or None,
     )
     try:
         where = build_where(filters, schema)
@@ -67,4 +92,19 @@ async def machine_list(
         "server_ms": (time.perf_counter() - started) * 1000,
     }
     template = "partials/machine_table.html" if fragment else "templates/machines.html"
-    return render(request, template, context, snap=snap)
+
+    def data() -> MachineListJSON:
+        active: dict[str, list[str]] = {}
+        for name, value in filters.active():
+            active.setdefault(name, []).append(value)
+        return MachineListJSON(
+            machines=[machine_json(m, schema) for m in page],
+            total=total,
+            limit=limit,
+            after=after,
+            next_after=context["next_after"],
+            filters=active,
+            facets=asdict(context["facets"]) if context["facets"] else None,
+        )
+
+    return render(request, template, context, snap=snap, data=data)

@@ -1,4 +1,4 @@
-"""Real PostgreSQL for every test that touches data.
+"""Shared fixtures and helpers: a real PostgreSQL for every test that touches data.
 
 `WEBUG_TEST_DSN` (a DSN to any database on a server we may create databases on)
 when set; otherwise an embedded PostgreSQL started once per run. Each test that
@@ -40,14 +40,14 @@ async def _admin(server_dsn: str, sql: str) -> None:
         await conn.close()
 
 
-def _create_database(server_dsn: str, *, template: str | None = None) -> str:
+def create_database(server_dsn: str, *, template: str | None = None) -> str:
     name = f"webug_test_{uuid.uuid4().hex[:12]}"
     clause = f' TEMPLATE "{template}"' if template else ""
     run_sync(_admin(server_dsn, f'CREATE DATABASE "{name}"{clause}'))
     return name
 
 
-def _drop_database(server_dsn: str, name: str) -> None:
+def drop_database(server_dsn: str, name: str) -> None:
     run_sync(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -67,26 +67,26 @@ def pg_server_dsn() -> Iterator[str]:
 def migrated_template(pg_server_dsn: str) -> Iterator[str]:
     from app.migrate import migrate
 
-    name = _create_database(pg_server_dsn)
+    name = create_database(pg_server_dsn)
     run_sync(migrate(with_database(pg_server_dsn, name)))
     yield name
-    _drop_database(pg_server_dsn, name)
+    drop_database(pg_server_dsn, name)
 
 
 @pytest.fixture
 def empty_db_dsn(pg_server_dsn: str) -> Iterator[str]:
     """A brand-new empty database."""
-    name = _create_database(pg_server_dsn)
+    name = create_database(pg_server_dsn)
     yield with_database(pg_server_dsn, name)
-    _drop_database(pg_server_dsn, name)
+    drop_database(pg_server_dsn, name)
 
 
 @pytest.fixture
 def migrated_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     """A fresh BMDB at the latest migration, with no rows: the test may write."""
-    name = _create_database(pg_server_dsn, template=migrated_template)
+    name = create_database(pg_server_dsn, template=migrated_template)
     yield with_database(pg_server_dsn, name)
-    _drop_database(pg_server_dsn, name)
+    drop_database(pg_server_dsn, name)
 
 
 @pytest.fixture(scope="session")
@@ -94,11 +94,11 @@ def seeded_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     """A seeded demo fleet shared by read-only tests: never write to it."""
     from app.demo.seed import seed_fleet
 
-    name = _create_database(pg_server_dsn, template=migrated_template)
+    name = create_database(pg_server_dsn, template=migrated_template)
     dsn = with_database(pg_server_dsn, name)
     run_sync(seed_fleet(dsn, 300, rng_seed=7))
     yield dsn
-    _drop_database(pg_server_dsn, name)
+    drop_database(pg_server_dsn, name)
 
 
 @contextlib.contextmanager
@@ -127,8 +127,8 @@ def small_fleet_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]
     """tests/fleet.py's hand-built fleet, shared by read-only tests: never write to it."""
     from tests.fleet import load_small_fleet
 
-    name = _create_database(pg_server_dsn, template=migrated_template)
+    name = create_database(pg_server_dsn, template=migrated_template)
     dsn = with_database(pg_server_dsn, name)
     load_small_fleet(dsn)
     yield dsn
-    _drop_database(pg_server_dsn, name)
+    drop_database(pg_server_dsn, name)

@@ -1,4 +1,4 @@
-"""All SQL the pages run, in one place. Each function takes the page's Snapshot.
+"""Machines: pages of IDs, their tags, work and backoffs, facets, history.
 
 Queries cost in proportion to what a page shows: a page of machine IDs first, then
 tags, work and backoffs for exactly those IDs (never a join that multiplies rows).
@@ -118,8 +118,9 @@ async def facets(snap: Snapshot, schema: Schema, where: SqlWhere) -> Facets:
             " WHERE t.machine_id = m.machine_id))"
             for t in schema.tag_types
         )
-        row = await snap.fetchrow(f"SELECT {counts} FROM machines m WHERE {where.sql}",
-                                  *where.params)
+        row = await snap.fetchrow(
+            f"SELECT {counts} FROM machines m WHERE {where.sql}", *where.params
+        )
         result.tags = {t.name: row[i] for i, t in enumerate(schema.tag_types)}
     if schema.tag("machine_provided") is not None:
         rows = await snap.fetch(
@@ -130,8 +131,11 @@ async def facets(snap: Snapshot, schema: Schema, where: SqlWhere) -> Facets:
             *where.params,
         )
         for r in rows:
-            for facet, value in (("provider", r["provider"]), ("status", r["status"] or "NULL"),
-                                 ("location", r["location"])):
+            for facet, value in (
+                ("provider", r["provider"]),
+                ("status", r["status"] or "NULL"),
+                ("location", r["location"]),
+            ):
                 if value is not None:
                     counts = getattr(result, facet)
                     counts[value] = counts.get(value, 0) + r["n"]
@@ -194,9 +198,15 @@ async def work_for(snap: Snapshot, ids: list[UUID]) -> list[WorkItem]:
     )
     return [
         WorkItem(
-            r["machine_id"], r["process"], r["session_id"], r["session_component_name"],
-            r["session_runtime_info"], r["session_created_at"], r["session_interval_seconds"],
-            r["session_deadline"], r["alive"],
+            r["machine_id"],
+            r["process"],
+            r["session_id"],
+            r["session_component_name"],
+            r["session_runtime_info"],
+            r["session_created_at"],
+            r["session_interval_seconds"],
+            r["session_deadline"],
+            r["alive"],
         )
         for r in rows
     ]
@@ -212,13 +222,15 @@ async def backoffs_for(snap: Snapshot, ids: list[UUID]) -> list[Backoff]:
     )
     return [
         Backoff(
-            r["machine_id"], r["process"], r["until"], r["cause"],
-            r["last_interval_seconds"], r["active"],
+            r["machine_id"],
+            r["process"],
+            r["until"],
+            r["cause"],
+            r["last_interval_seconds"],
+            r["active"],
         )
         for r in rows
     ]
-
-
 
 
 async def machine_by_provider(snap: Snapshot, provider: str, provider_id: str) -> UUID | None:
@@ -252,7 +264,10 @@ async def history_page(
         f"SELECT {_HISTORY_COLUMNS} FROM work_history"
         " WHERE machine_id = $1 AND ($2::text IS NULL OR process::text = $2)"
         " ORDER BY timestamp DESC OFFSET $3 LIMIT $4",
-        machine_id, process, offset, limit,
+        machine_id,
+        process,
+        offset,
+        limit,
     )
     return _history(rows)
 
@@ -272,6 +287,7 @@ async def recent_history(snap: Snapshot, machine_id: UUID, limit: int) -> list[H
     rows = await snap.fetch(
         f"SELECT * FROM (SELECT {_HISTORY_COLUMNS} FROM work_history WHERE machine_id = $1"
         " ORDER BY timestamp DESC LIMIT $2) h ORDER BY timestamp",
-        machine_id, limit,
+        machine_id,
+        limit,
     )
     return _history(rows)

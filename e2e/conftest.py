@@ -1,0 +1,230 @@
+"""End-to-end: a real uvicorn serving webug, driven by a real (Debian) Chromium.
+
+The server reads its own database: migrated and seeded once per run on the test
+PostgreSQL (`WEBUG_TEST_DSN` when set, else an embedded one). Tests may write to
+it through `e2e_db_dsn` (e.g. insert a work row and watch it appear live) but
+must leave the seeded fleet they did not create alone.
+
+Chromium comes from Debian (`/usr/bin/chromium`, or `WEBUG_E2E_CHROMIUM`);
+Playwright's own browser download is never used. Every test that uses `page`
+leaves a full-page screenshot of its final state in
+`artifacts/screenshots/<test-name>.png`; `screenshot(page, name)` saves more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from app.dsn import with_database
+from tests.support import create_database, drop_database, run_sync
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+E2E_MACHINES = 200
+E2E_RNG_SEED = 11
+STARTUP_TIMEOUT_S = 30.0
+
+CHROMIUM = os.environ.get("WEBUG_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # we run as root
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium phones home, and this closed network refuses it.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def _test_name(node: pytest.Item) -> str:
+    """The test's name for file names, without pytest-playwright's `[chromium]` (if loaded)."""
+    name = node.name
+    browser = getattr(getattr(node, "callspec", None), "params", {}).get("browser_name")
+    if browser:
+        name = re.sub(rf"\[{browser}\]$|(?<=\[){browser}-|-{browser}(?=\]$)", "", name)
+    return _safe_name(name)
+
+
+# --------------------------------------------------------------------- database
+
+
+@pytest.fixture(scope="session")
+def e2e_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
+    """DSN of the database the e2e server reads: migrated, seeded with 200 machines."""
+    from app.demo.seed import seed_fleet
+
+    name = create_database(pg_server_dsn, template=migrated_template)
+    dsn = with_database(pg_server_dsn, name)
+    run_sync(seed_fleet(dsn, E2E_MACHINES, rng_seed=E2E_RNG_SEED))
+    yield dsn
+    drop_database(pg_server_dsn, name)
+
+
+# ----------------------------------------------------------------------- server
+
+
+@pytest.fixture(scope="session")
+def e2e_server(e2e_db_dsn: str) -> Iterator[str]:
+    """Base URL (no trailing slash) of a uvicorn subprocess serving webug on e2e_db_dsn."""
+    port = _free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "e2e-server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBUG_")}
+    env.update(WEBUG_DSN=e2e_db_dsn, PYTHONUNBUFFERED="1")
+    base_url = f"http://127.0.0.1:{port}"
+
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        problem = _wait_healthy(proc, base_url + "/healthz", STARTUP_TIMEOUT_S)
+        if problem:
+            output = log_path.read_text(errors="replace")
+            print(f"--- e2e server output ({log_path}) ---\n{output}", file=sys.stderr)
+            pytest.fail(
+                f"e2e server did not become healthy: {problem}\n{output[-4000:]}", pytrace=False
+            )
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> str | None:
+    """None once `url` answers 200; otherwise why not (process died, or timeout)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"uvicorn exited with code {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return None
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    return f"no 200 from {url} within {timeout:.0f} s (last: {last})"
+
+
+# ---------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium through Playwright's sync API."""
+    if not os.path.exists(CHROMIUM):
+        message = (
+            f"{CHROMIUM} not found: `make install` (as root) installs Debian's "
+            "chromium, or set WEBUG_E2E_CHROMIUM"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Uncaught JavaScript errors and failed requests seen by `page` (besides favicon)."""
+    return []
+
+
+@pytest.fixture
+def page(browser, e2e_server: str, page_errors: list[str], request: pytest.FixtureRequest):
+    """A fresh browser tab whose relative URLs go to the e2e server.
+
+    At teardown its final state is saved to artifacts/screenshots/<test-name>.png.
+    """
+    context = browser.new_context(base_url=e2e_server, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    p = context.new_page()
+    p.on("pageerror", lambda exc: page_errors.append(f"pageerror: {exc}"))
+    p.on(
+        "requestfailed",
+        lambda req: page_errors.append(f"requestfailed: {req.method} {req.url}: {req.failure}"),
+    )
+
+    def on_response(resp) -> None:
+        if resp.status >= 500 or (resp.status == 404 and "/static/" in resp.url):
+            page_errors.append(f"HTTP {resp.status}: {resp.url}")
+
+    p.on("response", on_response)
+    try:
+        yield p
+    finally:
+        with contextlib.suppress(Exception):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            p.screenshot(path=SCREENSHOTS / f"{_test_name(request.node)}.png", full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def screenshot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
+    """`screenshot(page, name)`: full-page PNG at artifacts/screenshots/<test-name>--<name>.png."""
+
+    def shoot(p, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{_test_name(request.node)}--{_safe_name(name)}.png"
+        p.screenshot(path=path, full_page=True)
+        return path
+
+    return shoot
