@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import dsn as dsn_tools
 from app.config import Settings, load_settings
 from app.db import DB_UNAVAILABLE, Database
-from app.pages import health, machine_detail, machines
+from app.pages import health, machine_detail, machines, overview, schema_page, search, sessions
 from app.schema_refresh import SchemaCache, SchemaNotLoaded
 from app.web import APP_DIR, render
 
@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(machines.router)
     app.include_router(machine_detail.router)
+    app.include_router(sessions.router)
+    app.include_router(search.router)
+    app.include_router(schema_page.router)
+    app.include_router(overview.router)
     _install_error_pages(app)
     return app
 
