@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 
 import asyncpg
@@ -88,7 +89,7 @@ class TagType:
     table: str
     fields: tuple[Field, ...]
 
-    @property
+    @cached_property  # read for every row of every page
     def name(self) -> str:
         return display_name(self.table)
 
