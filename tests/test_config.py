@@ -17,7 +17,11 @@ def test_invalid_config_fails_at_start_with_one_line_naming_each_variable():
     env.update(WEBUG_STATEMENT_TIMEOUT_MS="-5", WEBUG_STRICT_CONSISTENCY="maybe")
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()

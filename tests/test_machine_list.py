@@ -136,3 +136,85 @@ def test_bad_list_parameters_get_a_clear_400_page(client, query, status, says):
     assert response.status_code == status
     assert says in response.text and "Traceback" not in response.text
     assert "<h1>" in response.text
+
+
+# heartbeat= and installation= (the small fleet has neither): machines 1..8, known answers.
+HEARTBEATS_AND_INSTALLATIONS = [
+    """INSERT INTO machines SELECT ('0000000' || g || '-0000-4000-8000-000000000000')::uuid, now()
+       FROM generate_series(1, 8) g""",
+    f"""INSERT INTO machine_agent_started VALUES
+        ('{mid(1)}', now(), '\\x01'), ('{mid(2)}', now(), '\\x02'), ('{mid(3)}', now(), '\\x03')""",
+    f"""INSERT INTO machine_agent_heartbeat VALUES
+        ('{mid(1)}', now() - interval '1 minute'), ('{mid(2)}', now() - interval '30 minutes'),
+        ('{mid(4)}', now() - interval '9 minutes 50 seconds'),
+        ('{mid(5)}', now() - interval '10 minutes 10 seconds')""",
+    f"""INSERT INTO machine_os_installation_request VALUES
+        ('{mid(1)}', 2, '\\x00'), ('{mid(2)}', 2, '\\x00'), ('{mid(3)}', 2, '\\x00'),
+        ('{mid(4)}', 2, '\\x00'), ('{mid(5)}', 1, '\\x00'), ('{mid(7)}', 5, '\\x00')""",
+    f"""INSERT INTO machine_os_installation_report VALUES
+        ('{mid(2)}', 1, 'Success', '\\x00'), ('{mid(3)}', 2, 'Success', '\\x00'),
+        ('{mid(4)}', 3, 'Error', '\\x00'), ('{mid(5)}', 1, 'Error', '\\x00'),
+        ('{mid(6)}', 1, 'Success', '\\x00'), ('{mid(7)}', 4, 'Error', '\\x00')""",
+]
+
+
+def test_heartbeat_and_installation_filters_select_exactly_their_machines(migrated_db_dsn):
+    from tests.support import execute, run_sync
+
+    run_sync(execute(migrated_db_dsn, *HEARTBEATS_AND_INSTALLATIONS))
+    expected = {
+        "heartbeat=recent": [1, 4],  # within 10 minutes
+        "heartbeat=stale": [2, 5],  # older; mid3 (started, never heartbeated) is neither
+        "has=AgentStarted&lacks=AgentHeartbeat": [3],
+        # A request is answered by a report of the same or a newer generation.
+        "installation=pending": [1, 2, 7],  # none, older (gen 1 < 2), older Error (4 < 5)
+        "installation=complete": [3],  # same generation, Success
+        "installation=failed": [4, 5],  # newer generation Error, same generation Error
+        "has=OSInstallationReport&lacks=OSInstallationRequest": [6],  # in none of the three
+        "heartbeat=recent&installation=pending": [1],
+        "heartbeat=stale&installation=failed": [5],
+    }
+    with webug_client(migrated_db_dsn) as c:
+        for query, machines in expected.items():
+            assert listed(c, query) == [str(mid(n)) for n in machines], query
+        page = c.get("/?heartbeat=stale&installation=failed").text
+        assert (
+            'href="/?installation=failed&amp;limit=100" title="remove this filter">heartbeat'
+            in page
+        )
+        assert '<input type="hidden" name="installation" value="failed">' in page
+        data = c.get("/?installation=pending&format=json").json()
+        assert data["filters"] == {"installation": ["pending"]} and data["total"] == 3
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("heartbeat=soon", "heartbeat"),
+        ("heartbeat=", "heartbeat"),
+        ("installation=done", "installation"),
+    ],
+)
+def test_bad_heartbeat_or_installation_value_is_a_400(client, query, says):
+    response = client.get("/?" + query)
+    assert response.status_code == 400 and says in response.text
+    assert "recent" in response.text or "pending" in response.text  # says what is allowed
+
+
+def test_heartbeat_and_installation_filters_need_their_tables(migrated_db_dsn):
+    from tests.support import execute, run_sync
+
+    run_sync(
+        execute(
+            migrated_db_dsn,
+            "DROP TABLE machine_agent_heartbeat",
+            "ALTER TABLE machine_os_installation_report DROP COLUMN os_installation_result",
+        )
+    )
+    with webug_client(migrated_db_dsn) as c:
+        response = c.get("/?heartbeat=recent")
+        assert response.status_code == 400
+        assert "machine_agent_heartbeat.agent_heartbeat_at" in response.text
+        failed = c.get("/?installation=failed")
+        assert failed.status_code == 400 and "os_installation_result" in failed.text
+        assert c.get("/?installation=pending").status_code == 200
