@@ -9,7 +9,6 @@ lock makes sure only one of them seeds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -35,13 +34,12 @@ def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
 async def create_database(server_dsn: str, name: str) -> str:
     conn = await asyncpg.connect(server_dsn)
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            # Another webug may create it in the meantime.
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                await conn.execute(f'CREATE DATABASE "{name}"')
+        # Two webugs starting together would race between the check and the CREATE.
+        await conn.execute("SELECT pg_advisory_lock($1)", _SEED_LOCK_KEY)
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
-        await conn.close()
+        await conn.close()  # also releases the lock
     return with_database(server_dsn, name)
 
 

@@ -84,12 +84,25 @@ def test_deleted_machine_is_404_but_links_its_history(client):
     assert never.status_code == 404 and "no work history for it either" in never.text
 
 
-@pytest.mark.parametrize("bad", ["not-a-uuid", "1234", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"])
+@pytest.mark.parametrize("bad", ["not-a-uuid", "12", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"])
 def test_invalid_machine_id_is_a_400_that_explains_the_format(client, bad):
-    for suffix in ("", "/live", "/history"):
+    page = client.get(f"/machine/{bad}")
+    assert page.status_code == 400
+    assert "is neither a machine ID nor a machine ID prefix" in page.text
+    for suffix in ("/live", "/history"):
         response = client.get(f"/machine/{bad}{suffix}")
         assert response.status_code == 400
         assert "is not a machine ID: a machine ID is a UUID" in response.text
+
+
+def test_machine_id_prefix_redirects_to_the_canonical_url(client):
+    unique = client.get("/machine/0000000C-0000", follow_redirects=False)  # dashes, any case
+    assert unique.status_code == 303 and unique.headers["location"] == f"/machine/{mid(12)}"
+    several = client.get("/machine/0000")
+    assert (
+        several.status_code == 200 and str(mid(1)) in several.text and str(mid(12)) in several.text
+    )
+    assert client.get("/machine/ffff").status_code == 404
 
 
 def test_provider_hot_link_redirects_to_the_machine(client):

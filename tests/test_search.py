@@ -369,14 +369,14 @@ def test_render_matches_lists_unique_or_none(small_fleet_dsn):
     @app.get("/prefix-test/{prefix}")
     async def prefix_test(request: Request, prefix: str, snap: PageSnapshot):
         found = await resolve_machine_prefix(snap, prefix)
-        matches = [found] if isinstance(found, UUID) else found or []
-        return await render_matches(request, snap, prefix, matches)
+        return await render_matches(request, snap, prefix, found)
 
     with TestClient(app) as c:
         page = c.get("/prefix-test/0000")
         assert page.status_code == 200
         assert linked_ids(page.text) == [f"/machine/{mid(n)}" for n in range(1, 13)]
         assert "Sessions by ID" not in page.text  # only machines for /machine/<prefix>
+        assert linked_ids(c.get("/prefix-test/0000000C").text) == [f"/machine/{mid(12)}"]
         assert c.get("/prefix-test/ffff").status_code == 404
         assert c.get("/prefix-test/nothex").status_code == 400
         body = c.get("/prefix-test/0000?format=json").json()

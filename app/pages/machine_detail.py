@@ -21,6 +21,7 @@ from app.json_models import (
     machine_json,
     twin,
 )
+from app.pages.search import render_matches, resolve_machine_prefix
 from app.reflection import Schema
 from app.repository import machines as repository
 from app.timeline import build_timeline
@@ -93,7 +94,16 @@ async def machine_page(
     live: LiveQuery = True,
     every: EveryQuery = 2,
 ):
-    parsed = parse_machine_id(machine_id)
+    try:
+        parsed = UUID(machine_id)
+    except ValueError:
+        # Not a full UUID: a machine ID prefix (>= 4 hex digits, dashes optional), as pasted
+        # from chat. A unique one redirects to the canonical URL; several are listed.
+        found = await resolve_machine_prefix(snap, machine_id)
+        if isinstance(found, UUID):
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"/machine/{found}{query}", status_code=303)
+        return await render_matches(request, snap, machine_id, found)
     machine = await repository.machine_by_id(snap, parsed)
     if machine is None:
         history = await repository.history_summary(snap, parsed)
