@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from app.demo import protobuf_wire as pw
-from app.demo.seed import BACKOFF_MAX_SECONDS, build_fleet, seed_fleet
+from app.demo.seed import BACKOFF_MAX_SECONDS, SUMMARY_FIELDS, build_fleet, seed_fleet
 from app.demo.simulate import (
     COMPONENTS,
     LOCK_KEY,
@@ -92,19 +92,7 @@ def test_messages_are_valid_wire_format():
 
 # --- seeding -------------------------------------------------------------------------
 
-TABLES = {
-    "machines": "machines",
-    "machine_provided": "provided",
-    "machine_agent_started": "agent_started",
-    "machine_agent_heartbeat": "agent_heartbeats",
-    "machine_hardware_report": "hardware_reports",
-    "machine_os_installation_request": "os_installation_requests",
-    "machine_os_installation_report": "os_installation_reports",
-    "sessions": "sessions",
-    "work": "work",
-    "work_backoff": "backoffs",
-    "work_history": "history",
-}
+TABLES = SUMMARY_FIELDS  # table -> SeedSummary field
 
 # History invariants of a BMDB, seeded or simulated (each query counts violations).
 HISTORY_VIOLATIONS = {
