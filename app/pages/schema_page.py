@@ -1,5 +1,187 @@
-"""Placeholder: filled in by the issue-4 work."""
+"""The reflected BMDB schema (/schema) and "refresh now" (POST /schema/refresh).
 
-from fastapi import APIRouter
+Data: the SchemaCache (no query of its own); refreshing re-reads information_schema and
+schema_migrations through the read-only pool, like the hourly refresh does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import asyncpg
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
+
+from app.db import DB_UNAVAILABLE
+from app.json_models import ErrorJSON, twin
+from app.machine_filters import MachineFilters
+from app.reflection import Field, Schema, TagType
+from app.schema_refresh import SchemaCache
+from app.web import render
 
 router = APIRouter()
+
+
+class FieldJSON(BaseModel):
+    name: str
+    data_type: str  # as information_schema.columns reports it: bigint, USER-DEFINED, ARRAY…
+    udt_name: str  # the underlying type: int8, provider_status, _text…
+    human_type: str  # what webug shows: "enum provider_status", "bigint not null"…
+    nullable: bool
+    is_array: bool
+    enum_values: list[str]  # labels in order; empty unless an enum (or enum array)
+
+
+class TagTypeJSON(BaseModel):
+    name: str  # display name: AgentStarted
+    table: str  # machine_agent_started
+    machines_url: str  # the machine list of machines with this tag
+    fields: list[FieldJSON]  # every column but machine_id
+
+
+class SchemaJSON(BaseModel):
+    loaded: bool  # False until the first reflection succeeds
+    version: str | None  # schema_migrations.version ("unknown" without that table)
+    dirty: bool | None  # schema_migrations.dirty: a migration failed half-way
+    reflected_at: datetime | None
+    next_refresh_at: datetime | None  # None while the refresh task is still retrying
+    refresh_interval_seconds: float
+    last_error: str | None  # of the refresh task's last failed attempt (cleared on success)
+    failures: int  # failed refresh attempts since start
+    tag_types: list[TagTypeJSON]
+    skipped_tables: list[str]  # machine_* tables without machine_id: not tags
+    refresh_error: str | None = None  # set only when POST /schema/refresh failed
+
+
+def field_json(f: Field) -> FieldJSON:
+    return FieldJSON(
+        name=f.name,
+        data_type=f.data_type,
+        udt_name=f.udt_name,
+        human_type=f.human_type,
+        nullable=f.nullable,
+        is_array=f.is_array,
+        enum_values=list(f.enum_values),
+    )
+
+
+def machines_with(tag: TagType) -> str:
+    return "/?" + MachineFilters(has=(tag.name,)).query()
+
+
+def schema_json(cache: SchemaCache, refresh_error: str | None = None) -> SchemaJSON:
+    schema: Schema | None = cache.schema if cache.loaded else None
+    return SchemaJSON(
+        loaded=schema is not None,
+        version=schema.version if schema else None,
+        dirty=schema.dirty if schema else None,
+        reflected_at=schema.reflected_at if schema else None,
+        next_refresh_at=cache.next_refresh_at,
+        refresh_interval_seconds=cache.interval,
+        last_error=cache.last_error,
+        failures=cache.failures,
+        tag_types=[
+            TagTypeJSON(
+                name=t.name,
+                table=t.table,
+                machines_url=machines_with(t),
+                fields=[field_json(f) for f in t.fields],
+            )
+            for t in (schema.tag_types if schema else ())
+        ],
+        skipped_tables=list(schema.skipped_tables) if schema else [],
+        refresh_error=refresh_error,
+    )
+
+
+def _schema_page(request: Request, *, refresh_error: str | None = None, status_code: int = 200):
+    cache: SchemaCache = request.app.state.schema_cache
+    context = {
+        "s": cache.schema if cache.loaded else None,
+        "cache": cache,
+        "refresh_error": refresh_error,
+        "machines_with": machines_with,
+    }
+    return render(
+        request,
+        "templates/schema.html",
+        context,
+        status_code=status_code,
+        data=lambda: schema_json(cache, refresh_error),
+    )
+
+
+@router.get(
+    "/schema",
+    name="schema",
+    responses=twin(SchemaJSON, "the reflected schema: tag types, fields, version, refresh"),
+)
+async def schema_page(request: Request):
+    """Served from the cache, so it answers even while the BMDB does not."""
+    return _schema_page(request)
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of a URL, default ports made explicit; None if unparseable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def cross_origin_reason(request: Request) -> str | None:
+    """Why a state-changing request must be refused as cross-site, or None to allow it.
+
+    The rule: with an Origin header, it must be this server's own scheme, host and port.
+    Without one (curl, old browsers), Sec-Fetch-Site must be absent or "same-origin", and
+    a Referer, if sent, must be of this server too. Browsers send Origin on every POST, so
+    a page elsewhere cannot make a visitor's browser trigger the refresh.
+    """
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    if origin is not None:
+        if _origin(origin) is not None and _origin(origin) == _origin(own):
+            return None
+        return f"the request came from {origin[:200]!r}, not from this site ({own})"
+    site = request.headers.get("sec-fetch-site")
+    if site not in (None, "same-origin"):
+        return f"the browser says the request is {site[:50]!r}, not same-origin"
+    referer = request.headers.get("referer")
+    if referer is not None and _origin(referer) != _origin(own):
+        return f"the request was sent from {referer[:200]!r}, not from this site ({own})"
+    return None
+
+
+@router.post(
+    "/schema/refresh",
+    name="schema_refresh",
+    status_code=303,
+    responses={
+        303: {"description": "refreshed: see /schema"},
+        403: {"model": ErrorJSON, "description": "cross-origin request refused"},
+        503: {"model": SchemaJSON, "description": "the BMDB could not be read"},
+    },
+)
+async def schema_refresh(request: Request):
+    """Re-reflect the schema now (reads only), then back to /schema (POST-redirect-GET)."""
+    if reason := cross_origin_reason(request):
+        detail = f"Schema refresh refused: {reason}. Use the button on /schema."
+        return render(
+            request,
+            "templates/error.html",
+            {"status": 403, "title": "Cross-origin request refused", "detail": detail},
+            status_code=403,
+            data=lambda: ErrorJSON(status=403, error="Cross-origin request refused", detail=detail),
+        )
+    cache: SchemaCache = request.app.state.schema_cache
+    try:
+        await cache.refresh()
+    except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        return _schema_page(request, refresh_error=f"{type(exc).__name__}: {exc}", status_code=503)
+    return RedirectResponse("/schema", status_code=303)
