@@ -19,8 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import dsn as dsn_tools
 from app.config import Settings, load_settings
 from app.db import DB_UNAVAILABLE, Database
+from app.observability import install_observability
 from app.pages import health, machine_detail, machines, overview, schema_page, search, sessions
+from app.resilience import install_resilience
 from app.schema_refresh import SchemaCache, SchemaNotLoaded
+from app.security import install_security
 from app.web import APP_DIR, render
 
 log = logging.getLogger("webug")
@@ -84,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schema_page.router)
     app.include_router(overview.router)
     _install_error_pages(app)
+    install_resilience(app, app.state.settings)
+    install_security(app, app.state.settings)
+    install_observability(app, app.state.settings)
     return app
 
 
