@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
-from pydantic import Field, ValidationError
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# The BMDB's protobuf columns and their messages (see BMDB.md).
+DEFAULT_PROTO_COLUMNS = {
+    "hardware_report_raw": "cloud.bmaas.server.api.AgentHardwareReport",
+    "os_installation_request_raw": "cloud.bmaas.server.api.OSInstallationRequest",
+    "os_installation_report_raw": "cloud.bmaas.server.api.OSInstallationReport",
+}
 
 
 def _default_demo_dir() -> Path:
@@ -31,15 +41,70 @@ class Settings(BaseSettings):
         },
         description="provider -> console URL template (JSON), {provider_id} is replaced",
     )
+    # Production (issue 7): image, logs, protobuf field names.
+    workers: int = Field(
+        1, ge=1, le=64, description="uvicorn worker processes (read by the container's command)"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per log line, with the request ID"
+    )
+    proto_descriptors: FilePath | None = Field(
+        None,
+        description="binary FileDescriptorSet (`protoc --include_imports --descriptor_set_out`)"
+        " to decode protobuf columns with field names",
+    )
+    proto_columns: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_PROTO_COLUMNS),
+        description="column -> fully qualified protobuf message type (JSON)",
+    )
+
+    @field_validator("proto_columns")
+    @classmethod
+    def _message_type_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, type_name in value.items():
+            if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", type_name.removeprefix(".")):
+                raise ValueError(f"{column}: {type_name!r} is not a protobuf message type name")
+        return {column: type_name.removeprefix(".") for column, type_name in value.items()}
     demo_machines: int = Field(500, ge=1, le=1_000_000, description="demo fleet size")
     demo_data_dir: Path = Field(
         default_factory=_default_demo_dir, description="embedded PostgreSQL data dir"
     )
     demo_simulate: bool = Field(True, description="run the fleet simulator in demo mode")
+    # Access and safety (app/security.py, app/resilience.py).
+    auth_token: SecretStr | None = Field(
+        None, description="require `Authorization: Bearer <token>` (every route but /healthz)"
+    )
+    basic_auth: SecretStr | None = Field(
+        None, description="require HTTP basic auth, `user:password` (every route but /healthz)"
+    )
+    trusted_user_header: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="behind an authenticating proxy: the header naming the user; required",
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="Host names accepted besides localhost, 127.0.0.1, [::1] (comma-separated;"
+        " `*` accepts any)",
+    )
+    pool_wait_seconds: float = Field(
+        10.0, gt=0, le=600, description="a page waits this long for a BMDB connection, then 503"
+    )
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _user_colon_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must be user:password")
+        return value
 
     @property
     def demo(self) -> bool:
         return self.dsn is None
+
+
+SECRETS = frozenset({"auth_token", "basic_auth"})  # never echoed in error messages
 
 
 def load_settings() -> Settings:
@@ -49,7 +114,7 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"WEBUG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            f" (got {err.get('input')!r})"
+            f" (got {'(hidden)' if err['loc'][0] in SECRETS else repr(err.get('input'))})"
             for err in exc.errors()
         )
         raise SystemExit(f"webug: invalid configuration: {problems}") from None

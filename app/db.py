@@ -7,7 +7,7 @@ dialect's read transaction and records each statement and its time for the foote
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -25,29 +25,43 @@ class Dialect:
 
     @property
     def consistency(self) -> str:
+        """For the page footer: which read this was and how stale its data may be."""
         if self.name == "cockroachdb":
             if self.follower_reads:
-                return "follower read (AS OF SYSTEM TIME follower_read_timestamp(), a few s stale)"
-            return "strict (current, serializable)"
-        return "snapshot (REPEATABLE READ READ ONLY, current)"
+                return (
+                    "follower read (AS OF SYSTEM TIME follower_read_timestamp()):"
+                    " data typically ~4.8 s behind"
+                )
+            return "strict read (CockroachDB SERIALIZABLE, READ ONLY): current data"
+        return "snapshot (REPEATABLE READ READ ONLY): current data, one consistent view"
 
-    async def begin(self, conn: asyncpg.Connection) -> asyncpg.transaction.Transaction:
+    def begin_statements(self) -> tuple[str, ...]:
+        """The SQL that opens a page's read transaction, in the order `begin` sends it."""
         if self.name == "cockroachdb":
-            tx = conn.transaction(readonly=True)
-            await tx.start()
             if self.follower_reads:
-                # Stale by a few seconds but never contends with the fleet's writers.
-                await conn.execute("SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()")
-            return tx
-        tx = conn.transaction(isolation="repeatable_read", readonly=True)
-        await tx.start()
-        return tx
+                # Stale by a few seconds but never contends with the fleet's writers. The
+                # documented form; a transaction AS OF SYSTEM TIME is read-only by nature.
+                return (
+                    "BEGIN",
+                    "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()",
+                )
+            return ("BEGIN TRANSACTION READ ONLY",)  # CockroachDB's default is SERIALIZABLE
+        return ("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",)
+
+    async def begin(self, conn: asyncpg.Connection) -> None:
+        """Open the read transaction; the caller ends it with ROLLBACK."""
+        for sql in self.begin_statements():
+            await conn.execute(sql)
 
 
 def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
     if "CockroachDB" in server_version:
         return Dialect("cockroachdb", follower_reads=not strict)
     return Dialect("postgresql")
+
+
+# Set by app.observability: called after every page statement with (seconds, error or None).
+query_hook: Callable[[float, BaseException | None], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,16 @@ class Snapshot:
 
     async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         start = time.perf_counter()
-        rows = await self.conn.fetch(sql, *args)
-        self.queries.append(QueryRecord(sql, (time.perf_counter() - start) * 1000, len(rows)))
+        try:
+            rows = await self.conn.fetch(sql, *args)
+        except BaseException as exc:
+            if query_hook is not None:
+                query_hook(time.perf_counter() - start, exc)
+            raise
+        elapsed = time.perf_counter() - start
+        self.queries.append(QueryRecord(sql, elapsed * 1000, len(rows)))
+        if query_hook is not None:
+            query_hook(elapsed, None)
         return rows
 
     async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
@@ -116,6 +138,14 @@ class Database:
         if self._pool is not None:
             await self._pool.close()
 
+    def pool_stats(self) -> tuple[int, int, int]:
+        """(connections in use, connections open, maximum) for /metrics."""
+        pool = self._pool
+        if pool is None:
+            return 0, 0, self._settings.pool_max_size
+        size = pool.get_size()
+        return size - pool.get_idle_size(), size, pool.get_max_size()
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         assert self._pool is not None, "Database.open() was not awaited"
@@ -131,12 +161,13 @@ class Database:
     async def snapshot(self) -> AsyncIterator[Snapshot]:
         async with self.connection() as conn:
             assert self.dialect is not None
-            tx = await self.dialect.begin(conn)
+            await self.dialect.begin(conn)
             try:
                 yield Snapshot(conn, self.dialect)
             finally:
                 # Read-only: nothing to commit, and rollback also ends a failed transaction.
-                await tx.rollback()
+                if not conn.is_closed():
+                    await conn.execute("ROLLBACK")
 
     async def ping(self) -> bool:
         try:

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import dsn as dsn_tools
 from app.config import Settings, load_settings
+from app.count_cache import CountCache
 from app.db import DB_UNAVAILABLE, Database
 from app.observability import install_observability
 from app.pages import health, machine_detail, machines, overview, schema_page, search, sessions
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
+    app.state.count_cache = CountCache()
     app.mount("/static", StaticFiles(directory=APP_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(machines.router)

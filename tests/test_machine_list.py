@@ -218,3 +218,18 @@ def test_heartbeat_and_installation_filters_need_their_tables(migrated_db_dsn):
         failed = c.get("/?installation=failed")
         assert failed.status_code == 400 and "os_installation_result" in failed.text
         assert c.get("/?installation=pending").status_code == 200
+
+
+def test_totals_and_facets_are_counted_once_then_reused_by_polls(migrated_db_dsn):
+    from tests.fleet import load_small_fleet
+
+    load_small_fleet(migrated_db_dsn)
+    with webug_client(migrated_db_dsn) as client:
+        first = client.get("/?location=fr5&format=json").json()
+        assert first["total"] == 2 and first["facets"]["provider"] == {"Equinix": 2}
+        assert any("count(*)" in q["sql"] for q in first["queries"])
+        again = client.get("/?location=fr5&format=json").json()
+        assert again["total"] == 2
+        assert not any("count(*)" in q["sql"] for q in again["queries"])  # from the cache
+        page = client.get("/?location=fr5").text
+        assert "cached up to 30 s" in page

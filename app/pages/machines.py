@@ -10,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from app.count_cache import CountCache
 from app.json_models import MachineJSON, QueryJSON, machine_json, twin
 from app.machine_filters import FilterError, MachineFilters, build_where
 from app.repository import machines as repository
@@ -88,8 +89,19 @@ async def machine_list(
     has_next = len(page) > limit
     page = page[:limit]
     await repository.fill_details(snap, schema, page)
-    total = await repository.count_machines(snap, where)
     fragment = is_htmx(request)
+    # Totals and facets scan the filtered fleet: cached briefly per filter, so polls and
+    # other watchers of the same view cost in proportion to the page, not the fleet.
+    cache: CountCache = request.app.state.count_cache
+    key = (schema.version, tuple(t.table for t in schema.tag_types), where.sql, *where.params)
+    total, counted_at = await cache.get(
+        ("total", key), lambda: repository.count_machines(snap, where)
+    )
+    facets = None
+    if not fragment:
+        facets, counted_at = await cache.get(
+            ("facets", key), lambda: repository.facets(snap, schema, where)
+        )
     context = {
         "filters": filters,
         "machines": page,
@@ -100,8 +112,9 @@ async def machine_list(
         "live": live,
         "every": every,
         "poll_choices": POLL_CHOICES,
-        # Facets scan the filtered fleet: computed per page view, never per poll.
-        "facets": None if fragment else await repository.facets(snap, schema, where),
+        "facets": facets,
+        "counted_at": counted_at,
+        "count_ttl": cache.ttl,
         "server_ms": (time.perf_counter() - started) * 1000,
     }
     template = "partials/machine_table.html" if fragment else "templates/machines.html"

@@ -112,16 +112,16 @@ class Facets:
 async def facets(snap: Snapshot, schema: Schema, where: SqlWhere) -> Facets:
     result = Facets()
     if schema.tag_types:
-        # One scan counts every tag type: the original's tag count table, filtered.
-        counts = ", ".join(
-            f"count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {quote_ident(t.table)} t"
-            " WHERE t.machine_id = m.machine_id))"
-            for t in schema.tag_types
+        # Each tag table semi-joined to the filtered machines: a hash join per tag, where
+        # `count(*) FILTER (WHERE EXISTS ...)` over machines would probe per machine.
+        counts = " UNION ALL ".join(
+            f"SELECT {i}, count(*) FROM {quote_ident(t.table)} t WHERE EXISTS"
+            f" (SELECT 1 FROM machines m WHERE m.machine_id = t.machine_id AND {where.sql})"
+            for i, t in enumerate(schema.tag_types)
         )
-        row = await snap.fetchrow(
-            f"SELECT {counts} FROM machines m WHERE {where.sql}", *where.params
-        )
-        result.tags = {t.name: row[i] for i, t in enumerate(schema.tag_types)}
+        rows = await snap.fetch(counts, *where.params)
+        by_index = {r[0]: r[1] for r in rows}
+        result.tags = {t.name: by_index.get(i, 0) for i, t in enumerate(schema.tag_types)}
     if schema.tag("machine_provided") is not None:
         rows = await snap.fetch(
             "SELECT p.provider::text AS provider, p.provider_status::text AS status,"

@@ -1,0 +1,35 @@
+"""Briefly cached counts: totals and facets scan the filtered fleet, so a page view
+computes them once and polls (and other watchers of the same view) reuse them."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+COUNT_TTL_SECONDS = 30.0
+
+
+class CountCache:
+    def __init__(self, ttl: float = COUNT_TTL_SECONDS, max_entries: int = 256) -> None:
+        self.ttl = ttl
+        self._max = max_entries
+        self._entries: OrderedDict[object, tuple[float, datetime, Any]] = OrderedDict()
+
+    async def get(
+        self, key: object, compute: Callable[[], Awaitable[Any]], *, refresh: bool = False
+    ) -> tuple[Any, datetime]:
+        """(value, when it was computed); `refresh` recomputes regardless of age."""
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and not refresh and now - entry[0] < self.ttl:
+            return entry[2], entry[1]
+        value = await compute()
+        computed_at = datetime.now(UTC)
+        self._entries[key] = (now, computed_at, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+        return value, computed_at
