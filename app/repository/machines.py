@@ -234,8 +234,12 @@ async def backoffs_for(snap: Snapshot, ids: list[UUID]) -> list[Backoff]:
 
 
 async def machine_by_provider(snap: Snapshot, provider: str, provider_id: str) -> UUID | None:
+    # The label is matched against the enum's own values (an unknown one matches nothing
+    # instead of failing the cast), so the lookup can use UNIQUE (provider, provider_id).
     return await snap.fetchval(
-        "SELECT machine_id FROM machine_provided WHERE provider::text = $1 AND provider_id = $2",
+        "SELECT machine_id FROM machine_provided WHERE provider ="
+        " (SELECT e FROM unnest(enum_range(NULL::provider)) e WHERE e::text = $1)"
+        " AND provider_id = $2",
         provider,
         provider_id,
     )
