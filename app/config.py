@@ -10,7 +10,6 @@ import platformdirs
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # The BMDB's protobuf columns and their messages (see BMDB.md).
 DEFAULT_PROTO_COLUMNS = {
     "hardware_report_raw": "cloud.bmaas.server.api.AgentHardwareReport",

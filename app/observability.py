@@ -1,9 +1,385 @@
-"""Metrics and structured logs: filled in by the production work (issue 7)."""
+"""Metrics for Prometheus (/metrics), request IDs and structured (JSON) logs.
 
-from fastapi import FastAPI
+One pure ASGI middleware (no BaseHTTPMiddleware: no extra task, no body buffering) does
+per request: take the request ID from `X-Request-ID` when it is sane, else make one, echo
+it in the response and attach it to every log record of the request; time the request
+into a histogram labelled by the route *template* (`/machine/{machine_id}`, never the
+raw path, so one series per page rather than per machine); write one access log line.
+It also makes the app's protobuf descriptor set current for the request
+(app/protobuf_names.py), which values.py consults while rendering.
 
+/metrics (text format) has:
+
+- `webug_http_request_duration_seconds{method,route,status}` histogram;
+- `webug_db_query_duration_seconds` histogram and `webug_db_query_errors_total{error}`,
+  fed by `app.db.query_hook` for every statement a page runs;
+- `webug_db_pool_connections_in_use`, `_open`, `_max` gauges (read at scrape time);
+- `webug_schema_info{version,dirty}`, `webug_schema_loaded`, `webug_schema_tag_types`
+  and `webug_schema_refresh_failures_total` (SchemaCache.failures);
+- `webug_bmdb_reachable` (1/0) and `webug_bmdb_reachable_age_seconds`: the last
+  evidence, from /healthz answers, page queries (a connection error says 0, any answer
+  says 1) or, when that evidence is older than REACHABLE_FRESH_SECONDS, a `SELECT 1` at
+  scrape time bounded by REACHABLE_CHECK_TIMEOUT. No answer in time counts as 0, except
+  when every pool connection is lent out (a busy pool is not an unreachable BMDB): then
+  nothing changes, and the age says how old the evidence is.
+
+Several uvicorn workers (WEBUG_WORKERS > 1): each is its own process with its own pool.
+With PROMETHEUS_MULTIPROC_DIR set (the container image does it when it starts more than
+one worker) the histograms and counters add up over all workers; the gauges read at
+scrape time describe the worker that answered the scrape.
+
+Logs: WEBUG_LOG_FORMAT=json makes every log line (webug's, uvicorn's) one JSON object
+with `ts`, `level`, `logger`, `msg`, the `request_id` of the request it belongs to and
+any structured extras; uvicorn's own access log is replaced by `webug.access`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import db as db_module
+from app import protobuf_names
 from app.config import Settings
+from app.protobuf_names import ProtoConfigError, ProtoNames, load_proto_names
+
+access_log = logging.getLogger("webug.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Accepted from the client: what proxies and tracing systems send (UUIDs, hex, base64ish).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+REACHABLE_FRESH_SECONDS = 15.0
+REACHABLE_CHECK_TIMEOUT = 2.0
+
+request_id_var: ContextVar[str | None] = ContextVar("webug_request_id", default=None)
+
+# --- metrics fed as things happen (module level: one set per process) ----------------
+
+METRICS = CollectorRegistry(auto_describe=True)
+REQUEST_SECONDS = Histogram(
+    "webug_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=METRICS,
+)
+QUERY_SECONDS = Histogram(
+    "webug_db_query_duration_seconds",
+    "latency of each BMDB statement run for a page",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=METRICS,
+)
+QUERY_ERRORS = Counter(
+    "webug_db_query_errors",
+    "BMDB statements that failed, by exception class",
+    ["error"],
+    registry=METRICS,
+)
+
+
+@dataclass
+class Reachability:
+    """The last evidence about whether the BMDB answers."""
+
+    reachable: bool | None = None
+    at: float = field(default=0.0)  # time.monotonic() of that evidence
+
+    def saw(self, reachable: bool) -> None:
+        self.reachable, self.at = reachable, time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self.at if self.reachable is not None else float("inf")
+
+
+@dataclass
+class AppObservability:
+    """What one application instance observes (tests run several in one process)."""
+
+    app: FastAPI
+    reachability: Reachability = field(default_factory=Reachability)
+    proto_names: ProtoNames | None = None
+
+
+_current: ContextVar[AppObservability | None] = ContextVar("webug_observability", default=None)
+
+
+def _on_query(seconds: float, error: BaseException | None) -> None:
+    """app.db.query_hook: every statement a page runs."""
+    QUERY_SECONDS.observe(seconds)
+    if error is not None and not isinstance(error, Exception):
+        return  # cancelled (client went away): says nothing about the BMDB
+    if error is not None:
+        QUERY_ERRORS.labels(type(error).__name__).inc()
+    obs = _current.get()
+    if obs is not None:
+        obs.reachability.saw(not isinstance(error, db_module.DB_UNAVAILABLE))
+
+
+class _ScrapeTimeCollector:
+    """Gauges read from the application's state when /metrics is scraped."""
+
+    def __init__(self, obs: AppObservability) -> None:
+        self.obs = obs
+
+    def collect(self):
+        state = self.obs.app.state
+        database = getattr(state, "db", None)
+        in_use, open_, max_ = database.pool_stats() if database is not None else (0, 0, 0)
+        for name, value, text in (
+            ("in_use", in_use, "BMDB connections lent to requests"),
+            ("open", open_, "BMDB connections open (in use or idle)"),
+            ("max", max_, "BMDB connection pool maximum (WEBUG_POOL_MAX_SIZE)"),
+        ):
+            yield GaugeMetricFamily(f"webug_db_pool_connections_{name}", text, value=value)
+
+        cache = getattr(state, "schema_cache", None)
+        loaded = cache is not None and cache.loaded
+        yield GaugeMetricFamily(
+            "webug_schema_loaded", "1 once the BMDB schema has been reflected", value=int(loaded)
+        )
+        if loaded:
+            schema = cache.schema
+            info = GaugeMetricFamily(
+                "webug_schema_info",
+                "reflected schema: schema_migrations version and dirty flag",
+                labels=["version", "dirty"],
+            )
+            info.add_metric([str(schema.version), str(schema.dirty).lower()], 1)
+            yield info
+            yield GaugeMetricFamily(
+                "webug_schema_tag_types", "tag tables found", value=len(schema.tag_types)
+            )
+        yield CounterMetricFamily(
+            "webug_schema_refresh_failures",
+            "schema reflections that failed (each retry counts)",
+            value=cache.failures if cache is not None else 0,
+        )
+
+        seen = self.obs.reachability
+        if seen.reachable is not None:
+            yield GaugeMetricFamily(
+                "webug_bmdb_reachable",
+                "1 when the BMDB answered at the last evidence, 0 when it did not",
+                value=int(seen.reachable),
+            )
+            yield GaugeMetricFamily(
+                "webug_bmdb_reachable_age_seconds",
+                "age of the evidence behind webug_bmdb_reachable",
+                value=seen.age(),
+            )
+
+
+# --- the middleware --------------------------------------------------------------------
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            with contextlib.suppress(UnicodeDecodeError):
+                candidate = value.decode("ascii")
+                if _SANE_REQUEST_ID.fullmatch(candidate):
+                    return candidate
+            break
+    return uuid.uuid4().hex
+
+
+def route_label(scope: Scope) -> str:
+    """The route template that handled the request; bounded, never the raw path."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if template:
+        return template
+    if scope.get("path", "").startswith("/static/"):
+        return "/static/{path}"
+    return "(unmatched)"
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, obs: AppObservability) -> None:
+        self.app = app
+        self.obs = obs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        tokens = (
+            request_id_var.set(rid),
+            _current.set(self.obs),
+            protobuf_names.use(self.obs.proto_names),
+        )
+        status = 500  # unless a response starts: an exception escaped to the server
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, rid)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = route_label(scope)
+            method = scope.get("method", "")
+            REQUEST_SECONDS.labels(
+                method if method in _METHODS else "OTHER", route, str(status)
+            ).observe(elapsed)
+            if route == "/healthz" and status in (200, 503):
+                self.obs.reachability.saw(status == 200)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %.1fms",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "request_id": rid,
+                        "method": method,
+                        "path": scope.get("path", ""),
+                        "query": scope.get("query_string", b"").decode("latin-1"),
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+            protobuf_names.reset(tokens[2])
+            _current.reset(tokens[1])
+            request_id_var.reset(tokens[0])
+
+
+# --- logs ------------------------------------------------------------------------------
+
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, msg, request_id, extras, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and value is not None:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+_factory_installed = False
+
+
+def _install_record_factory() -> None:
+    """Every log record made during a request carries that request's ID."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
+def configure_logging(log_format: str) -> None:
+    """json: one JSON object per line on stderr for webug and uvicorn; text: leave as is."""
+    if log_format != "json":
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # webug.access says the same with the request ID and route template.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+# --- installation ----------------------------------------------------------------------
+
+
+def _load_proto_names(settings: Settings) -> ProtoNames | None:
+    if settings.proto_descriptors is None:
+        return None
+    try:
+        return load_proto_names(settings.proto_descriptors, settings.proto_columns)
+    except ProtoConfigError as exc:
+        raise SystemExit(f"webug: invalid configuration: WEBUG_PROTO_DESCRIPTORS: {exc}") from None
 
 
 def install_observability(app: FastAPI, settings: Settings) -> None:
-    """Prometheus /metrics, request IDs and structured logs (placeholder)."""
+    """Request IDs, access logs, /metrics; and the app's protobuf descriptor set."""
+    _install_record_factory()
+    configure_logging(settings.log_format)
+    db_module.query_hook = _on_query
+    obs = AppObservability(app, proto_names=_load_proto_names(settings))
+    app.state.observability = obs
+    scrape_time = CollectorRegistry(auto_describe=False)
+    scrape_time.register(_ScrapeTimeCollector(obs))
+
+    async def metrics(request: Request) -> Response:
+        await _check_reachable(obs)
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+
+            fed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(fed)
+        else:
+            fed = METRICS
+        body = generate_latest(fed) + generate_latest(scrape_time)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    # Added last, so outermost: it times and tags everything the other middleware does.
+    app.add_middleware(ObservabilityMiddleware, obs=obs)
+
+
+async def _check_reachable(obs: AppObservability) -> None:
+    """A quick `SELECT 1` when the last evidence about the BMDB is stale."""
+    database = getattr(obs.app.state, "db", None)
+    if database is None or obs.reachability.age() < REACHABLE_FRESH_SECONDS:
+        return
+    in_use, _, max_size = database.pool_stats()
+    try:
+        ok = await asyncio.wait_for(database.ping(), REACHABLE_CHECK_TIMEOUT)
+    except TimeoutError:
+        if in_use >= max_size:
+            return  # every connection is lent out: a busy pool, no evidence either way
+        ok = False  # a free slot, yet no answer in time: connecting or the server hangs
+    obs.reachability.saw(ok)

@@ -1,9 +1,217 @@
-"""Resilience: filled in by the resilience-and-safety work (issue 6)."""
+"""Resilience: webug keeps answering, with the right status, when the BMDB misbehaves.
 
-from fastapi import FastAPI
+What this module adds to every route (a pure ASGI middleware plus error handlers):
+
+- **Outage**: a BMDB that is down, restarting or refusing connections (including a
+  query cut by a shutdown, asyncpg's AdminShutdownError) is a 503 "BMDB unreachable,
+  retrying" page, never a 500. The pool reconnects on the next request, so pages come
+  back as soon as the database does.
+- **Unreachable at start**: while no schema has been loaded, a request first tries to
+  load it (at most one attempt per second, one at a time), so webug comes back within
+  a second of the BMDB instead of when the refresh task's backoff (up to 60 s) ends.
+- **Schema drift**: a query that fails because the schema changed under webug (a tag
+  table dropped or renamed, a column altered: UndefinedTableError, UndefinedColumnError,
+  InvalidCachedStatementError...) re-reflects the schema at once and runs the request
+  ONE more time. If it still fails, a 503 page says the schema does not match.
+- **Busy pool**: pages share all BMDB connections but one, which stays free for /healthz
+  (and the schema refresh). A page that has waited WEBUG_POOL_WAIT_SECONDS for a
+  connection answers 503 instead of hanging; a locked table or a slow query holds a
+  connection for at most the statement timeout (then 504, app/main.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.schema_refresh import SchemaCache
+from app.web import render
+
+log = logging.getLogger(__name__)
+
+# The schema under webug changed: re-reflect and try once more.
+SCHEMA_DRIFT: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedColumnError,
+    asyncpg.UndefinedObjectError,  # e.g. an enum type dropped
+    asyncpg.UndefinedFunctionError,  # e.g. `=` between a column whose type changed and $1
+    asyncpg.DatatypeMismatchError,
+    asyncpg.InvalidCachedStatementError,  # prepared statement of the old schema
+    asyncpg.exceptions.OutdatedSchemaCacheError,  # asyncpg's type cache of the old schema
+)
+# The BMDB is going away or cannot take us (beyond app.db.DB_UNAVAILABLE): 503 as well.
+# QueryCanceledError is an OperatorInterventionError too, but keeps its own 504 handler.
+ALSO_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+)
+
+KICK_INTERVAL_S = 1.0  # at most one "is the BMDB back?" schema load per second
+KICK_TIMEOUT_S = 5.0  # ... and a request waits this long for it at most
+REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
+
+# Paths that never touch the BMDB: no admission, no schema load.
+NO_DB_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
+NO_DB_GETS = frozenset({"/schema"})
+HEALTH = "/healthz"  # may use the connection pages leave free
+
+
+def error_page(request: Request, status: int, title: str, detail: str):
+    """The same error page app/main.py shows (HTML, or JSON when asked for)."""
+    return render(
+        request,
+        "templates/error.html",
+        {"status": status, "title": title, "detail": detail},
+        status_code=status,
+        data=lambda: {"status": status, "error": title, "detail": detail},
+    )
+
+
+class _LoopState:
+    """Locks and counters of one event loop (a TestClient runs each app in a new one)."""
+
+    def __init__(self, page_slots: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pages = asyncio.Semaphore(page_slots)
+        self.refresh_lock = asyncio.Lock()
+        self.last_kick = float("-inf")
+        self.last_refresh_started = float("-inf")  # of the last successful refresh
+
+
+class ResilienceMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.page_slots = max(1, settings.pool_max_size - 1)
+        self.pool_wait = settings.pool_wait_seconds
+        self._state: _LoopState | None = None
+
+    def _loop_state(self) -> _LoopState:
+        if self._state is None or self._state.loop is not asyncio.get_running_loop():
+            self._state = _LoopState(self.page_slots)
+        return self._state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(NO_DB_PREFIXES) or (scope["method"] == "GET" and path in NO_DB_GETS):
+            await self.app(scope, receive, send)
+            return
+        state = self._loop_state()
+        cache: SchemaCache | None = getattr(scope["app"].state, "schema_cache", None)
+        if cache is not None and not cache.loaded:
+            await self._kick(state, cache)
+        if path == HEALTH:
+            await self._call_with_drift_retry(state, cache, scope, receive, send)
+            return
+        try:
+            await asyncio.wait_for(state.pages.acquire(), timeout=self.pool_wait)
+        except TimeoutError:
+            log.warning("no BMDB connection for %s within %.1f s", path, self.pool_wait)
+            response = error_page(
+                Request(scope),
+                503,
+                "webug is busy",
+                f"Every BMDB connection webug may use has been busy for {self.pool_wait:g} s "
+                "(slow queries or locked tables). Try again in a moment.",
+            )
+            await response(scope, receive, send)
+            return
+        try:
+            await self._call_with_drift_retry(state, cache, scope, receive, send)
+        finally:
+            state.pages.release()
+
+    async def _kick(self, state: _LoopState, cache: SchemaCache) -> None:
+        """No schema yet: try to load it now, at most once per KICK_INTERVAL_S, one at a time."""
+        now = time.monotonic()
+        if state.refresh_lock.locked() or now - state.last_kick < KICK_INTERVAL_S:
+            return
+        state.last_kick = now
+        async with state.refresh_lock:
+            try:
+                await asyncio.wait_for(cache.refresh(), timeout=KICK_TIMEOUT_S)
+                state.last_refresh_started = now
+                log.info("BMDB reachable again: schema loaded")
+            except Exception as exc:  # whatever it is, the request itself answers
+                log.debug("BMDB still unreachable: %s: %s", type(exc).__name__, exc)
+
+    async def _refresh_after_drift(self, state: _LoopState, cache: SchemaCache, since: float):
+        """Re-reflect, unless a reflection that started after `since` already succeeded."""
+        async with state.refresh_lock:
+            if state.last_refresh_started >= since:
+                return
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(cache.refresh(), timeout=REFRESH_TIMEOUT_S)
+                state.last_refresh_started = started
+            except Exception as exc:  # the retry below answers with whatever it finds
+                log.warning("re-reflection after schema drift failed: %s", exc)
+
+    async def _call_with_drift_retry(
+        self,
+        state: _LoopState,
+        cache: SchemaCache | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        begun = time.monotonic()
+        retryable = scope["method"] in ("GET", "HEAD") and cache is not None
+        try:
+            await self.app(dict(scope), receive, tracking_send)
+            return
+        except SCHEMA_DRIFT as exc:
+            if started or not retryable:
+                raise
+            log.warning(
+                "schema drift on %s (%s: %s): re-reflecting and retrying once",
+                scope["path"],
+                type(exc).__name__,
+                exc,
+            )
+        assert cache is not None
+        await self._refresh_after_drift(state, cache, begun)
+        try:
+            await self.app(dict(scope), receive, tracking_send)
+        except SCHEMA_DRIFT as exc:
+            if started:
+                raise
+            log.error("schema drift on %s persists after re-reflection: %s", scope["path"], exc)
+            response = error_page(
+                Request(scope),
+                503,
+                "BMDB schema does not match",
+                "The BMDB's schema changed and this page's query still fails after "
+                f"re-reading it: {type(exc).__name__}: {exc}",
+            )
+            await response(scope, receive, send)
 
 
 def install_resilience(app: FastAPI, settings: Settings) -> None:
-    """Schema-drift retry and outage handling for every route (placeholder)."""
+    """Schema-drift retry, outage handling and pool admission for every route."""
+    app.add_middleware(ResilienceMiddleware, settings=settings)
+
+    async def unavailable(request: Request, exc: Exception):
+        return error_page(
+            request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
+        )
+
+    for exc_class in ALSO_UNAVAILABLE:
+        app.add_exception_handler(exc_class, unavailable)

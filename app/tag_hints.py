@@ -1,4 +1,4 @@
-"""The short form of a tag in the machine list: its name plus the value that tells most."""
+"""How tags are summarized: the list's short form, the detail page's order."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ def tag_hint(tag: TagType, values: dict[str, object]) -> str:
         if stamp is not None:
             parts.append(relative(stamp))
     return " ".join(parts)
+
+
+def detail_order(tag_types: tuple[TagType, ...]) -> list[TagType]:
+    """Provided first (what an operator checks first), tags holding blobs last."""
+
+    def rank(tag: TagType) -> tuple[int, str]:
+        if tag.table == "machine_provided":
+            return 0, tag.name
+        return (2 if any(f.element_udt == "bytea" for f in tag.fields) else 1), tag.name
+
+    return sorted(tag_types, key=rank)

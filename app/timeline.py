@@ -21,7 +21,7 @@ class Bar:
     x: float
     y: float
     width: float
-    kind: str  # finished, failed, canceled, running, open, backoff
+    kind: str  # finished, failed, canceled, running, stale, open, backoff
     title: str
 
 
@@ -66,7 +66,7 @@ def build_timeline(
     )
     lane_y = {p: AXIS_HEIGHT + i * LANE_HEIGHT for i, p in enumerate(processes)}
     timeline.lanes = [(p, lane_y[p]) for p in processes]
-    running = {w.process for w in work}
+    running = {w.process: w for w in work}
 
     def bar(begin: datetime, finish: datetime, process: str, kind: str, title: str) -> None:
         left = x(begin)
@@ -95,15 +95,21 @@ def build_timeline(
                     (x(e.timestamp), lane_y[e.process] + 9, f"Failed {utc(e.timestamp)}{cause}")
                 )
     for process, began in open_since.items():
-        kind = "running" if process in running else "open"
-        bar(
-            began,
-            now,
-            process,
-            kind,
-            f"{process} started {utc(began)}, "
-            + ("still running" if kind == "running" else "no end recorded"),
-        )
+        item = running.get(process)
+        if item is None:
+            bar(began, now, process, "open", f"{process} started {utc(began)}, no end recorded")
+        elif item.stale and item.session_deadline is not None:
+            # Nobody has worked on it since its session expired: the bar ends there.
+            title = f"{process} started {utc(began)}, STALE: session expired"
+            bar(
+                began,
+                item.session_deadline,
+                process,
+                "stale",
+                f"{title} {utc(item.session_deadline)}",
+            )
+        else:
+            bar(began, now, process, "running", f"{process} started {utc(began)}, still running")
     for begin, until, b in backoff_spans:
         bar(
             begin, until, b.process, "backoff", f"{b.process} backoff until {utc(until)}: {b.cause}"

@@ -29,6 +29,7 @@ from app.protobuf_decode import (
     looks_like_protobuf,
     to_jsonable,
 )
+from app.protobuf_names import named_html, named_json
 from app.reflection import Field
 
 # Columns that hold serialized protobuf messages (see BMDB.md).
@@ -259,17 +260,21 @@ def _nbytes(n: int) -> str:
 
 
 def _bytes(field: Field | None, data: bytes) -> Markup:
-    known = field is not None and field.name in PROTOBUF_COLUMNS
-    fields = None
-    if data and (known or looks_like_protobuf(data)):
-        fields = decode_message(data, max_fields=PB_MAX_FIELDS)
-    if not fields:
-        return _hex(data)
+    # With field names when a descriptor set maps this column (app/protobuf_names.py).
+    tree = named_html(field.name if field is not None else None, data)
+    if tree is None:
+        known = field is not None and field.name in PROTOBUF_COLUMNS
+        fields = None
+        if data and (known or looks_like_protobuf(data)):
+            fields = decode_message(data, max_fields=PB_MAX_FIELDS)
+        if not fields:
+            return _hex(data)
+        tree = render_protobuf(fields)
     return Markup(
         '<div class="pb-value"><span class="pb-label">protobuf</span> '
         '<span class="size">{}</span>{}'
         '<details class="pb-hex"><summary>hex</summary>{}</details></div>'
-    ).format(_nbytes(len(data)), render_protobuf(fields), _hex(data))
+    ).format(_nbytes(len(data)), tree, _hex(data))
 
 
 def render_protobuf(fields: list[PbField]) -> Markup:
@@ -358,6 +363,7 @@ def value_to_json(field: Field | None, value: object) -> object:
     if isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
         out = bytes_json(data)
+        out.update(named_json(field.name if field is not None else None, data) or {})
         known = field is not None and field.name in PROTOBUF_COLUMNS
         if data and (known or looks_like_protobuf(data)):
             fields = decode_message(data)

@@ -19,7 +19,7 @@ from app.db import Database, Snapshot
 from app.reflection import Schema
 from app.repository.machines import fingerprint
 from app.schema_refresh import SchemaCache
-from app.tag_hints import tag_hint
+from app.tag_hints import detail_order, tag_hint
 from app.values import render_value
 
 APP_DIR = Path(__file__).resolve().parent
@@ -35,6 +35,7 @@ templates = jinja2.Environment(
 templates.filters.update(formatting.FILTERS)
 templates.filters["fingerprint"] = fingerprint
 templates.globals["tag_hint"] = tag_hint
+templates.globals["detail_order"] = detail_order
 templates.globals["render_value"] = render_value
 
 

@@ -67,6 +67,6 @@ def test_not_a_uuid_is_400(e2e_server: str) -> None:
         urllib.request.urlopen(e2e_server + "/machine/not-a-uuid", timeout=5)
     except urllib.error.HTTPError as exc:
         assert exc.code == 400
-        assert b"not a machine ID" in exc.read()
+        assert b"neither a machine ID nor a machine ID prefix" in exc.read()
     else:
         raise AssertionError("expected HTTP 400")

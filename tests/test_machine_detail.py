@@ -23,7 +23,7 @@ def test_detail_page_shows_work_sessions_backoffs_and_tags(client):
     assert page.status_code == 200
     text = page.text
     assert f'data-copy="{mid(2)}"' in text
-    assert "1 active work" in text and "1 active backoffs" in text
+    assert "1 active work" in text and "1 active backoff<" in text
     assert f'href="/session/{DEAD}"' in text and "shepherd-lumen" in text
     assert "STALE — session expired" in text
     assert "ssh: connection refused &lt;script&gt;" in text and "<script>alert" not in text

@@ -26,12 +26,43 @@
     const b = banner();
     if (b) { b.hidden = true; }
   });
-  document.addEventListener("htmx:error", () => {
+  const disconnected = (why) => {
     const b = banner();
     if (!b) return;
-    b.textContent = "disconnected — last update at " + lastUpdate.toLocaleTimeString() + ", retrying";
+    b.textContent = "disconnected — last update at " + lastUpdate.toLocaleTimeString() +
+      (why ? " (" + why + ")" : "") + ", retrying";
     b.hidden = false;
+  };
+  document.addEventListener("htmx:error", () => disconnected(""));
+  // A 5xx (503 BMDB unreachable or busy, 504 query timed out) is an error page: never swap
+  // it over a live fragment. Keep the last good content and say what happened instead.
+  document.addEventListener("htmx:before:swap", (e) => {
+    const ctx = e.detail.ctx;
+    const status = ctx.response?.status ?? 0;
+    if (status < 500) return;
+    e.preventDefault();
+    const title = new DOMParser().parseFromString(ctx.text || "", "text/html").title;
+    disconnected(title.replace(/ · webug$/, "") || "HTTP " + status);
   });
+
+  // Content-Security-Policy without 'unsafe-eval': htmx compiles hx-trigger filters such as
+  // [document.visibilityState === 'visible'] with Function(). Hand it these precompiled
+  // ones instead; any other expression fails loudly (a page error) rather than silently.
+  const EXPRESSIONS = {
+    "document.visibilityState === 'visible'": () => document.visibilityState === "visible",
+  };
+  const precompiled = (isAsync) => function (...keys) {
+    const body = keys.pop();
+    const match = /^return \(([\s\S]*)\)$/.exec(body);
+    const fn = match && EXPRESSIONS[match[1].trim()];
+    if (!fn) throw new Error("webug: expression not allowed without 'unsafe-eval': " + body);
+    return { call: (thisArg) => (isAsync ? Promise.resolve(fn.call(thisArg)) : fn.call(thisArg)) };
+  };
+  if (window.htmx) {
+    htmx.registerExtension("webug-csp", {
+      init: (api) => api.initSecurity(null, precompiled(false), precompiled(true)),
+    });
+  }
 
   // Relative times ("3m ago", "in 20s") tick in the browser, so countdowns stay live
   // between polls and an unchanged poll can answer 304 without going stale.

@@ -1,0 +1,326 @@
+"""Protobuf columns decoded with field names, from a FileDescriptorSet.
+
+With `WEBUG_PROTO_DESCRIPTORS` pointing to a binary FileDescriptorSet (`protoc
+--include_imports --descriptor_set_out=bmdb.pb ...`) and `WEBUG_PROTO_COLUMNS` mapping
+columns to fully qualified message types, those columns are parsed with the protobuf
+library and shown with field names, types and enum labels. Everything else, and any
+value that does not parse as its type, keeps the schema-less rendering
+(app/protobuf_decode.py): a wrong or outdated descriptor set never hides data.
+
+Which descriptor set applies is per application (tests run several side by side): the
+request middleware in app/observability.py makes the app's `ProtoNames` current for the
+request (`use`), and app/values.py asks `named_html` / `named_json`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+log = logging.getLogger(__name__)
+
+MAX_FIELDS = 5000  # named fields rendered at most; a bigger value falls back (to hex)
+
+# Well-known types shown as what they mean rather than as their two fields.
+_TIMESTAMP = "google.protobuf.Timestamp"
+_DURATION = "google.protobuf.Duration"
+
+
+class ProtoConfigError(Exception):
+    """The descriptor set cannot be used (unreadable, not a FileDescriptorSet, inconsistent)."""
+
+
+@dataclass(frozen=True)
+class ProtoNames:
+    """Message classes by column, built from one FileDescriptorSet."""
+
+    source: str
+    classes: Mapping[str, Any]  # column -> generated message class
+    types: Mapping[str, str]  # column -> fully qualified message type
+    missing: Mapping[str, str] = field(default_factory=dict)  # column -> type not in the set
+
+    def parse(self, column: str, data: bytes) -> Any | None:
+        """The message in `data`, or None (column not mapped, or not a message of its type)."""
+        cls = self.classes.get(column)
+        if cls is None:
+            return None
+        from google.protobuf.message import DecodeError
+
+        msg = cls()
+        try:
+            msg.ParseFromString(data)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            log.debug("%s does not parse as %s: %s", column, self.types[column], exc)
+            return None
+        if not msg.ListFields() and data:
+            return None  # only unknown fields: these bytes are not that message
+        return msg
+
+
+def load_proto_names(path: Path, columns: Mapping[str, str]) -> ProtoNames:
+    """Build the message classes for `columns` from the FileDescriptorSet at `path`.
+
+    Imports missing from the set are taken from the protobuf library when it knows them
+    (the well-known types); types not in the set are reported in `missing`.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf.message import DecodeError
+
+    try:
+        fds = descriptor_pb2.FileDescriptorSet.FromString(Path(path).read_bytes())
+    except OSError as exc:
+        raise ProtoConfigError(f"cannot read {path}: {exc}") from None
+    except DecodeError as exc:
+        raise ProtoConfigError(f"{path} is not a binary FileDescriptorSet: {exc}") from None
+    if not fds.file:
+        raise ProtoConfigError(f"{path} holds no .proto file descriptors")
+
+    pool = descriptor_pool.DescriptorPool()
+    by_name = {f.name: f for f in fds.file}
+    added: set[str] = set()
+
+    def add(name: str, chain: tuple[str, ...]) -> None:
+        if name in added:
+            return
+        if name in chain:
+            raise ProtoConfigError(f"{path}: import cycle through {name}")
+        proto = by_name.get(name)
+        if proto is None:
+            proto = _library_file(name)
+            if proto is None:
+                raise ProtoConfigError(
+                    f"{path}: {chain[-1]} imports {name}, which is not in the set"
+                    " (build it with protoc --include_imports)"
+                )
+        for dependency in proto.dependency:
+            add(dependency, (*chain, name))
+        try:
+            pool.Add(proto)
+        except (TypeError, ValueError) as exc:  # conflicting or malformed definitions
+            raise ProtoConfigError(f"{path}: {name}: {exc}") from None
+        added.add(name)
+
+    for name in by_name:  # dependencies first, whatever the order in the set
+        add(name, ())
+
+    classes: dict[str, Any] = {}
+    types: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for column, type_name in columns.items():
+        try:
+            descriptor = pool.FindMessageTypeByName(type_name)
+        except KeyError:
+            missing[column] = type_name
+            continue
+        classes[column] = message_factory.GetMessageClass(descriptor)
+        types[column] = type_name
+    if missing:
+        log.warning(
+            "protobuf descriptor set %s lacks %s: those columns stay schema-less",
+            path,
+            ", ".join(f"{t} ({c})" for c, t in sorted(missing.items())),
+        )
+    return ProtoNames(str(path), classes, types, missing)
+
+
+def _library_file(name: str) -> Any | None:
+    """A .proto file the protobuf library itself ships (google/protobuf/*.proto)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    try:
+        known = descriptor_pool.Default().FindFileByName(name)
+    except KeyError:
+        return None
+    proto = descriptor_pb2.FileDescriptorProto()
+    known.CopyToProto(proto)
+    return proto
+
+
+# --- per request ---------------------------------------------------------------------
+
+_current: ContextVar[ProtoNames | None] = ContextVar("webug_proto_names", default=None)
+
+
+def use(names: ProtoNames | None) -> Token:
+    """Make `names` the descriptor set of the current request (undo with `reset`)."""
+    return _current.set(names)
+
+
+def reset(token: Token) -> None:
+    _current.reset(token)
+
+
+def current() -> ProtoNames | None:
+    return _current.get()
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+def named_html(column: str | None, data: bytes) -> Markup | None:
+    """The message type and a tree of named fields; None = render schema-less instead."""
+    names = _current.get()
+    if names is None or column is None or not data:
+        return None
+    msg = names.parse(column, data)
+    if msg is None:
+        return None
+    budget = [MAX_FIELDS]
+    try:
+        tree = _message_html(msg, budget, datetime.now(UTC))
+    except _TooBig:
+        return None
+    return Markup(' <code class="pb-type" title="from {}">{}</code>{}').format(
+        names.source, names.types[column], tree
+    )
+
+
+def named_json(column: str | None, data: bytes) -> dict[str, object] | None:
+    """{"protobuf_type": ..., "message": {field name: value}} (protobuf's JSON mapping)."""
+    names = _current.get()
+    if names is None or column is None or not data:
+        return None
+    msg = names.parse(column, data)
+    if msg is None:
+        return None
+    from google.protobuf import json_format
+
+    return {
+        "protobuf_type": names.types[column],
+        "message": json_format.MessageToDict(msg, preserving_proto_field_name=True),
+    }
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _message_html(msg: Any, budget: list[int], now: datetime) -> Markup:
+    items: list[Markup] = []
+    for fd, value in msg.ListFields():
+        if _is_map(fd):
+            value_fd = fd.message_type.fields_by_name["value"]
+            for key in sorted(value):
+                label = Markup('{}<span class="pb-key">[{}]</span>').format(fd.name, repr(key))
+                items.append(_field_html(label, value_fd, value[key], budget, now))
+        elif _is_repeated(fd):
+            for i, item in enumerate(value):
+                label = Markup('{}<span class="pb-key">[{}]</span>').format(fd.name, i)
+                items.append(_field_html(label, fd, item, budget, now))
+        else:
+            items.append(_field_html(Markup("{}").format(fd.name), fd, value, budget, now))
+    unknown = _unknown_count(msg)
+    if unknown:
+        items.append(
+            Markup(
+                '<li class="pb-unknown">{} unknown field{} (the descriptor set may be older'
+                " than the data)</li>"
+            ).format(unknown, "" if unknown == 1 else "s")
+        )
+    if not items:
+        return Markup('<span class="empty">empty</span>')
+    return Markup('<ul class="pb pb-named">{}</ul>').format(Markup("").join(items))
+
+
+def _field_html(label: Markup, fd: Any, value: Any, budget: list[int], now: datetime) -> Markup:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig
+    from app.values import render_value
+
+    kind = _type_name(fd)
+    head = Markup(
+        '<span class="pb-name" title="field {}">{}</span> <span class="pb-kind">{}</span> '
+    ).format(fd.number, label, kind)
+    if fd.message_type is not None:
+        full_name = fd.message_type.full_name
+        if full_name == _TIMESTAMP:
+            shown = _well_known(lambda: value.ToDatetime(tzinfo=UTC), now)
+        elif full_name == _DURATION:
+            shown = _well_known(
+                lambda: timedelta(seconds=value.seconds, microseconds=value.nanos / 1000), now
+            )
+        else:
+            shown = None
+        if shown is None:
+            shown = _message_html(value, budget, now)
+    elif fd.enum_type is not None:
+        enum_value = fd.enum_type.values_by_number.get(value)
+        if enum_value is None:
+            shown = Markup('<span class="enum unknown" title="not a label of {}">{}</span>').format(
+                fd.enum_type.full_name, value
+            )
+        else:
+            shown = Markup('<span class="enum" title="{} = {}">{}</span>').format(
+                fd.enum_type.full_name, value, enum_value.name
+            )
+    else:
+        shown = render_value(None, value, now=now)
+    return Markup("<li>{}{}</li>").format(head, shown)
+
+
+def _well_known(convert: Any, now: datetime) -> Markup | None:
+    from app.values import render_value
+
+    try:
+        return render_value(None, convert(), now=now)
+    except (OverflowError, ValueError):
+        return None  # out of datetime's range: show the raw seconds/nanos
+
+
+_SCALARS = {
+    "TYPE_DOUBLE": "double",
+    "TYPE_FLOAT": "float",
+    "TYPE_INT64": "int64",
+    "TYPE_UINT64": "uint64",
+    "TYPE_INT32": "int32",
+    "TYPE_FIXED64": "fixed64",
+    "TYPE_FIXED32": "fixed32",
+    "TYPE_BOOL": "bool",
+    "TYPE_STRING": "string",
+    "TYPE_BYTES": "bytes",
+    "TYPE_UINT32": "uint32",
+    "TYPE_SFIXED32": "sfixed32",
+    "TYPE_SFIXED64": "sfixed64",
+    "TYPE_SINT32": "sint32",
+    "TYPE_SINT64": "sint64",
+}
+
+
+def _type_name(fd: Any) -> str:
+    if fd.message_type is not None:
+        return fd.message_type.name
+    if fd.enum_type is not None:
+        return fd.enum_type.name
+    for attr, name in _SCALARS.items():
+        if fd.type == getattr(fd, attr):
+            return name
+    return "?"
+
+
+def _is_repeated(fd: Any) -> bool:
+    repeated = getattr(fd, "is_repeated", None)
+    if repeated is not None:
+        return bool(repeated)
+    return fd.label == fd.LABEL_REPEATED  # protobuf < 5.28
+
+
+def _is_map(fd: Any) -> bool:
+    return (
+        fd.message_type is not None and _is_repeated(fd) and fd.message_type.GetOptions().map_entry
+    )
+
+
+def _unknown_count(msg: Any) -> int:
+    try:
+        from google.protobuf.unknown_fields import UnknownFieldSet
+    except ImportError:  # older protobuf
+        return len(msg.UnknownFields())
+    return len(UnknownFieldSet(msg))
