@@ -61,7 +61,8 @@ def test_schema_page_lists_every_tag_type_with_its_fields(client):
     provider_id = field_row(provided, "provider_id")
     assert "character varying / varchar" in provider_id and "not null" in provider_id
     generation = field_row(section(page, "OSInstallationRequest"), "generation")
-    assert "bigint not null" in generation and "bigint / int8" in generation
+    assert "<td>bigint</td>" in generation and "bigint / int8" in generation
+    assert "<td>not null</td>" in generation
     result = field_row(section(page, "OSInstallationReport"), "os_installation_result")
     assert re.findall(r'<span class="enum">(\w+)</span>', result) == ["Success", "Error"]
     # When it was reflected and when the next refresh is due, and the button.
