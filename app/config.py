@@ -64,6 +64,7 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", type_name.removeprefix(".")):
                 raise ValueError(f"{column}: {type_name!r} is not a protobuf message type name")
         return {column: type_name.removeprefix(".") for column, type_name in value.items()}
+
     demo_machines: int = Field(500, ge=1, le=1_000_000, description="demo fleet size")
     demo_data_dir: Path = Field(
         default_factory=_default_demo_dir, description="embedded PostgreSQL data dir"

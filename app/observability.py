@@ -44,6 +44,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,21 +204,53 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def route_label(scope: Scope) -> str:
-    """The route template that handled the request; bounded, never the raw path."""
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if template:
-        return template
-    if scope.get("path", "").startswith("/static/"):
-        return "/static/{path}"
-    return "(unmatched)"
+@dataclass(frozen=True)
+class _RouteTemplate:
+    regex: re.Pattern[str]
+    template: str
+    methods: frozenset[str] | None
+
+
+def route_templates(app: FastAPI) -> list[_RouteTemplate]:
+    """Every route of the app, in matching order, as (path regex, template, methods)."""
+    try:  # FastAPI keeps included routers as branches; this walks them as the router does
+        from fastapi.routing import iter_route_contexts
+
+        routes = list(iter_route_contexts(app.router.routes))
+    except ImportError:  # older FastAPI: already flat
+        routes = list(app.router.routes)
+    out = []
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        template = getattr(route, "path_format", None)
+        if regex is not None and template:
+            methods = getattr(route, "methods", None)
+            out.append(_RouteTemplate(regex, template, frozenset(methods) if methods else None))
+    return out
+
+
+def route_label(scope: Scope, templates: Sequence[_RouteTemplate]) -> str:
+    """The template of the route that serves this request; bounded, never the raw path.
+
+    Matched here rather than read from scope["route"]: inner middleware may hand the
+    router a copy of the scope (app/resilience.py does, to retry), so the router's
+    annotation never reaches this one.
+    """
+    path, method = scope.get("path", ""), scope.get("method")
+    partial = None
+    for route in templates:
+        if route.regex.match(path):
+            if route.methods is None or method in route.methods:
+                return route.template
+            partial = partial or route.template  # right path, wrong method: 405
+    return partial or "(unmatched)"
 
 
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, obs: AppObservability) -> None:
         self.app = app
         self.obs = obs
+        self._templates: list[_RouteTemplate] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -243,7 +276,9 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
-            route = route_label(scope)
+            if self._templates is None:  # the first request: every route is added by now
+                self._templates = route_templates(self.obs.app)
+            route = route_label(scope, self._templates)
             method = scope.get("method", "")
             REQUEST_SECONDS.labels(
                 method if method in _METHODS else "OTHER", route, str(status)
@@ -257,8 +292,7 @@ class ObservabilityMiddleware:
                     scope.get("path", ""),
                     status,
                     elapsed * 1000,
-                    extra={
-                        "request_id": rid,
+                    extra={  # request_id: every record made now has it (record factory)
                         "method": method,
                         "path": scope.get("path", ""),
                         "query": scope.get("query_string", b"").decode("latin-1"),

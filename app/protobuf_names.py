@@ -14,6 +14,8 @@ request (`use`), and app/values.py asks `named_html` / `named_json`.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
@@ -134,6 +136,11 @@ def _library_file(name: str) -> Any | None:
     """A .proto file the protobuf library itself ships (google/protobuf/*.proto)."""
     from google.protobuf import descriptor_pb2, descriptor_pool
 
+    if name.startswith("google/protobuf/") and name.endswith(".proto"):
+        # Well-known types join the default pool when their module is first imported.
+        module = name.removesuffix(".proto").replace("/", ".") + "_pb2"
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     try:
         known = descriptor_pool.Default().FindFileByName(name)
     except KeyError:
@@ -177,8 +184,8 @@ def named_html(column: str | None, data: bytes) -> Markup | None:
         tree = _message_html(msg, budget, datetime.now(UTC))
     except _TooBig:
         return None
-    return Markup(' <code class="pb-type" title="from {}">{}</code>{}').format(
-        names.source, names.types[column], tree
+    return Markup(' <code class="pb-type" title="decoded with {}">{}</code>{}').format(
+        Path(names.source).name, names.types[column], tree
     )
 
 

@@ -21,7 +21,7 @@ SMALL_FLEET = [
         FROM generate_series(1, {MACHINES}) g""",
     f"""INSERT INTO sessions VALUES
         ('{ALIVE}', 'shepherd-equinix', 'pid 42', now() - interval '1 hour', 60,
-         now() + interval '1 minute'),
+         now() + interval '1 hour'),
         ('{DEAD}', 'shepherd-lumen', 'pid 7', now() - interval '2 hours', 60,
          now() - interval '5 minutes')""",
     f"""INSERT INTO machine_provided (machine_id, provider, provider_id, provider_location,

@@ -6,6 +6,8 @@ FileDescriptorProto (what protoc would produce for the source in PROTO_SOURCE).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,14 +47,16 @@ F = descriptor_pb2.FieldDescriptorProto
 
 
 def _field(name: str, number: int, ftype: int, *, repeated: bool = False, type_name: str = ""):
-    return F(
+    field = F(
         name=name,
         number=number,
         type=ftype,
-        type_name=type_name,
         label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL,
         json_name="".join(w if i == 0 else w.title() for i, w in enumerate(name.split("_"))),
     )
+    if type_name:
+        field.type_name = type_name
+    return field
 
 
 def hardware_proto() -> descriptor_pb2.FileDescriptorProto:
@@ -164,7 +168,7 @@ def test_named_html_shows_field_names_types_enums_and_well_known_types(active):
         ">SATA<",
         "size_bytes",
         "3840000000000",
-        "<span class=\"pb-key\">['rack']</span>",
+        '<span class="pb-key">[&#39;rack&#39;]</span>',  # map key, quoted as a string
         "r12",
         "collected_at",
         "2024-05-06",  # the Timestamp as a date, not as seconds/nanos
@@ -214,8 +218,21 @@ def test_unknown_fields_are_mentioned(active):
 
 def test_imports_missing_from_the_set_come_from_the_library(tmp_path):
     path = write_descriptor_set(tmp_path / "hw.pb", include_imports=False)
-    names = load_proto_names(path, {COLUMN: TYPE})
-    assert COLUMN in names.classes
+    # A fresh interpreter: here timestamp_pb2 is already imported, which would hide a miss.
+    script = (
+        "import sys; from app.protobuf_names import load_proto_names; "
+        f"names = load_proto_names(sys.argv[1], {{{COLUMN!r}: {TYPE!r}}}); "
+        f"print(sorted(names.classes))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([COLUMN])
 
 
 def test_types_missing_from_the_set_are_reported(descriptor_set, caplog):
@@ -260,13 +277,12 @@ def reported_dsn(pg_server_dsn, migrated_template):
 
     name = create_database(pg_server_dsn, template=migrated_template)
     dsn = with_database(pg_server_dsn, name)
+    report_hex = encoded_report().hex()
     run_sync(
         execute(
             dsn,
             f"INSERT INTO machines VALUES ('{MACHINE}', now())",
-            "INSERT INTO machine_hardware_report VALUES ('{}', '\\x{}')".format(
-                MACHINE, encoded_report().hex()
-            ),
+            f"INSERT INTO machine_hardware_report VALUES ('{MACHINE}', '\\x{report_hex}')",
         )
     )
     yield dsn
@@ -283,7 +299,7 @@ def test_machine_page_shows_field_names_with_a_descriptor_set(reported_dsn, desc
         assert 'class="pb-name"' in page.text and ">hostname<" in page.text
         assert ">NVME<" in page.text
         data = client.get(f"/machine/{MACHINE}?format=json").json()
-    value = data["tags"]["HardwareReport"][COLUMN]
+    value = data["machine"]["tags"]["HardwareReport"][COLUMN]
     assert value["protobuf_type"] == TYPE
     assert value["message"]["hostname"] == "node-17.fr5"
     assert value["protobuf"]["1"] == "node-17.fr5"  # the schema-less twin is still there
@@ -295,5 +311,6 @@ def test_machine_page_without_descriptor_set_stays_schema_less(reported_dsn):
         assert page.status_code == 200
         assert 'class="pb-num"' in page.text and "node-17.fr5" in page.text
         assert 'class="pb-name"' not in page.text
-        value = client.get(f"/machine/{MACHINE}?format=json").json()["tags"]["HardwareReport"]
+        data = client.get(f"/machine/{MACHINE}?format=json").json()
+    value = data["machine"]["tags"]["HardwareReport"]
     assert "message" not in value[COLUMN]
