@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pytest
 
 from app.dsn import with_database
+from e2e.e2e_db import Db
 from tests.support import create_database, drop_database, run_sync
 
 T = TypeVar("T")
@@ -228,3 +229,12 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
         return path
 
     return shoot
+
+
+@pytest.fixture
+def db(e2e_db_dsn: str) -> Iterator[Db]:
+    d = Db(e2e_db_dsn)
+    try:
+        yield d
+    finally:
+        d.run_cleanups()

@@ -10,60 +10,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
-import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import run_sync
+from e2e.e2e_db import Db
 
 LIVE_TIMEOUT_MS = 6_000  # pages poll every 2 s; a change shows within a poll or two
 QUIET_S = 5.0  # how long "nothing happens" is watched for: two and a half poll periods
-
-
-class Db:
-    """Synchronous access to the e2e database, with cleanups run at teardown."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self._cleanups: list[tuple[str, tuple[Any, ...]]] = []
-
-    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            return await getattr(conn, method)(sql, *args)
-        finally:
-            await conn.close()
-
-    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return run_sync(self._run("fetch", sql, args))
-
-    def fetchval(self, sql: str, *args: Any) -> Any:
-        return run_sync(self._run("fetchval", sql, args))
-
-    def execute(self, sql: str, *args: Any) -> str:
-        return run_sync(self._run("execute", sql, args))
-
-    def cleanup(self, sql: str, *args: Any) -> None:
-        """Run `sql` at teardown; cleanups run newest first."""
-        self._cleanups.append((sql, args))
-
-    def run_cleanups(self) -> None:
-        while self._cleanups:
-            sql, args = self._cleanups.pop()
-            self.execute(sql, *args)
-
-
-@pytest.fixture
-def db(e2e_db_dsn: str) -> Iterator[Db]:
-    d = Db(e2e_db_dsn)
-    try:
-        yield d
-    finally:
-        d.run_cleanups()
 
 
 def idle_machine(db: Db, nth: int = 0) -> uuid.UUID:

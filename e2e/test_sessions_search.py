@@ -14,60 +14,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import asyncpg
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import run_sync
+from e2e.e2e_db import Db
 
 LIST_EXPIRY_TIMEOUT_MS = 8_000  # /sessions polls every 5 s: one poll plus slack
 PAGE_EXPIRY_TIMEOUT_MS = 6_000  # /session/<id> polls every 2 s
 COMPONENT = "e2e-shepherd"
-
-
-class Db:
-    """Synchronous access to the e2e database, with cleanups run (newest first) at teardown."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self._cleanups: list[tuple[str, tuple[Any, ...]]] = []
-
-    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            return await getattr(conn, method)(sql, *args)
-        finally:
-            await conn.close()
-
-    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return run_sync(self._run("fetch", sql, args))
-
-    def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        return run_sync(self._run("fetchrow", sql, args))
-
-    def execute(self, sql: str, *args: Any) -> str:
-        return run_sync(self._run("execute", sql, args))
-
-    def cleanup(self, sql: str, *args: Any) -> None:
-        self._cleanups.append((sql, args))
-
-    def run_cleanups(self) -> None:
-        while self._cleanups:
-            sql, args = self._cleanups.pop()
-            self.execute(sql, *args)
-
-
-@pytest.fixture
-def db(e2e_db_dsn: str) -> Iterator[Db]:
-    d = Db(e2e_db_dsn)
-    try:
-        yield d
-    finally:
-        d.run_cleanups()
 
 
 def mark_document(page: Page) -> None:
