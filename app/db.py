@@ -6,6 +6,7 @@ dialect's read transaction and records each statement and its time for the foote
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -166,8 +167,16 @@ class Database:
                 yield Snapshot(conn, self.dialect)
             finally:
                 # Read-only: nothing to commit, and rollback also ends a failed transaction.
+                # A connection the BMDB dropped meanwhile has nothing to roll back; the page
+                # may already be sent, so that must not turn into an error.
                 if not conn.is_closed():
-                    await conn.execute("ROLLBACK")
+                    with contextlib.suppress(*DB_UNAVAILABLE, asyncpg.PostgresError):
+                        await conn.execute("ROLLBACK")
+
+    async def expire_connections(self) -> None:
+        """Replace every pooled connection on its next use (fresh prepared statements)."""
+        if self._pool is not None:
+            await self._pool.expire_connections()
 
     async def ping(self) -> bool:
         try:

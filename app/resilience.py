@@ -16,7 +16,8 @@ What this module adds to every route (a pure ASGI middleware plus error handlers
 - **Busy pool**: pages share all BMDB connections but one, which stays free for /healthz
   (and the schema refresh). A page that has waited WEBUG_POOL_WAIT_SECONDS for a
   connection answers 503 instead of hanging; a locked table or a slow query holds a
-  connection for at most the statement timeout (then 504, app/main.py).
+  connection for at most the statement timeout (then 504, app/main.py). /healthz and
+  /metrics do not wait for a page's turn.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.db import Database
 from app.schema_refresh import SchemaCache
 from app.web import render
 
@@ -60,7 +62,7 @@ REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 # Paths that never touch the BMDB: no admission, no schema load.
 NO_DB_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
 NO_DB_GETS = frozenset({"/schema"})
-HEALTH = "/healthz"  # may use the connection pages leave free
+PROBES = frozenset({"/healthz", "/metrics"})  # may use the connection pages leave free
 
 
 def error_page(request: Request, status: int, title: str, detail: str):
@@ -109,11 +111,12 @@ class ResilienceMiddleware:
         cache: SchemaCache | None = getattr(scope["app"].state, "schema_cache", None)
         if cache is not None and not cache.loaded:
             await self._kick(state, cache)
-        if path == HEALTH:
+        if path in PROBES:
             await self._call_with_drift_retry(state, cache, scope, receive, send)
             return
         try:
-            await asyncio.wait_for(state.pages.acquire(), timeout=self.pool_wait)
+            async with asyncio.timeout(self.pool_wait):  # cancels the wait cleanly, no lost slot
+                await state.pages.acquire()
         except TimeoutError:
             log.warning("no BMDB connection for %s within %.1f s", path, self.pool_wait)
             response = error_page(
@@ -144,12 +147,17 @@ class ResilienceMiddleware:
             except Exception as exc:  # whatever it is, the request itself answers
                 log.debug("BMDB still unreachable: %s: %s", type(exc).__name__, exc)
 
-    async def _refresh_after_drift(self, state: _LoopState, cache: SchemaCache, since: float):
+    async def _refresh_after_drift(
+        self, state: _LoopState, db: Database, cache: SchemaCache, since: float
+    ) -> None:
         """Re-reflect, unless a reflection that started after `since` already succeeded."""
         async with state.refresh_lock:
             if state.last_refresh_started >= since:
                 return
             started = time.monotonic()
+            # Every pooled connection caches prepared statements and type codecs of the old
+            # schema (InvalidCachedStatementError next): let the pool replace them all.
+            await db.expire_connections()
             try:
                 await asyncio.wait_for(cache.refresh(), timeout=REFRESH_TIMEOUT_S)
                 state.last_refresh_started = started
@@ -164,21 +172,51 @@ class ResilienceMiddleware:
         receive: Receive,
         send: Send,
     ) -> None:
-        started = False
+        progress = {"started": False, "finished": False}
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                progress["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                progress["finished"] = True
             await send(message)
 
+        try:
+            await self._call_retrying_drift(state, cache, scope, receive, tracking_send, progress)
+        except asyncpg.exceptions.InternalClientError as exc:
+            # asyncpg's protocol state on a connection the BMDB just dropped ("cannot switch
+            # to state 15; another operation is in progress"), seen during shutdowns.
+            if progress["started"]:
+                raise
+            log.warning("BMDB connection broken on %s: %s", scope["path"], exc)
+            response = error_page(
+                Request(scope), 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
+            )
+            await response(scope, receive, send)
+        except Exception as exc:
+            # The BMDB went away after the page was sent, while its read transaction was
+            # being ended: the client has its whole answer, the pool drops the connection.
+            if progress["finished"] and _bmdb_error(exc):
+                log.warning("BMDB error after %s was answered: %s", scope["path"], _bmdb_error(exc))
+                return
+            raise
+
+    async def _call_retrying_drift(
+        self,
+        state: _LoopState,
+        cache: SchemaCache | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        progress: dict[str, bool],
+    ) -> None:
         begun = time.monotonic()
         retryable = scope["method"] in ("GET", "HEAD") and cache is not None
         try:
-            await self.app(dict(scope), receive, tracking_send)
+            await self.app(dict(scope), receive, send)
             return
         except SCHEMA_DRIFT as exc:
-            if started or not retryable:
+            if progress["started"] or not retryable:
                 raise
             log.warning(
                 "schema drift on %s (%s: %s): re-reflecting and retrying once",
@@ -187,11 +225,11 @@ class ResilienceMiddleware:
                 exc,
             )
         assert cache is not None
-        await self._refresh_after_drift(state, cache, begun)
+        await self._refresh_after_drift(state, scope["app"].state.db, cache, begun)
         try:
-            await self.app(dict(scope), receive, tracking_send)
+            await self.app(dict(scope), receive, send)
         except SCHEMA_DRIFT as exc:
-            if started:
+            if progress["started"]:
                 raise
             log.error("schema drift on %s persists after re-reflection: %s", scope["path"], exc)
             response = error_page(
@@ -202,6 +240,16 @@ class ResilienceMiddleware:
                 f"re-reading it: {type(exc).__name__}: {exc}",
             )
             await response(scope, receive, send)
+
+
+def _bmdb_error(exc: BaseException | None) -> BaseException | None:
+    """The asyncpg or connection error in `exc` or what caused it (Starlette wraps it in a
+    RuntimeError when a handler exists but the response has already started)."""
+    while exc is not None:
+        if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+            return exc
+        exc = exc.__cause__
+    return None
 
 
 def install_resilience(app: FastAPI, settings: Settings) -> None:

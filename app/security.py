@@ -12,7 +12,8 @@ covers /static, /openapi.json, /docs and the JSON twins. In order, for each requ
 4. State-changing methods (anything but GET/HEAD/OPTIONS) from another origin: 403.
 
 /healthz skips 1-3 (probes know neither the name nor the credentials; it tells only
-"ok" or "BMDB unreachable"). Every response, refusals included, carries the security
+"ok" or "BMDB unreachable"); /metrics skips 1 (Prometheus scrapes by address) but not
+the access control. Every response, refusals included, carries the security
 headers: a Content-Security-Policy without inline script or eval, nosniff, a referrer
 policy and no framing.
 
@@ -78,7 +79,9 @@ SECURITY_HEADERS = {
 }
 
 DEFAULT_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "testserver"})
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz"})  # no Host check, no credentials
+# Scraped by address (Host: 10.1.2.3:8000), with credentials when access control is on.
+ANY_HOST_PATHS = OPEN_PATHS | {"/metrics"}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PATH_BYTES = 2048
 MAX_QUERY_BYTES = 8192
@@ -264,16 +267,21 @@ class SecurityMiddleware:
                     headers.setdefault(name, value)
             await send(message)
 
-        if path not in OPEN_PATHS and (refusal := self._check(scope)) is not None:
+        if path not in OPEN_PATHS and (refusal := self._check(scope, path)) is not None:
             status, title, detail, extra = refusal
             await refuse(scope, send_with_headers, status, title, detail, extra)
             return
         await self.app(scope, receive, send_with_headers)
 
-    def _check(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
+    def _check(self, scope: Scope, path: str) -> tuple[int, str, str, dict[str, str]] | None:
         headers = Headers(scope=scope)
         host = headers.get("host")
-        if self.hosts is not None and host is not None and host_name(host) not in self.hosts:
+        if (
+            self.hosts is not None
+            and host is not None
+            and host_name(host) not in self.hosts
+            and path not in ANY_HOST_PATHS
+        ):
             return (
                 400,
                 "Bad request: unknown host",

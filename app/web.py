@@ -20,7 +20,7 @@ from app.reflection import Schema
 from app.repository.machines import fingerprint
 from app.schema_refresh import SchemaCache
 from app.tag_hints import detail_order, tag_hint
-from app.values import render_value
+from app.values import render_text, render_value
 
 APP_DIR = Path(__file__).resolve().parent
 
@@ -37,6 +37,7 @@ templates.filters["fingerprint"] = fingerprint
 templates.globals["tag_hint"] = tag_hint
 templates.globals["detail_order"] = detail_order
 templates.globals["render_value"] = render_value
+templates.globals["render_text"] = render_text
 
 
 def is_htmx(request: Request) -> bool:

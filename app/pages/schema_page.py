@@ -7,7 +7,6 @@ schema_migrations through the read-only pool, like the hourly refresh does.
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import asyncpg
 from fastapi import APIRouter, Request
@@ -19,6 +18,7 @@ from app.json_models import ErrorJSON, twin
 from app.machine_filters import MachineFilters
 from app.reflection import Field, Schema, TagType
 from app.schema_refresh import SchemaCache
+from app.security import cross_origin_reason
 from app.web import render
 
 router = APIRouter()
@@ -121,41 +121,6 @@ def _schema_page(request: Request, *, refresh_error: str | None = None, status_c
 async def schema_page(request: Request):
     """Served from the cache, so it answers even while the BMDB does not."""
     return _schema_page(request)
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """(scheme, host, port) of a URL, default ports made explicit; None if unparseable."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.hostname:
-        return None
-    return parts.scheme.lower(), parts.hostname.lower(), port
-
-
-def cross_origin_reason(request: Request) -> str | None:
-    """Why a state-changing request must be refused as cross-site, or None to allow it.
-
-    The rule: with an Origin header, it must be this server's own scheme, host and port.
-    Without one (curl, old browsers), Sec-Fetch-Site must be absent or "same-origin", and
-    a Referer, if sent, must be of this server too. Browsers send Origin on every POST, so
-    a page elsewhere cannot make a visitor's browser trigger the refresh.
-    """
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    origin = request.headers.get("origin")
-    if origin is not None:
-        if _origin(origin) is not None and _origin(origin) == _origin(own):
-            return None
-        return f"the request came from {origin[:200]!r}, not from this site ({own})"
-    site = request.headers.get("sec-fetch-site")
-    if site not in (None, "same-origin"):
-        return f"the browser says the request is {site[:50]!r}, not same-origin"
-    referer = request.headers.get("referer")
-    if referer is not None and _origin(referer) != _origin(own):
-        return f"the request was sent from {referer[:200]!r}, not from this site ({own})"
-    return None
 
 
 @router.post(

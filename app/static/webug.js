@@ -30,19 +30,23 @@
     const b = banner();
     if (!b) return;
     b.textContent = "disconnected — last update at " + lastUpdate.toLocaleTimeString() +
-      (why ? " (" + why + ")" : "") + ", retrying";
+      (why ? " — " + why : "") + (/retrying/.test(why) ? "" : ", retrying");
     b.hidden = false;
   };
   document.addEventListener("htmx:error", () => disconnected(""));
-  // A 5xx (503 BMDB unreachable or busy, 504 query timed out) is an error page: never swap
-  // it over a live fragment. Keep the last good content and say what happened instead.
+  // A 5xx error page (503 BMDB unreachable or busy, 504 query timed out, a proxy's 502) is
+  // never swapped over a live fragment: keep the last good content and say what happened.
+  // A 5xx that is a page of its own (the schema page after a failed refresh) is swapped.
   document.addEventListener("htmx:before:swap", (e) => {
     const ctx = e.detail.ctx;
     const status = ctx.response?.status ?? 0;
-    if (status < 500) return;
+    const text = ctx.text || "";
+    if (status < 500 || (text.includes('class="topbar"') && !text.includes('class="error-page"'))) {
+      return;
+    }
     e.preventDefault();
-    const title = new DOMParser().parseFromString(ctx.text || "", "text/html").title;
-    disconnected(title.replace(/ · webug$/, "") || "HTTP " + status);
+    const title = new DOMParser().parseFromString(text, "text/html").title;
+    disconnected(title.replace(/ · webug$/, "").replace(/^\d{3} /, "") || "HTTP " + status);
   });
 
   // Content-Security-Policy without 'unsafe-eval': htmx compiles hx-trigger filters such as

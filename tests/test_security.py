@@ -1,0 +1,282 @@
+"""Security on a real PostgreSQL: headers and CSP, Host allow-list, access control on every
+route, centralized same-origin check, bounded requests, no path traversal, huge values.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+
+import pytest
+
+from app.config import load_settings
+from tests.fleet import ALIVE, mid
+from tests.support import execute, run_sync, webug_client
+
+PAGES = [
+    "/",
+    f"/machine/{mid(1)}",
+    f"/machine/{mid(2)}/history",
+    "/overview",
+    "/sessions",
+    f"/session/{ALIVE}",
+    "/schema",
+    "/search?q=eq-",
+]
+
+
+@pytest.fixture(scope="module")
+def client(small_fleet_dsn):
+    with webug_client(small_fleet_dsn) as c:
+        yield c
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def directives(csp: str) -> dict[str, str]:
+    return {d.split()[0]: d.partition(" ")[2] for d in (p.strip() for p in csp.split(";")) if d}
+
+
+# ------------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    "url",
+    [*PAGES, "/static/webug.css", "/openapi.json", "/healthz", "/nope", "/machine/xyz"],
+)
+def test_every_response_has_the_security_headers(client, url):
+    response = client.get(url)
+    assert response.status_code < 500
+    csp = directives(response.headers["content-security-policy"])
+    assert csp["script-src"] == "'self'"  # no inline script, no eval
+    assert csp["style-src"] == "'self'"
+    assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+    assert csp["base-uri"] == "'none'" and csp["form-action"] == "'self'"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_api_docs_have_their_own_policy_still_unframeable(client):
+    docs = client.get("/docs")
+    csp = directives(docs.headers["content-security-policy"])
+    assert "'unsafe-eval'" not in csp["script-src"] and csp["frame-ancestors"] == "'none'"
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_have_no_inline_script_handlers_or_styles(client, url):
+    text = client.get(url).text
+    assert not re.search(r"<script(?![^>]*\bsrc=)", text), "inline <script>"
+    assert not re.search(r"\son[a-z]+\s*=", text, re.I), "inline event handler"
+    assert not re.search(r"\sstyle\s*=", text, re.I), "inline style (blocked by style-src)"
+    assert "javascript:" not in text.lower()
+    # The only hx-trigger filter expressions are the ones webug.js precompiles.
+    filters = set(re.findall(r'hx-trigger="[^"]*\[([^\]]*)\]', text))
+    assert filters <= {"document.visibilityState === 'visible'"}, filters
+
+
+def test_database_and_request_text_is_escaped(client):
+    backoff = client.get(f"/machine/{mid(2)}").text  # a cause with <script> in the fleet
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in backoff and "<script>alert" not in backoff
+    bad_id = client.get("/machine/<img src=x onerror=alert(1)>")
+    assert bad_id.status_code == 400 and "<img src=x" not in bad_id.text
+    search = client.get("/search", params={"q": '"><script>alert(1)</script>'})
+    assert search.status_code < 500 and "<script>alert" not in search.text
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+@pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST"])
+def test_loopback_host_names_are_accepted(client, host):
+    assert client.get("/", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io"])
+def test_other_host_names_are_refused_against_dns_rebinding(client, host):
+    response = client.get("/", headers={"Host": host})
+    assert response.status_code == 400 and "unknown host" in response.text
+    assert "webug_test_" not in response.text  # nothing of the BMDB to a rebinding page
+    as_json = client.get("/?format=json", headers={"Host": host})
+    assert as_json.status_code == 400 and as_json.json()["status"] == 400
+    assert client.get("/static/webug.js", headers={"Host": host}).status_code == 400
+    assert client.get("/healthz", headers={"Host": host}).status_code == 200  # probes
+    assert client.get("/metrics", headers={"Host": host}).status_code == 200  # scraped by IP
+
+
+def test_allowed_hosts_setting_adds_names_or_accepts_any(small_fleet_dsn):
+    with webug_client(small_fleet_dsn, allowed_hosts="webug.example.com, ops.example") as c:
+        assert c.get("/", headers={"Host": "webug.example.com"}).status_code == 200
+        assert c.get("/", headers={"Host": "ops.example:443"}).status_code == 200
+        assert c.get("/", headers={"Host": "evil.example"}).status_code == 400
+    with webug_client(small_fleet_dsn, allowed_hosts="*") as c:
+        assert c.get("/", headers={"Host": "anything.example"}).status_code == 200
+
+
+# ------------------------------------------------------------------ access control
+
+PROTECTED = ["/", f"/machine/{mid(1)}", "/?format=json", "/static/webug.css", "/openapi.json"]
+
+
+def test_bearer_token_guards_every_route_but_healthz(small_fleet_dsn):
+    token = "s3cret-token-value"
+    with webug_client(small_fleet_dsn, auth_token=token) as c:
+        for url in PROTECTED:
+            refused = c.get(url)
+            assert refused.status_code == 401, url
+            assert refused.headers["www-authenticate"].startswith("Basic realm=")
+            assert token not in refused.text and "webug_test_" not in refused.text
+            wrong = c.get(url, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            assert c.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            # A browser logs in with the token as the password (any user name).
+            assert c.get(url, headers=basic("me", token)).status_code == 200
+        assert c.get("/?format=json").json()["status"] == 401
+        assert c.get("/healthz").status_code == 200  # open: load balancers, probes
+        assert c.get("/metrics").status_code == 401  # Prometheus sends the token
+        assert c.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_basic_auth_guards_every_route(small_fleet_dsn):
+    with webug_client(small_fleet_dsn, basic_auth="admin:pa:ss") as c:
+        for url in PROTECTED:
+            assert c.get(url).status_code == 401
+            assert c.get(url, headers=basic("admin", "pa:ss")).status_code == 200, url
+            assert c.get(url, headers=basic("admin", "wrong")).status_code == 401
+            assert c.get(url, headers=basic("root", "pa:ss")).status_code == 401
+        assert c.get("/", headers={"Authorization": "Basic !!!notbase64"}).status_code == 401
+        assert c.get("/", headers={"Authorization": "Bearer pa:ss"}).status_code == 401
+
+
+def test_trusted_proxy_header_is_required(small_fleet_dsn):
+    with webug_client(small_fleet_dsn, trusted_user_header="X-Forwarded-User") as c:
+        for url in PROTECTED:
+            refused = c.get(url)
+            assert refused.status_code == 401 and "www-authenticate" not in refused.headers
+            assert c.get(url, headers={"X-Forwarded-User": "alice"}).status_code == 200
+            assert c.get(url, headers={"X-Forwarded-User": " "}).status_code == 401
+
+
+def test_invalid_credentials_setting_stops_start_without_echoing_the_secret(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("WEBUG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("WEBUG_BASIC_AUTH", "no-colon-secret")
+    with pytest.raises(SystemExit) as stop:
+        load_settings()
+    assert "WEBUG_BASIC_AUTH" in str(stop.value) and "no-colon-secret" not in str(stop.value)
+
+
+# ---------------------------------------------------------- cross-origin, methods
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_state_changing_methods_from_another_origin_are_refused_everywhere(client, method):
+    for url in ("/", "/schema/refresh", f"/machine/{mid(1)}"):
+        refused = client.request(method, url, headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403 and "Cross-origin request refused" in refused.text
+    same = client.request(method, "/", headers={"Origin": "http://testserver"})
+    assert same.status_code == 405  # allowed through to the router, which has no such route
+
+
+# ----------------------------------------------------------------- bounded input
+
+
+def test_oversized_request_lines_are_refused(client):
+    assert client.get("/machine/" + "a" * 3000).status_code == 414
+    assert client.get("/", params={"q": "x" * 9000}).status_code == 414
+    long_id = client.get("/machine/" + "a" * 1500)
+    assert long_id.status_code in (400, 404) and len(long_id.text) < 100_000
+
+
+TRAVERSALS = [
+    "/static/../main.py",
+    "/static/../../app/main.py",
+    "/static/..%2fmain.py",
+    "/static/%2e%2e/main.py",
+    "/static/%2e%2e%2fmain.py",
+    "/static/%252e%252e/main.py",
+    "/static/..%5cmain.py",
+    "/static/....//main.py",
+    "/static//etc/passwd",
+    "/static/../../../../../../etc/passwd",
+    "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/static/webug.css%00.py",
+    "/static/",
+]
+
+
+@pytest.mark.parametrize("raw", TRAVERSALS)
+def test_no_path_traversal_through_static(client, raw):
+    """The raw path as a client sends it, percent-decoded as uvicorn would, not normalized."""
+    from urllib.parse import unquote
+
+    async def get(app) -> tuple[int, bytes]:
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": unquote(raw),
+            "raw_path": raw.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1:8000")],
+            "client": ("127.0.0.1", 1234),
+            "server": ("127.0.0.1", 8000),
+        }
+        await app(scope, receive, send)
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], body
+
+    status, body = client.portal.call(get, client.app)
+    assert status in (400, 404), (raw, status)
+    assert b"create_app" not in body and b"root:" not in body
+    assert client.get(raw).status_code in (400, 404)  # and as the test client sends it
+
+
+# ---------------------------------------------------------------------- huge values
+
+MB = 1024 * 1024
+
+
+def test_megabytes_in_a_tag_keep_the_page_bounded(migrated_db_dsn):
+    run_sync(
+        execute(
+            migrated_db_dsn,
+            f"INSERT INTO machines VALUES ('{mid(1)}', now())",
+            f"""INSERT INTO machine_hardware_report VALUES
+                ('{mid(1)}', decode(repeat('ab', {4 * MB}), 'hex'))""",
+            f"""INSERT INTO machine_os_installation_request VALUES
+                ('{mid(1)}', 1, decode(repeat('0a05', {2 * MB}), 'hex'))""",
+        )
+    )
+    with webug_client(migrated_db_dsn) as client:
+        sizes = {}
+        for url in (f"/machine/{mid(1)}", f"/machine/{mid(1)}/live", "/"):
+            started = time.perf_counter()
+            response = client.get(url, headers={"HX-Request": "true"} if "live" in url else {})
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200, url
+            sizes[url] = len(response.content)
+            print(f"\n{url}: {len(response.content) / MB:.2f} MB in {elapsed * 1000:.0f} ms")
+        page = client.get(f"/machine/{mid(1)}").text
+    assert "4.0 MiB" in page or "4,194,304" in page  # the size is shown, not all the bytes
+    # 8 MB of tag bytes in the database: at most 256 KiB of each as hex in the page.
+    assert sizes[f"/machine/{mid(1)}"] < 1.5 * MB, sizes
+    assert sizes[f"/machine/{mid(1)}/live"] < 1.5 * MB, sizes
+    assert sizes["/"] < 200_000, sizes
