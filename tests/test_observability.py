@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.observability import JsonFormatter, request_id_var
 from tests.fleet import mid
-from tests.support import webug_client
+from tests.support import free_port, webug_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,12 +170,6 @@ def test_unreachable_bmdb_shows_in_metrics():
 # --- a real uvicorn: JSON log lines on stderr, workers adding up in /metrics -----------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, Message]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
@@ -187,7 +180,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, Mes
 
 
 def _serve(dsn: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",

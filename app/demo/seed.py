@@ -17,7 +17,6 @@ import asyncio
 import bisect
 import itertools
 import random
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -592,10 +591,3 @@ async def seed_fleet(
     finally:
         await conn.close()
     return summary
-
-
-async def timed_seed(dsn: str, machines: int, *, rng_seed: int = 0) -> tuple[SeedSummary, float]:
-    """Seed and measure wall-clock seconds (for benchmarks; not a test)."""
-    started = time.perf_counter()
-    summary = await seed_fleet(dsn, machines, rng_seed=rng_seed)
-    return summary, time.perf_counter() - started
