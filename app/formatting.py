@@ -38,4 +38,4 @@ def relative(ts: datetime | None, now: datetime | None = None) -> str:
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
 
 
-FILTERS = {"utc": utc, "relative": relative, "duration": duration}
+FILTERS = {"utc": utc, "duration": duration}  # `relative`: app/relative_times.py

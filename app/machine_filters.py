@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
-from app.reflection import Schema, quote_ident
+from app.reflection import Field, Schema, quote_ident
 
 PROVIDED = "machine_provided"
 HEARTBEAT = "machine_agent_heartbeat"
@@ -129,7 +129,7 @@ def _like_prefix(text: str) -> str:
 
 def build_where(filters: MachineFilters, schema: Schema) -> SqlWhere:
     where = SqlWhere()
-    provided = _provided_conditions(filters, where)
+    provided = _provided_conditions(filters, where, schema)
     if provided:
         if schema.tag(PROVIDED) is None:
             raise FilterError("this BMDB has no machine_provided tag table")
@@ -209,14 +209,39 @@ def _installation_condition(state: str, where: SqlWhere, schema: Schema) -> str:
     )
 
 
-def _provided_conditions(filters: MachineFilters, where: SqlWhere) -> list[str]:
+def _label_equals(column: str, field: Field | None, label: str, where: SqlWhere) -> str:
+    """`column` equals this label. For an enum column the label is first matched against
+    the enum's own labels (an unknown one matches nothing instead of failing a cast):
+    comparing `column::text` instead hides the column's statistics from the planner, which
+    then guessed 2 rows for 56k at 100k machines and sorted them all (90 ms, not 1 ms)."""
+    if field is None or not field.is_enum or field.is_array:
+        return f"{column}::text = {where.param(label)}"
+    enum_type = quote_ident(field.udt_name)
+    return (
+        f"{column} = (SELECT e FROM unnest(enum_range(NULL::{enum_type})) e"
+        f" WHERE e::text = {where.param(label)})"
+    )
+
+
+def _provided_conditions(filters: MachineFilters, where: SqlWhere, schema: Schema) -> list[str]:
     conditions = []
+    provided = schema.tag(PROVIDED)
+
+    def provided_field(name: str) -> Field | None:
+        return provided.field(name) if provided is not None else None
+
     if filters.provider:
-        conditions.append(f"p.provider::text = {where.param(filters.provider)}")
+        conditions.append(
+            _label_equals("p.provider", provided_field("provider"), filters.provider, where)
+        )
     if filters.status == NULL_STATUS:
         conditions.append("p.provider_status IS NULL")
     elif filters.status:
-        conditions.append(f"p.provider_status::text = {where.param(filters.status)}")
+        conditions.append(
+            _label_equals(
+                "p.provider_status", provided_field("provider_status"), filters.status, where
+            )
+        )
     if filters.location:
         conditions.append(f"p.provider_location = {where.param(filters.location)}")
     return conditions

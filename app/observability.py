@@ -269,7 +269,12 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, rid)
+                headers = MutableHeaders(scope=message)
+                headers.append(REQUEST_ID_HEADER, rid)
+                # Time spent before the response starts: browsers' devtools show it, and
+                # bench/bench.py reads it as the server's latency (no client overhead).
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                headers.append("Server-Timing", f"app;dur={elapsed_ms:.2f}")
             await send(message)
 
         try:

@@ -105,6 +105,11 @@ class Schema:
     skipped_tables: tuple[str, ...] = ()
     reflected_at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
 
+    @cached_property
+    def layout_key(self) -> int:
+        """Changes when the reflected tag types do: a key for HTML rendered from them."""
+        return hash(self.tag_types)
+
     def tag(self, name_or_table: str) -> TagType | None:
         return next(
             (t for t in self.tag_types if name_or_table in (t.name, t.table)),

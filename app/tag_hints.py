@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.formatting import relative
-from app.reflection import TagType
+from app.reflection import Field, TagType
+from app.relative_times import later
+
+# The Provided chip in the list shows these (partials/machine_row.html).
+PROVIDED_SUMMARY = (
+    "provider", "provider_location", "provider_ip_address", "provider_id", "provider_status",
+)  # fmt: skip
+_TIMESTAMP_UDTS = frozenset({"timestamp", "timestamptz"})
 
 
 def tag_hint(tag: TagType, values: dict[str, object]) -> str:
-    """e.g. `gen 3 Success` for an installation report, `2m ago` for a heartbeat."""
+    """e.g. `gen 3 Success` for an installation report, `2m ago` for a heartbeat.
+
+    Plain text (escaped where shown); a relative time is a marker that `app.web.render`
+    fills in, so the hint depends on the data alone.
+    """
     parts = []
     if isinstance(values.get("generation"), int):
         parts.append(f"gen {values['generation']}")
@@ -19,8 +29,21 @@ def tag_hint(tag: TagType, values: dict[str, object]) -> str:
     if not parts:
         stamp = next((v for v in values.values() if isinstance(v, datetime)), None)
         if stamp is not None:
-            parts.append(relative(stamp))
+            parts.append(str(later(stamp)))  # filled in per response
     return " ".join(parts)
+
+
+def summary_fields(tag: TagType) -> tuple[Field, ...]:
+    """The fields the list's short form of this tag reads; the list fetches only these
+    (a page of 100 rows need not carry 100 hardware reports)."""
+    if tag.table == "machine_provided":
+        return tuple(f for f in tag.fields if f.name in PROVIDED_SUMMARY)
+    enum = next((f for f in tag.fields if f.is_enum and not f.is_array), None)
+    return tuple(
+        f
+        for f in tag.fields
+        if f.name == "generation" or f is enum or (f.udt_name in _TIMESTAMP_UDTS and not f.is_array)
+    )
 
 
 def detail_order(tag_types: tuple[TagType, ...]) -> list[TagType]:

@@ -10,6 +10,7 @@ no raw value is ever concatenated into HTML.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import math
@@ -21,6 +22,7 @@ from uuid import UUID
 from markupsafe import Markup
 
 from app.formatting import duration, relative, utc
+from app.fragment_cache import FragmentCache
 from app.protobuf_decode import (
     PbField,
     bytes_json,
@@ -56,6 +58,9 @@ _IP_TYPES = (
 )
 
 NULL = Markup('<span class="null">NULL</span>')
+
+# Rendered byte values by content (see _bytes); a hardware report renders to ~50 KiB.
+schemaless_values = FragmentCache(max_chars=32 * 1024 * 1024)
 
 
 # --- HTML ---------------------------------------------------------------------------
@@ -128,8 +133,15 @@ def _timestamp(ts: datetime, now: datetime) -> Markup:
         rel = relative(ts, now)
     except (OverflowError, ValueError):  # 'infinity' and friends
         rel = ""
+    if rel and ts.tzinfo is not None:
+        # Ticks in the browser (webug.js), so a live fragment answered 304 stays current.
+        # A timestamp without time zone has no instant the browser could count from.
+        shown = Markup(' <span class="rel">(<time datetime="{}" data-relative>{}</time>)</span>')
+        rel_html = shown.format(ts.isoformat(), rel)
+    else:
+        rel_html = _rel(rel)
     return Markup('<span class="ts" title="{}">{}</span>{}').format(
-        ts.isoformat(), utc(ts), _rel(rel)
+        ts.isoformat(), utc(ts), rel_html
     )
 
 
@@ -262,14 +274,25 @@ def _nbytes(n: int) -> str:
 def _bytes(field: Field | None, data: bytes) -> Markup:
     # With field names when a descriptor set maps this column (app/protobuf_names.py).
     tree = named_html(field.name if field is not None else None, data)
-    if tree is None:
-        known = field is not None and field.name in PROTOBUF_COLUMNS
-        fields = None
-        if data and (known or looks_like_protobuf(data)):
-            fields = decode_message(data, max_fields=PB_MAX_FIELDS)
-        if not fields:
-            return _hex(data)
-        tree = render_protobuf(fields)
+    if tree is not None:
+        return _protobuf_value(data, tree)
+    known = field is not None and field.name in PROTOBUF_COLUMNS
+    # Schema-less HTML depends on the bytes alone and is the costliest value to render
+    # (a hardware report is hundreds of fields): reused while the value is unchanged.
+    key = (known, hashlib.blake2b(data, digest_size=16).digest())
+    return schemaless_values.get(key, lambda: _schemaless(known, data))
+
+
+def _schemaless(known: bool, data: bytes) -> Markup:
+    fields = None
+    if data and (known or looks_like_protobuf(data)):
+        fields = decode_message(data, max_fields=PB_MAX_FIELDS)
+    if not fields:
+        return _hex(data)
+    return _protobuf_value(data, render_protobuf(fields))
+
+
+def _protobuf_value(data: bytes, tree: Markup) -> Markup:
     return Markup(
         '<div class="pb-value"><span class="pb-label">protobuf</span> '
         '<span class="size">{}</span>{}'

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import jinja2
 from fastapi import Depends, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from markupsafe import Markup
 from pydantic import BaseModel
 
 from app import formatting
 from app.db import Database, Snapshot
+from app.fragment_cache import FragmentCache
 from app.reflection import Schema
-from app.repository.machines import fingerprint
+from app.relative_times import fill, later
+from app.repository.machines import Machine, fingerprint
 from app.schema_refresh import SchemaCache
 from app.tag_hints import detail_order, tag_hint
 from app.values import render_text, render_value
@@ -33,11 +36,40 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 templates.filters.update(formatting.FILTERS)
+templates.filters["relative"] = later  # filled in per response: rendered HTML stays reusable
 templates.filters["fingerprint"] = fingerprint
 templates.globals["tag_hint"] = tag_hint
 templates.globals["detail_order"] = detail_order
 templates.globals["render_value"] = render_value
 templates.globals["render_text"] = render_text
+
+# A list row's HTML for each (layout, machine, data) seen lately: a poll of an unchanged
+# page renders almost nothing. Rows are ~1 KiB: this keeps tens of thousands.
+machine_rows = FragmentCache(max_chars=32 * 1024 * 1024)
+
+
+def machine_row(m: Machine, schema: Schema) -> Markup:
+    """One row of the machine list (partials/machine_row.html), reused while unchanged."""
+
+    def render_row() -> Markup:
+        macro = templates.get_template("partials/machine_row.html").module.machine_row
+        return macro(m, schema.tag_types)
+
+    return machine_rows.get((schema.layout_key, m.state_key), render_row)
+
+
+templates.globals["machine_row"] = machine_row
+
+# Partials whose data is itself cached (facet counts): rendered once per computation.
+cached_partials = FragmentCache(max_chars=8 * 1024 * 1024)
+
+
+def cached_partial(key: Hashable, template: str, context: dict[str, Any]) -> Markup:
+    """`template` rendered with `context` alone, reused while `key` is unchanged; `key`
+    must cover everything in `context`."""
+    return cached_partials.get(
+        (template, key), lambda: Markup(templates.get_template(template).render(context))
+    )
 
 
 def is_htmx(request: Request) -> bool:
@@ -102,7 +134,7 @@ def render(
         "now_utc": datetime.now(UTC).strftime("%H:%M:%SZ"),
         **context,
     }
-    body = templates.get_template(template).render(full_context)
+    body = fill(templates.get_template(template).render(full_context), datetime.now(UTC))
     render_ms = (time.perf_counter() - started) * 1000
     body = body.replace("__RENDER_MS__", f"{render_ms:.1f}")
     return HTMLResponse(body, status_code=status_code, headers=headers)

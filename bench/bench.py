@@ -1,15 +1,18 @@
 """Benchmark: webug page latency next to the raw queries it needs, at several fleet sizes,
-then a bounded load run of watchers polling live fragments.
+then a bounded load run of watchers polling live fragments, then the issue's targets.
 
     .venv/bin/python bench/bench.py [--sizes 1000,10000,100000] [--requests 40]
                                     [--watchers 200] [--load-seconds 60]
 
 Uses the PostgreSQL server of WEBUG_TEST_DSN when set, else an embedded one. For each
 size it seeds a fresh database, starts uvicorn (one worker) on a free loopback port and
-prints, per page: median and p95 latency over HTTP, the median time of the same
-repository queries run directly on asyncpg (no HTTP, no rendering), and their ratio;
-then the server's peak RSS. The load run sends traffic to 127.0.0.1 only and stops by
-itself.
+prints, per page: median and p95 server latency (webug's Server-Timing header: from the
+request reaching the app to the response starting, no client overhead), the client's
+median over HTTP, the median time of the same repository queries run directly on asyncpg
+(no HTTP, no rendering), and the ratio server/raw; then the server's peak RSS. Totals and
+facets are computed once per view and cached 30 s, so list rows are compared with the
+fetch of the rows, and the counting is printed as a line of its own. The load run sends
+traffic to 127.0.0.1 only and stops by itself.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import re
 import socket
 import statistics
 import subprocess
@@ -40,6 +45,7 @@ from app.dsn import with_database  # noqa: E402
 from app.machine_filters import MachineFilters, build_where  # noqa: E402
 from app.reflection import reflect  # noqa: E402
 from app.repository import machines as repo  # noqa: E402
+from app.repository import overview as overview_repo  # noqa: E402
 
 LONG_HISTORY = 500
 
@@ -47,9 +53,17 @@ LONG_HISTORY = 500
 @dataclass
 class Case:
     name: str
-    path: str
+    path: str | None  # None: the raw queries only (work a page view does once, then caches)
     raw: Callable[[Database], Awaitable[object]] | None
     headers: dict[str, str] | None = None
+
+
+@dataclass
+class Result:
+    server: list[float]  # ms, from Server-Timing
+    client: list[float]  # ms, request to response over HTTP
+    raw: list[float] | None  # ms, the same queries on asyncpg
+    status: int | None
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -119,16 +133,17 @@ def cases(ids: dict[str, str], schema) -> list[Case]:
     filters = MachineFilters(provider="Equinix", status="Running")
     unfiltered = MachineFilters()
 
-    async def list_raw(
-        db: Database, f: MachineFilters = unfiltered, after=None, facets: bool = True
-    ) -> None:
+    async def list_rows_raw(db: Database, f: MachineFilters = unfiltered, after=None) -> None:
         async with db.snapshot() as snap:
             where = build_where(f, schema)
             page = await repo.machine_page(snap, where, after=after and uuid.UUID(after), limit=101)
-            await repo.fill_details(snap, schema, page[:100])
+            await repo.fill_details(snap, schema, page[:100], summary=True)
+
+    async def counts_raw(db: Database, f: MachineFilters = unfiltered) -> None:
+        async with db.snapshot() as snap:
+            where = build_where(f, schema)
             await repo.count_machines(snap, where)
-            if facets:
-                await repo.facets(snap, schema, where)
+            await repo.facets(snap, schema, where)
 
     async def detail_raw(db: Database, machine_id: str) -> None:
         async with db.snapshot() as snap:
@@ -145,18 +160,26 @@ def cases(ids: dict[str, str], schema) -> list[Case]:
             await repo.backoffs_for(snap, [mid])
             await repo.recent_history(snap, mid, 1000)
 
+    async def overview_raw(db: Database) -> None:
+        async with db.snapshot() as snap:
+            await overview_repo.fleet_counts(snap, schema)
+
     htmx = {"HX-Request": "true"}
     return [
-        Case("list: first page", "/", list_raw),
+        Case("list: first page", "/", list_rows_raw),
         Case(
-            "list: filtered", "/?provider=Equinix&status=Running", lambda db: list_raw(db, filters)
+            "list: filtered",
+            "/?provider=Equinix&status=Running",
+            lambda db: list_rows_raw(db, filters),
         ),
         Case(
             "list: deep keyset page",
             f"/?after={ids['deep']}",
-            lambda db: list_raw(db, after=ids["deep"]),
+            lambda db: list_rows_raw(db, after=ids["deep"]),
         ),
-        Case("list: poll fragment", "/", lambda db: list_raw(db, facets=False), htmx),
+        Case("list: poll fragment", "/", list_rows_raw, htmx),
+        Case("list: total + facets, once per view (raw only)", None, counts_raw),
+        Case("list: filtered total + facets (raw only)", None, lambda db: counts_raw(db, filters)),
         Case("detail", f"/machine/{ids['work']}", lambda db: detail_raw(db, ids["work"])),
         Case(
             f"detail ({LONG_HISTORY} history rows)",
@@ -181,7 +204,7 @@ def cases(ids: dict[str, str], schema) -> list[Case]:
             lambda db: history_raw(db, ids["long"]),
             htmx,
         ),
-        Case("overview", "/overview", None),
+        Case("overview", "/overview", overview_raw),
     ]
 
 
@@ -194,6 +217,29 @@ async def timed(fn: Callable[[], Awaitable[object]], n: int) -> list[float]:
         await fn()
         times.append((time.perf_counter() - started) * 1000)
     return times
+
+
+def server_ms(response: httpx.Response) -> float:
+    """webug's own latency for this response, from its Server-Timing header."""
+    match = re.search(r"app;dur=([0-9.]+)", response.headers.get("server-timing", ""))
+    if match is None:
+        raise RuntimeError("no Server-Timing header: is this webug?")
+    return float(match[1])
+
+
+async def timed_http(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], n: int
+) -> tuple[list[float], list[float]]:
+    """(server ms, client ms) of n requests, after a warm-up."""
+    server, wall = [], []
+    for i in range(n + 3):
+        started = time.perf_counter()
+        response = await client.get(path, headers=headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        if i >= 3:
+            server.append(server_ms(response))
+            wall.append(elapsed)
+    return server, wall
 
 
 def start_server(dsn: str, port: int) -> subprocess.Popen:
@@ -241,7 +287,9 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, int(hwm.split()[1])
 
 
-async def measure_size(server_dsn: str, machines: int, requests: int) -> tuple[str, dict, int]:
+async def measure_size(
+    server_dsn: str, machines: int, requests: int
+) -> tuple[str, dict[str, Result], int]:
     print(f"\n== {machines} machines")
     name, dsn, ids = await prepare(server_dsn, machines)
     port = free_port()
@@ -249,13 +297,17 @@ async def measure_size(server_dsn: str, machines: int, requests: int) -> tuple[s
     base = f"http://127.0.0.1:{port}"
     db = Database(dsn, Settings(dsn=dsn))
     await db.open()
-    results = {}
+    results: dict[str, Result] = {}
     try:
         await wait_healthy(base)
         async with db.connection() as conn:
             schema = await reflect(conn)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             for case in cases(ids, schema):
+                raw = await timed(lambda c=case: c.raw(db), requests) if case.raw else None
+                if case.path is None:
+                    results[case.name] = Result([], [], raw, None)
+                    continue
                 headers = dict(case.headers or {})
                 if headers.get("HX-PTag") == "__current__":
                     headers["HX-PTag"] = (
@@ -265,11 +317,8 @@ async def measure_size(server_dsn: str, machines: int, requests: int) -> tuple[s
                 if probe.status_code >= 400:
                     print(f"  {case.name}: HTTP {probe.status_code}, skipped")
                     continue
-                page = await timed(
-                    lambda c=case, h=headers: client.get(c.path, headers=h), requests
-                )
-                raw = await timed(lambda c=case: c.raw(db), requests) if case.raw else None
-                results[case.name] = (page, raw, probe.status_code)
+                server, wall = await timed_http(client, case.path, headers, requests)
+                results[case.name] = Result(server, wall, raw, probe.status_code)
         _, peak_kib = proc_stat(proc.pid)
     finally:
         await db.close()
@@ -279,25 +328,80 @@ async def measure_size(server_dsn: str, machines: int, requests: int) -> tuple[s
     return name, results, peak_kib
 
 
-def print_table(machines: int, results: dict, peak_kib: int) -> None:
-    print(f"| {machines} machines | median ms | p95 ms | raw queries ms | ratio | status |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, (page, raw, status) in results.items():
-        med = statistics.median(page)
-        raw_med = statistics.median(raw) if raw else None
-        ratio = f"{med / raw_med:.2f}" if raw_med else "—"
-        raw_text = f"{raw_med:.2f}" if raw_med else "—"
+def med(values: list[float] | None) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def print_table(machines: int, results: dict[str, Result], peak_kib: int) -> None:
+    print(
+        f"| {machines:,} machines | server median ms | server p95 ms | client median ms"
+        " | raw queries ms | server / raw | status |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        server, raw = med(r.server), med(r.raw)
+        ratio = f"{server / raw:.2f}" if server and raw else "—"
+        p95 = percentile(r.server, 95) if r.server else None
         print(
-            f"| {name} | {med:.2f} | {percentile(page, 95):.2f} | {raw_text} | {ratio} | {status} |"
+            f"| {name} | {ms(server)} | {ms(p95)} | {ms(med(r.client))} | {ms(raw)} | {ratio}"
+            f" | {r.status or '—'} |"
         )
     print(f"peak RSS of the webug process: {peak_kib / 1024:.0f} MiB")
 
 
-async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float) -> None:
-    """`watchers` clients, each polling one machine's live fragment every 2 s, like htmx."""
+def print_targets(by_size: dict[int, dict[str, Result]], load: dict | None) -> None:
+    """The issue's targets, checked against this run's figures (server medians)."""
+    largest, smallest = max(by_size), min(by_size)
+    big = by_size[largest]
+
+    def server(name: str, size: int = largest) -> float:
+        return med(by_size[size][name].server) or float("nan")
+
+    def ratio(name: str) -> float:
+        return server(name) / (med(big[name].raw) or float("nan"))
+
+    checks = []
+    for name in ("list: first page", "list: filtered", "list: deep keyset page"):
+        checks.append((f"{name}: median <= 60 ms", server(name), 60))
+        checks.append((f"{name}: <= 1.5x raw fetch of its rows", ratio(name), 1.5))
+    if smallest != largest:
+        checks.append((
+            f"list first page at {largest:,} <= 1.5x at {smallest:,}",
+            server("list: first page") / server("list: first page", smallest),
+            1.5,
+        ))  # fmt: skip
+    checks.append(("detail <= 2x raw", ratio("detail"), 2))
+    live_changed = server("live fragment (changed)")
+    checks.append(("live fragment (changed): median <= 10 ms", live_changed, 10))
+    checks.append((
+        "unchanged poll (304) cheaper than changed: ratio < 1",
+        server("live fragment (unchanged, 304)") / live_changed,
+        1,
+    ))  # fmt: skip
+    if load:
+        checks.append((f"{load['watchers']} watchers: p99 < 100 ms", load["p99"], 100))
+        checks.append((f"{load['watchers']} watchers: errors = 0", load["errors"], 0))
+    print(f"\n== targets ({largest:,} machines)")
+    for label, value, limit in checks:
+        ok = value <= limit if limit else value == 0
+        if limit == 1 and "cheaper" in label:
+            ok = value < 1
+        print(f"{'PASS' if ok else 'FAIL'}  {label}: {value:.2f}")
+
+
+CHURN_PER_SECOND = 25  # watched machines whose heartbeat changes each second
+
+
+async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float) -> dict:
+    """`watchers` clients, each polling one machine's live fragment every 2 s, like htmx,
+    while the heartbeats of some watched machines change (so some polls render anew)."""
     print(
         f"\n== load: {watchers} watchers x live fragment every 2 s for {seconds:.0f} s "
-        f"({machines} machines)"
+        f"({machines:,} machines; {CHURN_PER_SECOND} watched machines change per second)"
     )
     name, dsn, _ = await prepare(server_dsn, machines)
     conn = await asyncpg.connect(dsn)
@@ -307,17 +411,29 @@ async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float
             "SELECT machine_id FROM machines ORDER BY random() LIMIT $1", watchers
         )
     ]
-    await conn.close()
     port = free_port()
     proc = start_server(dsn, port)
     base = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
+    client_ms: list[float] = []
+    server: list[float] = []
+    statuses: dict[int, int] = {}
     errors = 0
     try:
         await wait_healthy(base)
         cpu_before, _ = proc_stat(proc.pid)
         deadline = time.monotonic() + seconds
         limits = httpx.Limits(max_connections=watchers + 10, max_keepalive_connections=watchers)
+
+        async def churn() -> None:
+            rng = random.Random(1)
+            while time.monotonic() < deadline:
+                await conn.execute(
+                    "INSERT INTO machine_agent_heartbeat (machine_id, agent_heartbeat_at)"
+                    " SELECT unnest($1::uuid[]), now() ON CONFLICT (machine_id)"
+                    " DO UPDATE SET agent_heartbeat_at = excluded.agent_heartbeat_at",
+                    rng.sample(ids, min(CHURN_PER_SECOND, len(ids))),
+                )
+                await asyncio.sleep(1)
 
         async def watcher(client: httpx.AsyncClient, machine_id: str, offset: float) -> None:
             nonlocal errors
@@ -328,7 +444,9 @@ async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float
                 started = time.perf_counter()
                 try:
                     r = await client.get(f"/machine/{machine_id}/live", headers=headers)
-                    latencies.append((time.perf_counter() - started) * 1000)
+                    client_ms.append((time.perf_counter() - started) * 1000)
+                    server.append(server_ms(r))
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                     if r.status_code not in (200, 304):
                         errors += 1
                     ptag = r.headers.get("HX-PTag", ptag)
@@ -339,22 +457,35 @@ async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float
         started = time.monotonic()
         async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
             await asyncio.gather(
-                *(watcher(client, mid, 2.0 * i / watchers) for i, mid in enumerate(ids))
+                churn(), *(watcher(client, mid, 2.0 * i / watchers) for i, mid in enumerate(ids))
             )
         wall = time.monotonic() - started
         cpu_after, peak_kib = proc_stat(proc.pid)
     finally:
+        await conn.close()
         proc.terminate()
         proc.wait(10)
         await admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    result = {
+        "watchers": watchers,
+        "requests": len(client_ms),
+        "errors": errors,
+        "p50": percentile(client_ms, 50),
+        "p99": percentile(client_ms, 99),
+        "server_p50": percentile(server, 50),
+        "server_p99": percentile(server, 99),
+        "cpu": 100 * (cpu_after - cpu_before) / wall,
+    }
+    by_status = ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items()))
     print(
-        f"requests {len(latencies)}  errors {errors}  p50 {percentile(latencies, 50):.1f} ms"
-        f"  p99 {percentile(latencies, 99):.1f} ms  max {max(latencies):.1f} ms"
+        f"requests {result['requests']} ({by_status})"
+        f"  errors {errors}\n"
+        f"client latency p50 {result['p50']:.1f} ms  p99 {result['p99']:.1f} ms"
+        f"  max {max(client_ms):.1f} ms\n"
+        f"server latency p50 {result['server_p50']:.1f} ms  p99 {result['server_p99']:.1f} ms\n"
+        f"webug CPU {result['cpu']:.0f}% of one core; peak RSS {peak_kib / 1024:.0f} MiB"
     )
-    print(
-        f"webug CPU {100 * (cpu_after - cpu_before) / wall:.0f}% of one core;"
-        f" peak RSS {peak_kib / 1024:.0f} MiB"
-    )
+    return result
 
 
 async def main() -> None:
@@ -379,12 +510,21 @@ async def main() -> None:
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
         f"PostgreSQL: {'WEBUG_TEST_DSN' if 'WEBUG_TEST_DSN' in os.environ else 'embedded'}"
     )
+    by_size = {}
     for size in (int(s) for s in args.sizes.split(",") if s):
-        name, _, _ = await measure_size(server_dsn, size, args.requests)
+        name, by_size[size], _ = await measure_size(server_dsn, size, args.requests)
         await admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    load = None
     if args.watchers and args.load_seconds > 0:
-        await load_run(server_dsn, args.load_machines, args.watchers, args.load_seconds)
+        load = await load_run(server_dsn, args.load_machines, args.watchers, args.load_seconds)
+    if by_size:
+        print_targets(by_size, load)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        import uvloop  # as uvicorn runs webug: the raw queries get the same event loop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

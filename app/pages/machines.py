@@ -14,7 +14,7 @@ from app.count_cache import CountCache
 from app.json_models import MachineJSON, QueryJSON, machine_json, twin
 from app.machine_filters import FilterError, MachineFilters, build_where
 from app.repository import machines as repository
-from app.web import CurrentSchema, PageSnapshot, is_htmx, render
+from app.web import CurrentSchema, PageSnapshot, cached_partial, is_htmx, render, wants_json
 
 router = APIRouter()
 
@@ -88,7 +88,8 @@ async def machine_list(
     page = await repository.machine_page(snap, where, after=after, limit=limit + 1)
     has_next = len(page) > limit
     page = page[:limit]
-    await repository.fill_details(snap, schema, page)
+    # HTML rows show a summary of each tag; the JSON twin carries every field.
+    await repository.fill_details(snap, schema, page, summary=not wants_json(request))
     fragment = is_htmx(request)
     # Totals and facets scan the filtered fleet: cached briefly per filter, so polls and
     # other watchers of the same view cost in proportion to the page, not the fleet.
@@ -97,10 +98,22 @@ async def machine_list(
     total, counted_at = await cache.get(
         ("total", key), lambda: repository.count_machines(snap, where)
     )
-    facets = None
+    facets = facets_html = None
     if not fragment:
         facets, counted_at = await cache.get(
             ("facets", key), lambda: repository.facets(snap, schema, where)
+        )
+        facet_context = {
+            "filters": filters,
+            "limit": limit,
+            "facets": facets,
+            "total": total,
+            "counted_at": counted_at,
+            "count_ttl": cache.ttl,
+        }
+        # Hundreds of links built from cached counts: rendered once per counting.
+        facets_html = cached_partial(
+            (filters, limit, total, counted_at), "partials/machine_facets.html", facet_context
         )
     context = {
         "filters": filters,
@@ -113,6 +126,7 @@ async def machine_list(
         "every": every,
         "poll_choices": POLL_CHOICES,
         "facets": facets,
+        "facets_html": facets_html,
         "counted_at": counted_at,
         "count_ttl": cache.ttl,
         "server_ms": (time.perf_counter() - started) * 1000,

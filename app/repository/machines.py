@@ -8,13 +8,15 @@ Reflected identifiers are quoted; values are always bound parameters.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from app.db import Snapshot
 from app.machine_filters import SqlWhere
-from app.reflection import Schema, TagType, quote_ident
+from app.reflection import Field, Schema, TagType, quote_ident
+from app.tag_hints import summary_fields
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,26 @@ class Machine:
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever anything shown about the machine changes."""
+        """Changes whenever anything shown about the machine changes (stable across
+        processes: pages use it as a row's key and a poll's tag)."""
         return fingerprint((sorted(self.tags.items()), self.work, self.backoffs))
+
+    @property
+    def state_key(self) -> Hashable:
+        """Equal exactly when the machine's data is: an in-process cache key, cheaper
+        than `fingerprint` (no repr, no digest) when every value is hashable."""
+        try:
+            key = (
+                self.machine_id,
+                self.created_at,
+                tuple((name, tuple(values.items())) for name, values in self.tags.items()),
+                tuple(self.work),
+                tuple(self.backoffs),
+            )
+            hash(key)
+        except TypeError:  # an array value: fall back to the digest
+            return (self.machine_id, self.created_at, self.fingerprint)
+        return key
 
 
 def fingerprint(value: object) -> str:
@@ -64,12 +84,13 @@ def fingerprint(value: object) -> str:
     return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
 
 
-def tag_select_sql(tag: TagType) -> str:
+def tag_select_sql(tag: TagType, fields: tuple[Field, ...] | None = None) -> str:
+    """Tag rows for a set of machines: all fields, or only `fields`."""
     columns = ", ".join(
         f"{quote_ident(f.name)}::text AS {quote_ident(f.name)}"
         if f.read_as_text
         else quote_ident(f.name)
-        for f in tag.fields
+        for f in (tag.fields if fields is None else fields)
     )
     return (
         f"SELECT machine_id{', ' if columns else ''}{columns} "
@@ -170,14 +191,20 @@ async def machine_by_id(snap: Snapshot, machine_id: UUID) -> Machine | None:
     return Machine(row["machine_id"], row["machine_created_at"]) if row else None
 
 
-async def fill_details(snap: Snapshot, schema: Schema, machines: list[Machine]) -> None:
-    """Attach tags, work and backoffs to exactly these machines."""
+async def fill_details(
+    snap: Snapshot, schema: Schema, machines: list[Machine], *, summary: bool = False
+) -> None:
+    """Attach tags, work and backoffs to exactly these machines.
+
+    `summary`: only the tag fields the list shows (app/tag_hints.py's summary_fields).
+    """
     if not machines:
         return
     by_id = {m.machine_id: m for m in machines}
     ids = list(by_id)
     for tag in schema.tag_types:
-        for row in await snap.fetch(tag_select_sql(tag), ids):
+        sql = tag_select_sql(tag, summary_fields(tag) if summary else None)
+        for row in await snap.fetch(sql, ids):
             values = dict(row)
             by_id[values.pop("machine_id")].tags[tag.name] = values
     for item in await work_for(snap, ids):
