@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     pool_wait_seconds: float = Field(
         10.0, gt=0, le=600, description="a page waits this long for a BMDB connection, then 503"
     )
+    count_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="list totals and facets and the overview's counts scan the fleet: each is"
+        " reused this long by every poll and watcher (0: count on every request)",
+    )
 
     @field_validator("basic_auth")
     @classmethod

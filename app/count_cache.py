@@ -1,5 +1,6 @@
-"""Briefly cached counts: totals and facets scan the filtered fleet, so a page view
-computes them once and polls (and other watchers of the same view) reuse them."""
+"""Briefly cached counts: totals, facets and the overview scan the (filtered) fleet, so a
+page view computes them once and polls (and other watchers of the same view) reuse them
+for `WEBUG_COUNT_CACHE_SECONDS`; the pages say when their counts were taken."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-COUNT_TTL_SECONDS = 30.0
-
 
 class CountCache:
-    def __init__(self, ttl: float = COUNT_TTL_SECONDS, max_entries: int = 256) -> None:
+    def __init__(self, ttl: float, max_entries: int = 256) -> None:
         self.ttl = ttl
         self._max = max_entries
         self._entries: OrderedDict[object, tuple[float, datetime, Any]] = OrderedDict()

@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
-    app.state.count_cache = CountCache()
+    app.state.count_cache = CountCache(ttl=app.state.settings.count_cache_seconds)
     app.mount("/static", StaticFiles(directory=APP_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(machines.router)

@@ -264,6 +264,15 @@ class ObservabilityMiddleware:
         )
         status = 500  # unless a response starts: an exception escaped to the server
         start = time.perf_counter()
+        recorded = False
+
+        def record() -> None:
+            """Metrics and the access log line, once per request."""
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            self._record(scope, status, time.perf_counter() - start)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -275,40 +284,46 @@ class ObservabilityMiddleware:
                 # bench/bench.py reads it as the server's latency (no client overhead).
                 elapsed_ms = (time.perf_counter() - start) * 1000
                 headers.append("Server-Timing", f"app;dur={elapsed_ms:.2f}")
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Recorded before the last byte leaves: a client that reads /metrics right
+                # after this response (from another worker, too) finds it counted.
+                record()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - start
-            if self._templates is None:  # the first request: every route is added by now
-                self._templates = route_templates(self.obs.app)
-            route = route_label(scope, self._templates)
-            method = scope.get("method", "")
-            REQUEST_SECONDS.labels(
-                method if method in _METHODS else "OTHER", route, str(status)
-            ).observe(elapsed)
-            if route == "/healthz" and status in (200, 503):
-                self.obs.reachability.saw(status == 200)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    method,
-                    scope.get("path", ""),
-                    status,
-                    elapsed * 1000,
-                    extra={  # request_id: every record made now has it (record factory)
-                        "method": method,
-                        "path": scope.get("path", ""),
-                        "query": scope.get("query_string", b"").decode("latin-1"),
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+            record()  # no response, or it failed half-way
             protobuf_names.reset(tokens[2])
             _current.reset(tokens[1])
             request_id_var.reset(tokens[0])
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        if self._templates is None:  # the first request: every route is added by now
+            self._templates = route_templates(self.obs.app)
+        route = route_label(scope, self._templates)
+        method = scope.get("method", "")
+        REQUEST_SECONDS.labels(
+            method if method in _METHODS else "OTHER", route, str(status)
+        ).observe(elapsed)
+        if route == "/healthz" and status in (200, 503):
+            self.obs.reachability.saw(status == 200)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d %.1fms",
+                method,
+                scope.get("path", ""),
+                status,
+                elapsed * 1000,
+                extra={  # request_id: every record made now has it (record factory)
+                    "method": method,
+                    "path": scope.get("path", ""),
+                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
 
 
 # --- logs ------------------------------------------------------------------------------

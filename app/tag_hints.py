@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.reflection import Field, TagType
-from app.relative_times import later
 
 # The Provided chip in the list shows these (partials/machine_row.html).
 PROVIDED_SUMMARY = (
@@ -14,23 +13,18 @@ PROVIDED_SUMMARY = (
 _TIMESTAMP_UDTS = frozenset({"timestamp", "timestamptz"})
 
 
-def tag_hint(tag: TagType, values: dict[str, object]) -> str:
-    """e.g. `gen 3 Success` for an installation report, `2m ago` for a heartbeat.
-
-    Plain text (escaped where shown); a relative time is a marker that `app.web.render`
-    fills in, so the hint depends on the data alone.
-    """
+def tag_hint(tag: TagType, values: dict[str, object]) -> tuple[str, datetime | None]:
+    """(text, time) summarizing a tag in the list: ("gen 3 Success", None) for an
+    installation report, ("", its time) for a heartbeat, which the row shows relative."""
     parts = []
     if isinstance(values.get("generation"), int):
         parts.append(f"gen {values['generation']}")
     enum = next((f for f in tag.fields if f.is_enum and not f.is_array), None)
     if enum is not None and values.get(enum.name) is not None:
         parts.append(str(values[enum.name]))
-    if not parts:
-        stamp = next((v for v in values.values() if isinstance(v, datetime)), None)
-        if stamp is not None:
-            parts.append(str(later(stamp)))  # filled in per response
-    return " ".join(parts)
+    if parts:
+        return " ".join(parts), None
+    return "", next((v for v in values.values() if isinstance(v, datetime)), None)
 
 
 def summary_fields(tag: TagType) -> tuple[Field, ...]:

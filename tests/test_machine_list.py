@@ -47,6 +47,8 @@ def listed(client, query: str = "") -> list[str]:
         ("q=lumen-0002", [2]),
         ("q=%25", []),  # LIKE wildcards are literal
         ("provider=Equinix&status=Running&work=ShepherdAccess", [1]),
+        ("provider=Nope", []),  # not a label of the enum: nothing, not an error
+        ("status=Bogus", []),
     ],
 )
 def test_each_filter_selects_exactly_its_machines(client, query, expected):
@@ -232,4 +234,8 @@ def test_totals_and_facets_are_counted_once_then_reused_by_polls(migrated_db_dsn
         assert again["total"] == 2
         assert not any("count(*)" in q["sql"] for q in again["queries"])  # from the cache
         page = client.get("/?location=fr5").text
-        assert "cached up to 30 s" in page
+        assert "cached up to 10 s" in page
+    with webug_client(migrated_db_dsn, count_cache_seconds=0) as client:
+        for _ in range(2):  # WEBUG_COUNT_CACHE_SECONDS=0: every request counts
+            response = client.get("/?location=fr5&format=json").json()
+            assert any("count(*)" in q["sql"] for q in response["queries"])

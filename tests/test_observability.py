@@ -124,6 +124,21 @@ def test_request_id_is_taken_when_sane_and_echoed(client):
     assert client.get("/nope", headers={"X-Request-ID": "r1"}).headers["X-Request-ID"] == "r1"
 
 
+def test_every_response_says_its_server_time(client):
+    # Server-Timing: shown by browsers' devtools, read by bench/bench.py.
+    page = client.get(f"/machine/{mid(1)}")
+    fragment = client.get(f"/machine/{mid(1)}/live", headers={"HX-Request": "true"})
+    unchanged = client.get(
+        f"/machine/{mid(1)}/live",
+        headers={"HX-Request": "true", "HX-PTag": fragment.headers["HX-PTag"]},
+    )
+    missing = client.get("/nope")
+    assert unchanged.status_code == 304 and missing.status_code == 404
+    for response in (page, fragment, unchanged, missing):
+        timing = re.fullmatch(r"app;dur=(\d+\.\d\d)", response.headers["Server-Timing"])
+        assert timing and float(timing[1]) > 0
+
+
 def test_access_log_record_is_json_with_the_request_id(client, caplog):
     with caplog.at_level(logging.INFO, logger="webug.access"):
         client.get(f"/machine/{mid(2)}?live=0", headers={"X-Request-ID": "trace-7"})

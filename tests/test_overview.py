@@ -237,9 +237,22 @@ def test_heartbeat_and_installation_numbers_link_to_exactly_their_machines(migra
         assert "No work." in page and "No active backoffs." in page and "No sessions." in page
 
 
-def test_overview_counts_move_with_the_fleet(migrated_db_dsn):
+def test_overview_counts_are_taken_once_then_shared_by_every_poll(migrated_db_dsn):
     load_small_fleet(migrated_db_dsn)
     with webug_client(migrated_db_dsn) as client:
+        first = client.get("/overview?format=json").json()
+        assert first["queries"], "the first view counts"
+        run_sync(execute(migrated_db_dsn, f"DELETE FROM work WHERE machine_id = '{mid(1)}'"))
+        again = client.get("/overview?format=json").json()
+        assert again["queries"] == [] and again["computed_at"] == first["computed_at"]
+        assert counts(again["work"]) == counts(first["work"])  # the same counting, reused
+        fragment = client.get("/overview", headers=HTMX).text
+        assert "recounted at most every 10 s" in fragment
+
+
+def test_overview_counts_move_with_the_fleet(migrated_db_dsn):
+    load_small_fleet(migrated_db_dsn)
+    with webug_client(migrated_db_dsn, count_cache_seconds=0) as client:
         assert overview(client)["stale_work"]["count"] == 1
         run_sync(
             execute(

@@ -391,6 +391,17 @@ def test_unknown_bytea_that_is_protobuf_is_decoded():
     assert f'title="{title}">-1<' in html
 
 
+def test_reused_protobuf_rendering_still_depends_on_the_column():
+    # Field 100000, varint 1: too unusual to guess as protobuf in an arbitrary bytea column,
+    # decoded in a column known to hold protobuf. Rendered HTML is reused by content, and
+    # must not carry one column's rendering over to the other.
+    data = b"\x80\xea\x30\x01"
+    blob, known = field("some_blob", udt="bytea"), field("hardware_report_raw", udt="bytea")
+    for _ in range(2):
+        assert "pb-value" not in render(blob, data) and "80ea3001" in render(blob, data)
+        assert '<span class="pb-num">100000</span>' in render(known, data)
+
+
 def test_known_protobuf_column_with_garbage_falls_back_to_hex():
     html = render(field("hardware_report_raw", udt="bytea"), b"\x0a\x05ab<")
     assert html == '<code class="hex">0a0561623c</code> <span class="size">5 bytes</span>'

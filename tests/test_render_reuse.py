@@ -1,0 +1,124 @@
+"""Rendered HTML reused across responses (list rows, facets, protobuf values) on a real
+PostgreSQL: it follows every change of its data, and its relative times stay current."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from markupsafe import escape
+
+from app.relative_times import fill, later
+from tests.fleet import ALIVE, load_small_fleet, mid
+from tests.support import execute, run_sync, webug_client
+
+HTMX = {"HX-Request": "true"}
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def row(client, machine: int) -> str:
+    """The list row of one machine, as the poll fragment sends it."""
+    fragment = client.get("/?limit=500", headers=HTMX)
+    assert fragment.status_code == 200
+    match = re.search(rf'<tr id="m-{mid(machine)}".*?</tr>', fragment.text, re.S)
+    assert match, f"machine {machine} not listed"
+    return match[0]
+
+
+@pytest.fixture
+def fleet(migrated_db_dsn):
+    load_small_fleet(migrated_db_dsn)
+    return migrated_db_dsn
+
+
+def test_a_reused_row_changes_with_its_machine_and_back(fleet):
+    with webug_client(fleet) as client:
+        bare = row(client, 4)
+        assert row(client, 4) == bare  # unchanged: the same row
+        assert "AgentHeartbeat" not in bare and 'class="badge work"' not in bare
+
+        run_sync(execute(fleet, f"INSERT INTO machine_agent_heartbeat VALUES ('{mid(4)}', now())"))
+        beating = row(client, 4)
+        assert "AgentHeartbeat" in beating
+        assert _key(beating) != _key(bare)  # a new data-key: the browser flashes the row
+
+        run_sync(
+            execute(fleet, f"INSERT INTO work VALUES ('{mid(4)}', '{ALIVE}', 'ShepherdAccess')")
+        )
+        working = row(client, 4)
+        assert '<span class="badge work"' in working and "ShepherdAccess" in working
+
+        run_sync(
+            execute(
+                fleet,
+                f"DELETE FROM work WHERE machine_id = '{mid(4)}'",
+                f"DELETE FROM machine_agent_heartbeat WHERE machine_id = '{mid(4)}'",
+            )
+        )
+        assert _without_times(row(client, 4)) == _without_times(bare)
+
+
+def test_reused_rows_tell_time_relative_to_each_response(fleet):
+    run_sync(
+        execute(
+            fleet,
+            f"UPDATE machines SET machine_created_at = now() - interval '50 seconds'"
+            f" WHERE machine_id = '{mid(5)}'",
+            f"INSERT INTO machine_agent_heartbeat VALUES ('{mid(5)}', now() - interval '40 s')",
+        )
+    )
+    with webug_client(fleet) as client:
+        first = row(client, 5)
+        time.sleep(2.1)
+        second = row(client, 5)
+    # In row order: the heartbeat (tags column), then the machine's creation.
+    (beat_1, created_1), (beat_2, created_2) = _seconds_ago(first), _seconds_ago(second)
+    assert 49 <= created_1 < 60 and 39 <= beat_1 < 50
+    assert created_2 >= created_1 + 2 and beat_2 >= beat_1 + 2
+    assert _without_times(first) == _without_times(second)  # the same row otherwise
+    # Both tick in the browser too (webug.js): <time datetime=... data-relative>.
+    assert second.count("data-relative>") == 2
+
+
+def test_list_fetches_only_the_fields_its_rows_show_and_json_gets_them_all(small_fleet_dsn):
+    with webug_client(small_fleet_dsn) as client:
+        page = client.get("/").text
+        data = client.get("/?format=json").json()
+    footer_sql = re.findall(r"SELECT machine_id[^<]*FROM &#34;machine_agent_started&#34;", page)
+    footer_sql += re.findall(r'SELECT machine_id[^<]*FROM "machine_agent_started"', page)
+    assert footer_sql and all("agent_public_key" not in sql for sql in footer_sql)
+    first = next(m for m in data["machines"] if m["machine_id"] == str(mid(1)))
+    assert first["tags"]["AgentStarted"]["agent_public_key"]["hex"] == "0102"
+
+
+def test_relative_time_markers_are_filled_per_response():
+    ts = NOW - timedelta(minutes=3)
+    html = f"<td>{later(ts)}</td><td>{later(None)}</td>"
+    assert fill(html, NOW) == "<td>3m ago</td><td></td>"
+    assert fill(html, NOW + timedelta(minutes=2)) == "<td>5m ago</td><td></td>"
+    assert fill(str(later(NOW + timedelta(seconds=20))), NOW) == "in 20s"
+    # 'infinity' arrives as datetime.max/min: text, not an error page.
+    assert fill(str(later(datetime.min.replace(tzinfo=UTC))), NOW).endswith(" ago")
+
+
+def test_text_from_the_database_cannot_forge_a_marker():
+    # The marker's token is random per process: data shaped like a marker stays data.
+    forged = "\x1e" + "0" * 16 + NOW.isoformat() + "\x1f"
+    shown = str(escape(forged))
+    assert fill(shown, NOW) == shown
+
+
+def _key(row_html: str) -> str:
+    return re.search(r'data-key="([^"]+)"', row_html)[1]
+
+
+def _without_times(row_html: str) -> str:
+    """The row without its relative-time texts and its data-key."""
+    row_html = re.sub(r"data-relative>[^<]*<", "data-relative><", row_html)
+    return re.sub(r'data-key="[^"]+"', "", row_html)
+
+
+def _seconds_ago(row_html: str) -> list[int]:
+    return [int(s) for s in re.findall(r"data-relative>(\d+)s ago<", row_html)]
