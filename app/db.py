@@ -111,6 +111,17 @@ class Snapshot:
 DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 
+async def _end_transaction(conn: asyncpg.Connection) -> None:
+    """What a connection needs before its next page: no open transaction.
+
+    asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a round
+    trip per page for state webug never creates: its sessions only read, in transactions
+    that end with ROLLBACK, and set nothing but the connection's start-up settings.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Database:
     """An asyncpg pool whose every session is read-only with a statement timeout."""
 
@@ -133,6 +144,7 @@ class Database:
                 "application_name": "webug",
             },
             timeout=10,
+            reset=_end_transaction,
         )
 
     async def close(self) -> None:
