@@ -34,7 +34,11 @@ def relative(ts: datetime | None, now: datetime | None = None) -> str:
         return ""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    delta = (ts - (now or datetime.now(UTC))).total_seconds()
+    return relative_seconds((ts - (now or datetime.now(UTC))).total_seconds())
+
+
+def relative_seconds(delta: float) -> str:
+    """'3m ago' or 'in 20s' for a time `delta` seconds from now."""
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
 
 

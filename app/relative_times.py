@@ -11,33 +11,33 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 
 from markupsafe import Markup
 
-from app.formatting import relative
+from app.formatting import relative_seconds
 
 _START = "\x1e" + secrets.token_hex(8)
 _END = "\x1f"
-_MARKER = re.compile(re.escape(_START) + r"([0-9T:.+\-]{10,40})" + _END)
+_MARKER = re.compile(re.escape(_START) + r"(-?[0-9]{1,12}(?:\.[0-9]{1,6})?)" + _END)
 
 
 def later(ts: datetime | None) -> Markup:
-    """A marker for `relative(ts)` at render time ('' for NULL)."""
+    """A marker for `relative(ts)` at render time ('' for NULL). It holds the instant as
+    seconds since the epoch: filling a page's hundreds of markers is then arithmetic."""
     if ts is None:
         return Markup("")
-    return Markup(f"{_START}{ts.isoformat()}{_END}")
-
-
-def _text(iso: str, now: datetime) -> str:
+    if ts.tzinfo is None:  # `timestamp without time zone`: read as UTC, as relative() does
+        ts = ts.replace(tzinfo=UTC)
     try:
-        return relative(datetime.fromisoformat(iso), now)
-    except (OverflowError, ValueError):  # 'infinity' is datetime.max/min: no sensible text
-        return ""
+        return Markup(f"{_START}{ts.timestamp():.6f}{_END}")
+    except (OverflowError, ValueError):  # out of range once its offset is applied
+        return Markup("")
 
 
 def fill(body: str, now: datetime) -> str:
     """`body` with every marker replaced by its relative time as of `now`."""
     if _START not in body:
         return body
-    return _MARKER.sub(lambda m: _text(m[1], now), body)
+    now_seconds = now.timestamp()
+    return _MARKER.sub(lambda m: relative_seconds(float(m[1]) - now_seconds), body)

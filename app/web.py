@@ -43,22 +43,28 @@ templates.globals["detail_order"] = detail_order
 templates.globals["render_value"] = render_value
 templates.globals["render_text"] = render_text
 
-# A list row's HTML for each (layout, machine, data) seen lately: a poll of an unchanged
-# page renders almost nothing. Rows are ~1 KiB: this keeps tens of thousands.
+# The machine list's rows, reused while unchanged: each row by (layout, machine, data),
+# and each page of rows by its rows' keys, so a poll of an unchanged page is one lookup
+# and a page where one machine changed renders one row. A row is ~1 KiB.
 machine_rows = FragmentCache(max_chars=32 * 1024 * 1024)
+machine_row_pages = FragmentCache(max_chars=4 * 1024 * 1024)
 
 
-def machine_row(m: Machine, schema: Schema) -> Markup:
-    """One row of the machine list (partials/machine_row.html), reused while unchanged."""
+def machine_rows_html(machines: list[Machine], schema: Schema) -> Markup:
+    """The <tr>s of the machine list (partials/machine_row.html for each machine)."""
+    keys = [(schema.layout_key, m.state_key) for m in machines]
 
-    def render_row() -> Markup:
+    def render_rows() -> Markup:
         macro = templates.get_template("partials/machine_row.html").module.machine_row
-        return macro(m, schema.tag_types)
+        return Markup("").join(
+            machine_rows.get(key, lambda m=m: macro(m, schema.tag_types))
+            for key, m in zip(keys, machines, strict=True)
+        )
 
-    return machine_rows.get((schema.layout_key, m.state_key), render_row)
+    return machine_row_pages.get(tuple(keys), render_rows)
 
 
-templates.globals["machine_row"] = machine_row
+templates.globals["machine_rows_html"] = machine_rows_html
 
 # Partials whose data is itself cached (facet counts): rendered once per computation.
 cached_partials = FragmentCache(max_chars=8 * 1024 * 1024)
