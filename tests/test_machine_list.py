@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.fleet import MACHINES, mid
-from tests.support import webug_client
+from tests.support import execute, run_sync, webug_client
 
 ROW = re.compile(r'<tr id="m-([0-9a-f-]{36})"')
 
@@ -161,7 +161,6 @@ HEARTBEATS_AND_INSTALLATIONS = [
 
 
 def test_heartbeat_and_installation_filters_select_exactly_their_machines(migrated_db_dsn):
-    from tests.support import execute, run_sync
 
     run_sync(execute(migrated_db_dsn, *HEARTBEATS_AND_INSTALLATIONS))
     expected = {
@@ -204,7 +203,6 @@ def test_bad_heartbeat_or_installation_value_is_a_400(client, query, says):
 
 
 def test_heartbeat_and_installation_filters_need_their_tables(migrated_db_dsn):
-    from tests.support import execute, run_sync
 
     run_sync(
         execute(
@@ -239,3 +237,24 @@ def test_totals_and_facets_are_counted_once_then_reused_by_polls(migrated_db_dsn
         for _ in range(2):  # WEBUG_COUNT_CACHE_SECONDS=0: every request counts
             response = client.get("/?location=fr5&format=json").json()
             assert any("count(*)" in q["sql"] for q in response["queries"])
+
+
+def test_enum_filters_match_labels_reflected_or_added_since(migrated_db_dsn):
+    def add_provider(label: str, machine: int) -> None:
+        quoted = label.replace("'", "''")
+        run_sync(
+            execute(
+                migrated_db_dsn,
+                f"ALTER TYPE provider ADD VALUE '{quoted}'",
+                f"INSERT INTO machines VALUES ('{mid(machine)}', now())",
+                f"INSERT INTO machine_provided (machine_id, provider, provider_id)"
+                f" VALUES ('{mid(machine)}', '{quoted}', 'x-{machine}')",
+            )
+        )
+
+    add_provider("O'Brien \\ Sons", 1)  # reflected at start: compared as that enum value
+    with webug_client(migrated_db_dsn) as client:
+        assert listed(client, "provider=O%27Brien+%5C+Sons") == [str(mid(1))]
+        add_provider("Hetzner", 2)  # not reflected yet: matched against the enum at run time
+        assert listed(client, "provider=Hetzner") == [str(mid(2))]
+        assert listed(client, "provider=Nope") == []
