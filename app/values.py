@@ -60,7 +60,7 @@ _IP_TYPES = (
 NULL = Markup('<span class="null">NULL</span>')
 
 # Rendered byte values by content (see _bytes); a hardware report renders to ~50 KiB.
-schemaless_values = FragmentCache(max_chars=32 * 1024 * 1024)
+schemaless_values: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1024)
 
 
 # --- HTML ---------------------------------------------------------------------------

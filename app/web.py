@@ -19,7 +19,7 @@ from app import formatting
 from app.db import Database, Snapshot
 from app.fragment_cache import FragmentCache
 from app.reflection import Schema
-from app.relative_times import fill, later
+from app.relative_times import Unfilled, fill, later
 from app.repository.machines import Machine, fingerprint
 from app.schema_refresh import SchemaCache
 from app.tag_hints import detail_order, tag_hint
@@ -46,28 +46,31 @@ templates.globals["render_text"] = render_text
 # The machine list's rows, reused while unchanged: each row by (layout, machine, data),
 # and each page of rows by its rows' keys, so a poll of an unchanged page is one lookup
 # and a page where one machine changed renders one row. A row is ~1 KiB.
-machine_rows = FragmentCache(max_chars=32 * 1024 * 1024)
-machine_row_pages = FragmentCache(max_chars=4 * 1024 * 1024)
+machine_rows: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1024)
+machine_row_pages: FragmentCache[Unfilled] = FragmentCache(max_chars=4 * 1024 * 1024)
 
 
 def machine_rows_html(machines: list[Machine], schema: Schema) -> Markup:
-    """The <tr>s of the machine list (partials/machine_row.html for each machine)."""
+    """The <tr>s of the machine list (partials/machine_row.html for each machine), with
+    their relative times filled in (a page of rows holds hundreds)."""
     keys = [(schema.layout_key, m.state_key) for m in machines]
 
-    def render_rows() -> Markup:
+    def render_rows() -> Unfilled:
         macro = templates.get_template("partials/machine_row.html").module.machine_row
-        return Markup("").join(
-            machine_rows.get(key, lambda m=m: macro(m, schema.tag_types))
-            for key, m in zip(keys, machines, strict=True)
+        return Unfilled(
+            "".join(
+                machine_rows.get(key, lambda m=m: macro(m, schema.tag_types))
+                for key, m in zip(keys, machines, strict=True)
+            )
         )
 
-    return machine_row_pages.get(tuple(keys), render_rows)
+    return machine_row_pages.get(tuple(keys), render_rows).fill(datetime.now(UTC))
 
 
 templates.globals["machine_rows_html"] = machine_rows_html
 
 # Partials whose data is itself cached (facet counts): rendered once per computation.
-cached_partials = FragmentCache(max_chars=8 * 1024 * 1024)
+cached_partials: FragmentCache[Markup] = FragmentCache(max_chars=8 * 1024 * 1024)
 
 
 def cached_partial(key: Hashable, template: str, context: dict[str, Any]) -> Markup:

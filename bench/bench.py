@@ -122,7 +122,9 @@ async def prepare(server_dsn: str, machines: int) -> tuple[str, str, dict[str, s
             ids["long"],
             LONG_HISTORY,
         )
-        await conn.execute("ANALYZE")
+        # As a long-running BMDB is: statistics current, visibility map set (so index-only
+        # scans stay index-only), and no autovacuum kicking in during the measurements.
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
     return name, dsn, ids
@@ -227,19 +229,26 @@ def server_ms(response: httpx.Response) -> float:
     return float(match[1])
 
 
-async def timed_http(
-    client: httpx.AsyncClient, path: str, headers: dict[str, str], n: int
-) -> tuple[list[float], list[float]]:
-    """(server ms, client ms) of n requests, after a warm-up."""
-    server, wall = [], []
-    for i in range(n + 3):
+async def timed_pair(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], raw, n: int
+) -> tuple[list[float], list[float], list[float] | None]:
+    """(server ms, client ms, raw ms) of n requests, each followed by the raw queries:
+    interleaved, so a drift of the machine's speed affects both sides alike."""
+    server, wall, raw_ms = [], [], []
+    for i in range(n + 3):  # the first three warm caches and prepared statements
         started = time.perf_counter()
         response = await client.get(path, headers=headers)
         elapsed = (time.perf_counter() - started) * 1000
+        if raw is not None:
+            raw_started = time.perf_counter()
+            await raw()
+            raw_elapsed = (time.perf_counter() - raw_started) * 1000
         if i >= 3:
             server.append(server_ms(response))
             wall.append(elapsed)
-    return server, wall
+            if raw is not None:
+                raw_ms.append(raw_elapsed)
+    return server, wall, raw_ms if raw is not None else None
 
 
 def start_server(dsn: str, port: int) -> subprocess.Popen:
@@ -304,8 +313,8 @@ async def measure_size(
             schema = await reflect(conn)
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             for case in cases(ids, schema):
-                raw = await timed(lambda c=case: c.raw(db), requests) if case.raw else None
                 if case.path is None:
+                    raw = await timed(lambda c=case: c.raw(db), requests)
                     results[case.name] = Result([], [], raw, None)
                     continue
                 headers = dict(case.headers or {})
@@ -317,7 +326,8 @@ async def measure_size(
                 if probe.status_code >= 400:
                     print(f"  {case.name}: HTTP {probe.status_code}, skipped")
                     continue
-                server, wall = await timed_http(client, case.path, headers, requests)
+                raw_call = (lambda c=case: c.raw(db)) if case.raw else None
+                server, wall, raw = await timed_pair(client, case.path, headers, raw_call, requests)
                 results[case.name] = Result(server, wall, raw, probe.status_code)
         _, peak_kib = proc_stat(proc.pid)
     finally:

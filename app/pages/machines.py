@@ -113,7 +113,9 @@ async def machine_list(
         }
         # Hundreds of links built from cached counts: rendered once per counting.
         facets_html = cached_partial(
-            (filters, limit, total, counted_at), "partials/machine_facets.html", facet_context
+            (filters, limit, total, counted_at, cache.ttl),
+            "partials/machine_facets.html",
+            facet_context,
         )
     context = {
         "filters": filters,

@@ -2,7 +2,7 @@
 
 Queries cost in proportion to what a page shows: a page of machine IDs first, then
 tags, work and backoffs for exactly those IDs (never a join that multiplies rows).
-Reflected identifiers are quoted; values are always bound parameters.
+Reflected identifiers are quoted; values a user gave are always bound parameters.
 """
 
 from __future__ import annotations
