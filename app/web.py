@@ -43,28 +43,31 @@ templates.globals["detail_order"] = detail_order
 templates.globals["render_value"] = render_value
 templates.globals["render_text"] = render_text
 
-# The machine list's rows, reused while unchanged: each row by (layout, machine, data),
-# and each page of rows by its rows' keys, so a poll of an unchanged page is one lookup
-# and a page where one machine changed renders one row. A row is ~1 KiB.
+# The machine list's rows, reused while unchanged: each page of rows by exactly what was
+# fetched for it, so a poll of an unchanged page is one lookup; on a miss each row by
+# (layout, machine, data), so a page where one machine changed renders one row.
 machine_rows: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1024)
 machine_row_pages: FragmentCache[Unfilled] = FragmentCache(max_chars=4 * 1024 * 1024)
 
 
-def machine_rows_html(machines: list[Machine], schema: Schema) -> Markup:
+def machine_rows_html(machines: list[Machine], schema: Schema, fetched: Hashable | None) -> Markup:
     """The <tr>s of the machine list (partials/machine_row.html for each machine), with
-    their relative times filled in (a page of rows holds hundreds)."""
-    keys = [(schema.layout_key, m.state_key) for m in machines]
+    their relative times filled in. `fetched`: what repository.fill_details returned."""
 
     def render_rows() -> Unfilled:
         macro = templates.get_template("partials/machine_row.html").module.machine_row
         return Unfilled(
             "".join(
-                machine_rows.get(key, lambda m=m: macro(m, schema.tag_types))
-                for key, m in zip(keys, machines, strict=True)
+                machine_rows.get(
+                    (schema.layout_key, m.state_key), lambda m=m: macro(m, schema.tag_types)
+                )
+                for m in machines
             )
         )
 
-    return machine_row_pages.get(tuple(keys), render_rows).fill(datetime.now(UTC))
+    if fetched is None:  # nothing to key the page by: rows one by one
+        return render_rows().fill(datetime.now(UTC))
+    return machine_row_pages.get((schema.layout_key, fetched), render_rows).fill(datetime.now(UTC))
 
 
 templates.globals["machine_rows_html"] = machine_rows_html

@@ -89,7 +89,7 @@ async def machine_list(
     has_next = len(page) > limit
     page = page[:limit]
     # HTML rows show a summary of each tag; the JSON twin carries every field.
-    await repository.fill_details(snap, schema, page, summary=not wants_json(request))
+    fetched = await repository.fill_details(snap, schema, page, summary=not wants_json(request))
     fragment = is_htmx(request)
     # Totals and facets scan the filtered fleet: cached briefly per filter, so polls and
     # other watchers of the same view cost in proportion to the page, not the fleet.
@@ -120,6 +120,7 @@ async def machine_list(
     context = {
         "filters": filters,
         "machines": page,
+        "fetched": fetched,  # the key of the page's rows (web.machine_rows_html)
         "total": total,
         "limit": limit,
         "after": after,

@@ -193,24 +193,41 @@ async def machine_by_id(snap: Snapshot, machine_id: UUID) -> Machine | None:
 
 async def fill_details(
     snap: Snapshot, schema: Schema, machines: list[Machine], *, summary: bool = False
-) -> None:
+) -> Hashable | None:
     """Attach tags, work and backoffs to exactly these machines.
 
     `summary`: only the tag fields the list shows (app/tag_hints.py's summary_fields).
+    Returns what was fetched, as a key equal exactly when the machines and their details
+    are (for reusing HTML rendered from them), or None when a value is not hashable.
     """
     if not machines:
-        return
+        return ()
     by_id = {m.machine_id: m for m in machines}
     ids = list(by_id)
+    fetched: list[object] = [tuple((m.machine_id, m.created_at) for m in machines)]
     for tag in schema.tag_types:
         sql = tag_select_sql(tag, summary_fields(tag) if summary else None)
-        for row in await snap.fetch(sql, ids):
+        rows = await snap.fetch(sql, ids)
+        fetched.append(rows)
+        for row in rows:
             values = dict(row)
             by_id[values.pop("machine_id")].tags[tag.name] = values
-    for item in await work_for(snap, ids):
+    work, backoffs = await work_for(snap, ids), await backoffs_for(snap, ids)
+    for item in work:
         by_id[item.machine_id].work.append(item)
-    for backoff in await backoffs_for(snap, ids):
+    for backoff in backoffs:
         by_id[backoff.machine_id].backoffs.append(backoff)
+    try:
+        # Records hash and compare in C: far cheaper than per-machine keys. A tag table's
+        # rows come in no set order, and each machine's tags are kept by tag type anyway.
+        return (
+            fetched[0],
+            *(frozenset(rows) for rows in fetched[1:]),
+            tuple(work),
+            tuple(backoffs),
+        )
+    except TypeError:  # an array value (a list): no key
+        return None
 
 
 async def work_for(snap: Snapshot, ids: list[UUID]) -> list[WorkItem]:
