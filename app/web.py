@@ -103,7 +103,7 @@ async def page_snapshot(request: Request) -> AsyncIterator[Snapshot]:
         yield snap
 
 
-def current_schema(request: Request) -> Schema:
+async def current_schema(request: Request) -> Schema:  # async: FastAPI runs a sync one in a thread
     cache: SchemaCache = request.app.state.schema_cache
     return cache.schema
 
