@@ -321,7 +321,7 @@ async def render_matches(
     prefix = normalize(q)[:MAX_QUERY]
     ids = [matches] if isinstance(matches, UUID) else list(matches or [])
     result = SearchResult(prefix)
-    group = await machine_id_group(snap, current_schema(request), prefix, ids)
+    group = await machine_id_group(snap, await current_schema(request), prefix, ids)
     if group is not None:
         result.groups.append(group)
     return _render(request, snap, result, prefix)
