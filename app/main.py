@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -29,6 +30,12 @@ from app.web import APP_DIR, render
 
 log = logging.getLogger("webug")
 
+# A page allocates thousands of short-lived containers (records, dicts, tuples), which
+# reference counting frees. At the default generation-0 threshold (700) the cycle
+# collector still ran several times per page: about 1 ms of a 6 ms list page (A/B on
+# Server-Timing, 100k machines). Collect cycles less often; what they hold is small.
+GC_THRESHOLDS = (50_000, 20, 100)
+
 
 async def _stop(task: asyncio.Task | None) -> None:
     if task is None:
@@ -41,6 +48,7 @@ async def _stop(task: asyncio.Task | None) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    gc.set_threshold(*GC_THRESHOLDS)
     simulator: asyncio.Task | None = None
     if settings.demo:
         from app.demo.simulate import run_simulator

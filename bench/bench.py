@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import re
@@ -502,6 +503,11 @@ async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float
 
 
 async def main() -> None:
+    from app.main import GC_THRESHOLDS
+
+    # The raw queries run with the server's collector settings: the ratios compare webug
+    # with the same fetch, not with a differently tuned interpreter.
+    gc.set_threshold(*GC_THRESHOLDS)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
