@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from datetime import UTC, datetime
@@ -43,33 +44,59 @@ templates.globals["detail_order"] = detail_order
 templates.globals["render_value"] = render_value
 templates.globals["render_text"] = render_text
 
-# The machine list's rows, reused while unchanged: each page of rows by exactly what was
-# fetched for it, so a poll of an unchanged page is one lookup; on a miss each row by
-# (layout, machine, data), so a page where one machine changed renders one row.
+# The machine list's rows, each reused while its machine is unchanged (a page where one
+# machine changed renders one row), and the whole live table, reused while everything it
+# shows is: a poll of an unchanged page fills in its times and nothing else.
 machine_rows: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1024)
-machine_row_pages: FragmentCache[Unfilled] = FragmentCache(max_chars=4 * 1024 * 1024)
+machine_tables: FragmentCache[Unfilled] = FragmentCache(max_chars=8 * 1024 * 1024)
+
+# Per-response values in a reused table: slots only this process can write.
+_CLOCK_SLOT = "\x1d" + secrets.token_hex(8) + "clock\x1d"
+_SERVER_MS_SLOT = "\x1d" + secrets.token_hex(8) + "ms\x1d"
+_TABLE_CONTEXT = (
+    "filters", "machines", "fetched", "schema", "total", "limit", "after", "next_after",
+    "live", "every", "poll_choices",
+)  # fmt: skip
 
 
-def machine_rows_html(machines: list[Machine], schema: Schema, fetched: Hashable | None) -> Markup:
-    """The <tr>s of the machine list (partials/machine_row.html for each machine), with
-    their relative times filled in. `fetched`: what repository.fill_details returned."""
+def machine_rows_html(machines: list[Machine], schema: Schema) -> Markup:
+    """The <tr>s of the machine list (partials/machine_row.html for each machine)."""
+    macro = templates.get_template("partials/machine_row.html").module.machine_row
+    return Markup("").join(
+        machine_rows.get((schema.layout_key, m.state_key), lambda m=m: macro(m, schema.tag_types))
+        for m in machines
+    )
 
-    def render_rows() -> Unfilled:
-        macro = templates.get_template("partials/machine_row.html").module.machine_row
-        return Unfilled(
-            "".join(
-                machine_rows.get(
-                    (schema.layout_key, m.state_key), lambda m=m: macro(m, schema.tag_types)
-                )
-                for m in machines
-            )
+
+@jinja2.pass_context
+def machine_table(context: jinja2.runtime.Context) -> Markup:
+    """partials/machine_list_table.html for the page in `context` (pages/machines.py).
+
+    Keyed by the records fetched for the page (repository.fill_details, compared in C)
+    and the view's parameters; its clock, server time and relative times are filled in
+    per response. A page whose records cannot be keyed is rendered every time.
+    """
+    values = {name: context[name] for name in _TABLE_CONTEXT}
+
+    def render_table() -> Unfilled:
+        template = templates.get_template("partials/machine_list_table.html")
+        slots = {"now_utc": _CLOCK_SLOT, "server_ms": _SERVER_MS_SLOT}
+        return Unfilled(template.render({**values, **slots}))
+
+    if values["fetched"] is None:
+        table = render_table()
+    else:  # everything the table shows: the machines by their records, the view
+        key = (
+            values["schema"].layout_key,
+            *(values[n] for n in _TABLE_CONTEXT if n != "schema" and n != "machines"),
         )
+        table = machine_tables.get(key, render_table)
+    html = table.fill(datetime.now(UTC))
+    html = html.replace(_CLOCK_SLOT, context["now_utc"])
+    return Markup(html.replace(_SERVER_MS_SLOT, context["server_ms"]))
 
-    if fetched is None:  # nothing to key the page by: rows one by one
-        return render_rows().fill(datetime.now(UTC))
-    return machine_row_pages.get((schema.layout_key, fetched), render_rows).fill(datetime.now(UTC))
 
-
+templates.globals["machine_table"] = machine_table
 templates.globals["machine_rows_html"] = machine_rows_html
 
 # Partials whose data is itself cached (facet counts): rendered once per computation.

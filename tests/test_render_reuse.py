@@ -122,3 +122,20 @@ def _without_times(row_html: str) -> str:
 
 def _seconds_ago(row_html: str) -> list[int]:
     return [int(s) for s in re.findall(r"data-relative>(\d+)s ago<", row_html)]
+
+
+def test_a_reused_table_tells_its_own_update_time_and_keeps_each_view_apart(small_fleet_dsn):
+    def updated(html: str) -> str:
+        return re.search(r"updated (\d\d:\d\d:\d\dZ)", html)[1]
+
+    with webug_client(small_fleet_dsn) as client:
+        first = client.get("/?every=5", headers=HTMX).text
+        time.sleep(1.1)
+        second = client.get("/?every=5", headers=HTMX).text
+        paused = client.get("/?every=5&live=0", headers=HTMX).text
+        faster = client.get("/?every=2", headers=HTMX).text
+    assert updated(first) != updated(second)  # the same table, its own clock
+    assert 'hx-trigger="every 5s' in second and "<b>5s</b>" in second
+    assert "hx-trigger" not in paused and "paused" in paused  # same data, other view
+    assert 'hx-trigger="every 2s' in faster and "<b>2s</b>" in faster
+    assert re.search(r"· server \d+\.\d ms", second)

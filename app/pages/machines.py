@@ -120,7 +120,7 @@ async def machine_list(
     context = {
         "filters": filters,
         "machines": page,
-        "fetched": fetched,  # the key of the page's rows (web.machine_rows_html)
+        "fetched": fetched,  # what the table shows, as a key (web.machine_table)
         "total": total,
         "limit": limit,
         "after": after,
@@ -132,7 +132,7 @@ async def machine_list(
         "facets_html": facets_html,
         "counted_at": counted_at,
         "count_ttl": cache.ttl,
-        "server_ms": (time.perf_counter() - started) * 1000,
+        "server_ms": f"{(time.perf_counter() - started) * 1000:.1f}",
     }
     template = "partials/machine_table.html" if fragment else "templates/machines.html"
 
