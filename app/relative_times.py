@@ -45,7 +45,7 @@ def fill(body: str, now: datetime) -> str:
 
 class Unfilled:
     """HTML cut at its markers once, to be filled for many responses without scanning it
-    again: for the list's pages of rows (hundreds of markers in ~100 KiB)."""
+    again: for the list's live table (hundreds of markers in ~100 KiB)."""
 
     def __init__(self, html: str) -> None:
         pieces = html.split(_START)
