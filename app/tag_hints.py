@@ -13,13 +13,18 @@ PROVIDED_SUMMARY = (
 _TIMESTAMP_UDTS = frozenset({"timestamp", "timestamptz"})
 
 
+def _hint_enum(tag: TagType) -> Field | None:
+    """The enum field a tag's hint shows (e.g. an installation report's result)."""
+    return next((f for f in tag.fields if f.is_enum and not f.is_array), None)
+
+
 def tag_hint(tag: TagType, values: dict[str, object]) -> tuple[str, datetime | None]:
     """(text, time) summarizing a tag in the list: ("gen 3 Success", None) for an
     installation report, ("", its time) for a heartbeat, which the row shows relative."""
     parts = []
     if isinstance(values.get("generation"), int):
         parts.append(f"gen {values['generation']}")
-    enum = next((f for f in tag.fields if f.is_enum and not f.is_array), None)
+    enum = _hint_enum(tag)
     if enum is not None and values.get(enum.name) is not None:
         parts.append(str(values[enum.name]))
     if parts:
@@ -32,7 +37,7 @@ def summary_fields(tag: TagType) -> tuple[Field, ...]:
     (a page of 100 rows need not carry 100 hardware reports)."""
     if tag.table == "machine_provided":
         return tuple(f for f in tag.fields if f.name in PROVIDED_SUMMARY)
-    enum = next((f for f in tag.fields if f.is_enum and not f.is_array), None)
+    enum = _hint_enum(tag)
     return tuple(
         f
         for f in tag.fields
