@@ -9,7 +9,6 @@ text from the database cannot forge one.
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import UTC, datetime
 
@@ -19,7 +18,6 @@ from app.formatting import relative_seconds
 
 _START = "\x1e" + secrets.token_hex(8)
 _END = "\x1f"
-_MARKER = re.compile(re.escape(_START) + r"(-?[0-9]{1,12}(?:\.[0-9]{1,6})?)" + _END)
 
 
 def later(ts: datetime | None) -> Markup:
@@ -39,13 +37,12 @@ def fill(body: str, now: datetime) -> str:
     """`body` with every marker replaced by its relative time as of `now`."""
     if _START not in body:
         return body
-    now_seconds = now.timestamp()
-    return _MARKER.sub(lambda m: relative_seconds(float(m[1]) - now_seconds), body)
+    return str(Unfilled(body).fill(now))
 
 
 class Unfilled:
-    """HTML cut at its markers once, to be filled for many responses without scanning it
-    again: for the list's live table (hundreds of markers in ~100 KiB)."""
+    """HTML cut at its markers once, to be filled for one response (`fill`) or for many
+    without scanning it again (the list's live table: hundreds of markers in ~100 KiB)."""
 
     def __init__(self, html: str) -> None:
         pieces = html.split(_START)
