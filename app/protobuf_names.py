@@ -171,14 +171,22 @@ def current() -> ProtoNames | None:
 # --- rendering -----------------------------------------------------------------------
 
 
-def named_html(column: str | None, data: bytes) -> Markup | None:
-    """The message type and a tree of named fields; None = render schema-less instead."""
+def _parse(column: str | None, data: bytes) -> tuple[ProtoNames, Any] | None:
+    """(the request's descriptor set, the message) when that set maps `column` and `data`
+    parses as its type; None otherwise."""
     names = _current.get()
     if names is None or column is None or not data:
         return None
     msg = names.parse(column, data)
-    if msg is None:
+    return None if msg is None else (names, msg)
+
+
+def named_html(column: str | None, data: bytes) -> Markup | None:
+    """The message type and a tree of named fields; None = render schema-less instead."""
+    parsed = _parse(column, data)
+    if parsed is None:
         return None
+    names, msg = parsed
     budget = [MAX_FIELDS]
     try:
         tree = _message_html(msg, budget, datetime.now(UTC))
@@ -191,12 +199,10 @@ def named_html(column: str | None, data: bytes) -> Markup | None:
 
 def named_json(column: str | None, data: bytes) -> dict[str, object] | None:
     """{"protobuf_type": ..., "message": {field name: value}} (protobuf's JSON mapping)."""
-    names = _current.get()
-    if names is None or column is None or not data:
+    parsed = _parse(column, data)
+    if parsed is None:
         return None
-    msg = names.parse(column, data)
-    if msg is None:
-        return None
+    names, msg = parsed
     from google.protobuf import json_format
 
     return {
