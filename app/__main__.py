@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.command == "migrate":
-        from app.migrate import DirtyDatabaseError, migrate
+        from app.bmdb.migrate import DirtyDatabaseError, migrate
 
         try:
             applied = asyncio.run(migrate(args.dsn))

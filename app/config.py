@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         default_factory=_default_demo_dir, description="embedded PostgreSQL data dir"
     )
     demo_simulate: bool = Field(True, description="run the fleet simulator in demo mode")
-    # Access and safety (app/security.py, app/resilience.py).
+    # Access and safety (app/http/security.py, app/http/resilience.py).
     auth_token: SecretStr | None = Field(
         None, description="require `Authorization: Bearer <token>` (every route but /healthz)"
     )

@@ -17,16 +17,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import dsn as dsn_tools
+from app.bmdb import dsn as dsn_tools
+from app.bmdb.connection import DB_UNAVAILABLE, Database
+from app.bmdb.counts import CountCache
+from app.bmdb.schema_cache import SchemaCache, SchemaNotLoaded
 from app.config import Settings, load_settings
-from app.count_cache import CountCache
-from app.db import DB_UNAVAILABLE, Database
-from app.observability import install_observability
+from app.http.observability import install_observability
+from app.http.resilience import install_resilience
+from app.http.security import install_security
 from app.pages import health, machine_detail, machines, overview, schema_page, search, sessions
-from app.resilience import install_resilience
-from app.schema_refresh import SchemaCache, SchemaNotLoaded
-from app.security import install_security
-from app.web import APP_DIR, render
+from app.render.templating import APP_DIR, render
 
 log = logging.getLogger("webug")
 
@@ -51,8 +51,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.set_threshold(*GC_THRESHOLDS)
     simulator: asyncio.Task | None = None
     if settings.demo:
+        from app.demo.embedded import prepare_demo
         from app.demo.simulate import run_simulator
-        from app.embedded import prepare_demo
 
         bmdb_dsn = await prepare_demo(settings.demo_data_dir, settings.demo_machines)
         if settings.demo_simulate:

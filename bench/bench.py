@@ -40,13 +40,13 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.bmdb import machines as repo  # noqa: E402
+from app.bmdb import overview as overview_repo  # noqa: E402
+from app.bmdb.connection import Database  # noqa: E402
+from app.bmdb.dsn import with_database  # noqa: E402
+from app.bmdb.filters import MachineFilters, build_where  # noqa: E402
+from app.bmdb.reflection import reflect  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.db import Database  # noqa: E402
-from app.dsn import with_database  # noqa: E402
-from app.machine_filters import MachineFilters, build_where  # noqa: E402
-from app.reflection import reflect  # noqa: E402
-from app.repository import machines as repo  # noqa: E402
-from app.repository import overview as overview_repo  # noqa: E402
 
 LONG_HISTORY = 500
 
@@ -88,8 +88,8 @@ async def admin(server_dsn: str, sql: str) -> None:
 
 async def prepare(server_dsn: str, machines: int) -> tuple[str, str, dict[str, str]]:
     """A seeded BMDB; returns its name, DSN and the IDs the cases need."""
+    from app.bmdb.migrate import migrate
     from app.demo.seed import seed_fleet
-    from app.migrate import migrate
 
     name = f"webug_bench_{machines}_{uuid.uuid4().hex[:6]}"
     await admin(server_dsn, f'CREATE DATABASE "{name}"')
@@ -520,7 +520,7 @@ async def main() -> None:
 
     server_dsn = os.environ.get("WEBUG_TEST_DSN")
     if not server_dsn:
-        from app.embedded import start_server as start_embedded
+        from app.demo.embedded import start_server as start_embedded
 
         server_dsn = start_embedded(
             Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg", cleanup="delete"

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.dsn import with_database
+from app.bmdb.dsn import with_database
 from e2e.e2e_db import Db
 from tests.support import create_database, drop_database, free_port, run_sync
 

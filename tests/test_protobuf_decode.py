@@ -9,7 +9,7 @@ import time
 import pytest
 from google.protobuf import descriptor_pb2, struct_pb2, timestamp_pb2
 
-from app.protobuf_decode import (
+from app.render.protobuf_decode import (
     WIRE_I32,
     WIRE_I64,
     WIRE_LEN,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from app.protobuf_names import (
+from app.render.protobuf_names import (
     ProtoConfigError,
     load_proto_names,
     named_html,
@@ -220,7 +220,7 @@ def test_imports_missing_from_the_set_come_from_the_library(tmp_path):
     path = write_descriptor_set(tmp_path / "hw.pb", include_imports=False)
     # A fresh interpreter: here timestamp_pb2 is already imported, which would hide a miss.
     script = (
-        "import sys; from app.protobuf_names import load_proto_names; "
+        "import sys; from app.render.protobuf_names import load_proto_names; "
         f"names = load_proto_names(sys.argv[1], {{{COLUMN!r}: {TYPE!r}}}); "
         f"print(sorted(names.classes))"
     )
@@ -272,7 +272,7 @@ MACHINE = "00000000-0000-4000-8000-0000000000a7"
 
 @pytest.fixture(scope="module")
 def reported_dsn(pg_server_dsn, migrated_template):
-    from app.dsn import with_database
+    from app.bmdb.dsn import with_database
     from tests.support import create_database, drop_database
 
     name = create_database(pg_server_dsn, template=migrated_template)

@@ -6,10 +6,10 @@ import re
 
 import asyncpg
 
+from app.bmdb.connection import Database
+from app.bmdb.machines import Machine, fill_details
+from app.bmdb.reflection import display_name, reflect
 from app.config import Settings
-from app.db import Database
-from app.reflection import display_name, reflect
-from app.repository.machines import Machine, fill_details
 from tests.support import execute, webug_client
 
 UPSTREAM_TAGS = {

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from markupsafe import escape
 
-from app.relative_times import fill, later
+from app.render.relative_times import fill, later
 from tests.fleet import ALIVE, load_small_fleet, mid
 from tests.support import execute, run_sync, webug_client
 

@@ -189,7 +189,7 @@ def test_a_bmdb_error_after_the_page_was_sent_does_not_break_the_answer():
     from types import SimpleNamespace
 
     from app.config import Settings
-    from app.resilience import ResilienceMiddleware
+    from app.http.resilience import ResilienceMiddleware
 
     async def page_then_rollback_fails(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from app.bmdb.connection import Database
+from app.bmdb.dsn import with_database
+from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
-from app.db import Database
-from app.dsn import with_database
-from app.schema_refresh import SchemaCache
 from tests.support import execute
 
 

@@ -9,10 +9,10 @@ import pytest
 from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
+from app.bmdb.connection import Database
 from app.config import Settings
-from app.db import Database
 from app.pages.search import LIMIT, render_matches, resolve_machine_prefix
-from app.web import PageSnapshot
+from app.render.templating import PageSnapshot
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import execute, run_sync, webug_client
 
@@ -246,7 +246,7 @@ OWN_ROWS = [
 
 @pytest.fixture(scope="module")
 def own_dsn(pg_server_dsn, migrated_template):
-    from app.dsn import with_database
+    from app.bmdb.dsn import with_database
     from tests.support import create_database, drop_database
 
     name = create_database(pg_server_dsn, template=migrated_template)

@@ -15,8 +15,8 @@ import pytest
 from google.protobuf import timestamp_pb2
 from markupsafe import Markup
 
-from app.reflection import Field
-from app.values import (
+from app.bmdb.reflection import Field
+from app.render.values import (
     HEX_CUT,
     TEXT_CUT,
     parse_array_literal,

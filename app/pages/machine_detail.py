@@ -13,7 +13,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
-from app.json_models import (
+from app.bmdb import machines as repository
+from app.bmdb.reflection import Schema
+from app.pages.json_models import (
     HistoryEventJSON,
     MachineJSON,
     QueryJSON,
@@ -22,10 +24,8 @@ from app.json_models import (
     twin,
 )
 from app.pages.search import render_matches, resolve_machine_prefix
-from app.reflection import Schema
-from app.repository import machines as repository
-from app.timeline import build_timeline
-from app.web import CurrentSchema, PageSnapshot, is_htmx, render
+from app.render.templating import CurrentSchema, PageSnapshot, is_htmx, render
+from app.render.timeline import build_timeline
 
 router = APIRouter()
 

@@ -10,11 +10,18 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from app.count_cache import CountCache
-from app.json_models import MachineJSON, QueryJSON, machine_json, twin
-from app.machine_filters import FilterError, MachineFilters, build_where
-from app.repository import machines as repository
-from app.web import CurrentSchema, PageSnapshot, cached_partial, is_htmx, render, wants_json
+from app.bmdb import machines as repository
+from app.bmdb.counts import CountCache
+from app.bmdb.filters import FilterError, MachineFilters, build_where
+from app.pages.json_models import MachineJSON, QueryJSON, machine_json, twin
+from app.render.templating import (
+    CurrentSchema,
+    PageSnapshot,
+    cached_partial,
+    is_htmx,
+    render,
+    wants_json,
+)
 
 router = APIRouter()
 

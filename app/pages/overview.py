@@ -1,6 +1,6 @@
 """Fleet overview (/overview): exact counts, each a link to the machines it counts.
 
-Data: app.repository.overview (a handful of aggregate queries in the page's snapshot).
+Data: app.bmdb.overview (a handful of aggregate queries in the page's snapshot).
 Every machine count links to the machine list filtered so that it lists exactly those
 machines (tests/test_overview.py fetches each link and counts); session counts link
 to the sessions list of their component and state.
@@ -15,18 +15,18 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from app.count_cache import CountCache
-from app.formatting import duration
-from app.json_models import QueryJSON, twin
-from app.machine_filters import (
+from app.bmdb import overview as repository
+from app.bmdb.counts import CountCache
+from app.bmdb.filters import (
     HEARTBEAT,
     HEARTBEAT_WINDOW,
     NULL_STATUS,
     MachineFilters,
 )
-from app.reflection import Schema
-from app.repository import overview as repository
-from app.web import CurrentSchema, PageSnapshot, is_htmx, render
+from app.bmdb.reflection import Schema
+from app.pages.json_models import QueryJSON, twin
+from app.render.formatting import duration
+from app.render.templating import CurrentSchema, PageSnapshot, is_htmx, render
 
 router = APIRouter()
 

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
-from app.db import DB_UNAVAILABLE
-from app.json_models import ErrorJSON, twin
-from app.machine_filters import MachineFilters
-from app.reflection import Field, Schema, TagType
-from app.schema_refresh import SchemaCache
-from app.security import cross_origin_reason
-from app.web import render
+from app.bmdb.connection import DB_UNAVAILABLE
+from app.bmdb.filters import MachineFilters
+from app.bmdb.reflection import Field, Schema, TagType
+from app.bmdb.schema_cache import SchemaCache
+from app.http.security import cross_origin_reason
+from app.pages.json_models import ErrorJSON, twin
+from app.render.templating import render
 
 router = APIRouter()
 

@@ -3,7 +3,7 @@
 One match -> 303 to it; several -> the list, grouped by kind; none -> 404 "nothing found".
 Also `resolve_machine_prefix` + `render_matches` for /machine/<prefix> (machine_detail).
 
-Data: app.repository.search.
+Data: app.bmdb.search.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
-from app.db import Snapshot
-from app.json_models import QueryJSON, twin
-from app.reflection import Schema
-from app.repository import search as repository
-from app.web import CurrentSchema, PageSnapshot, current_schema, render, wants_json
+from app.bmdb import search as repository
+from app.bmdb.connection import Snapshot
+from app.bmdb.reflection import Schema
+from app.pages.json_models import QueryJSON, twin
+from app.render.templating import CurrentSchema, PageSnapshot, current_schema, render, wants_json
 
 router = APIRouter()
 

@@ -1,6 +1,6 @@
 """Sessions: the list (/sessions) with stale work up front, and one session (/session/{id}).
 
-Data: app.repository.sessions. Both pages have JSON twins; the list's table and the
+Data: app.bmdb.sessions. Both pages have JSON twins; the list's table and the
 session's status+work part are live fragments (polling, paused with ?live=0).
 """
 
@@ -15,10 +15,10 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
-from app.json_models import QueryJSON, twin
-from app.repository import sessions as repository
-from app.repository.machines import fingerprint
-from app.web import PageSnapshot, is_htmx, render
+from app.bmdb import sessions as repository
+from app.bmdb.machines import fingerprint
+from app.pages.json_models import QueryJSON, twin
+from app.render.templating import PageSnapshot, is_htmx, render
 
 router = APIRouter()
 

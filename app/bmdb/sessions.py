@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from app.db import Snapshot
-from app.repository.machines import fingerprint
+from app.bmdb.connection import Snapshot
+from app.bmdb.machines import fingerprint
 
 STATES = ("alive", "expired", "all")
 

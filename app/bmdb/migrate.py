@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
 
 # Fixed key for pg_advisory_lock. golang-migrate derives its key from the database and schema
 # names, which differs between its versions; a constant is as good, since advisory locks are

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.reflection import Field, TagType
+from app.bmdb.reflection import Field, TagType
 
 # The Provided chip in the list shows these (partials/machine_row.html).
 PROVIDED_SUMMARY = (

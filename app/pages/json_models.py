@@ -12,9 +12,9 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from app.reflection import Schema
-from app.repository.machines import Backoff, HistoryEvent, Machine, WorkItem
-from app.values import value_to_json
+from app.bmdb.machines import Backoff, HistoryEvent, Machine, WorkItem
+from app.bmdb.reflection import Schema
+from app.render.values import value_to_json
 
 
 class QueryJSON(BaseModel):

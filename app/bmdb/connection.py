@@ -61,7 +61,7 @@ def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
     return Dialect("postgresql")
 
 
-# Set by app.observability: called after every page statement with (seconds, error or None).
+# Set by app.http.observability: called after every page statement with (seconds, error or None).
 query_hook: Callable[[float, BaseException | None], None] | None = None
 
 

@@ -21,9 +21,10 @@ from uuid import UUID
 
 from markupsafe import Markup
 
-from app.formatting import duration, relative, utc
-from app.fragment_cache import FragmentCache
-from app.protobuf_decode import (
+from app.bmdb.reflection import Field
+from app.render.formatting import duration, relative, utc
+from app.render.fragment_cache import FragmentCache
+from app.render.protobuf_decode import (
     PbField,
     bytes_json,
     decode_message,
@@ -31,8 +32,7 @@ from app.protobuf_decode import (
     looks_like_protobuf,
     to_jsonable,
 )
-from app.protobuf_names import named_html, named_json
-from app.reflection import Field
+from app.render.protobuf_names import named_html, named_json
 
 # Columns that hold serialized protobuf messages (see BMDB.md).
 PROTOBUF_COLUMNS = frozenset(
@@ -272,7 +272,7 @@ def _nbytes(n: int) -> str:
 
 
 def _bytes(field: Field | None, data: bytes) -> Markup:
-    # With field names when a descriptor set maps this column (app/protobuf_names.py).
+    # With field names when a descriptor set maps this column (app/render/protobuf_names.py).
     tree = named_html(field.name if field is not None else None, data)
     if tree is not None:
         return _protobuf_value(data, tree)

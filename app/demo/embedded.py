@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.dsn import with_database
+from app.bmdb.dsn import with_database
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ async def create_database(server_dsn: str, name: str) -> str:
 
 async def prepare_demo(data_dir: Path, machines: int) -> str:
     """Server up, database migrated and seeded once; returns the demo BMDB's DSN."""
+    from app.bmdb.migrate import migrate
     from app.demo.seed import seed_fleet
-    from app.migrate import migrate
 
     server_dsn = await asyncio.to_thread(start_server, data_dir)
     dsn = await create_database(server_dsn, DEMO_DATABASE)

@@ -1,8 +1,8 @@
 """Relative times ("3m ago") filled in when a response is rendered, not when its HTML is.
 
-Templates and tag hints emit `later(ts)`, an opaque marker; `app.web.render` replaces
+Templates and tag hints emit `later(ts)`, an opaque marker; `app.render.templating.render` replaces
 every marker with the text relative to that response's now (`fill`). HTML that holds
-markers depends on data alone, so it can be reused across responses (app/fragment_cache.py)
+markers depends on data alone, so it can be reused across responses (app/render/fragment_cache.py)
 without its relative times going stale. A marker carries a per-process random token, so
 text from the database cannot forge one.
 """
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
-from app.formatting import relative_seconds
+from app.render.formatting import relative_seconds
 
 _START = "\x1e" + secrets.token_hex(8)
 _END = "\x1f"
@@ -53,7 +53,7 @@ class Unfilled:
             self._parts.append((float(piece[:end]), piece[end + 1 :]))
         self._length = len(html)
 
-    def __len__(self) -> int:  # for the size bound of app/fragment_cache.py
+    def __len__(self) -> int:  # for the size bound of app/render/fragment_cache.py
         return self._length
 
     def fill(self, now: datetime) -> Markup:

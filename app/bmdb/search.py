@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from app.db import Snapshot
-from app.machine_filters import PROVIDED, _like_prefix, uuid_prefix_range
-from app.reflection import Schema, TagType, quote_ident
+from app.bmdb.connection import Snapshot
+from app.bmdb.filters import PROVIDED, _like_prefix, uuid_prefix_range
+from app.bmdb.reflection import Schema, TagType, quote_ident
 
 RESERVATION = "provider_reservation_id"
 IP_ADDRESS = "provider_ip_address"

@@ -6,13 +6,13 @@ it in the response and attach it to every log record of the request; time the re
 into a histogram labelled by the route *template* (`/machine/{machine_id}`, never the
 raw path, so one series per page rather than per machine); write one access log line.
 It also makes the app's protobuf descriptor set current for the request
-(app/protobuf_names.py), which values.py consults while rendering.
+(app/render/protobuf_names.py), which values.py consults while rendering.
 
 /metrics (text format) has:
 
 - `webug_http_request_duration_seconds{method,route,status}` histogram;
 - `webug_db_query_duration_seconds` histogram and `webug_db_query_errors_total{error}`,
-  fed by `app.db.query_hook` for every statement a page runs;
+  fed by `app.bmdb.connection.query_hook` for every statement a page runs;
 - `webug_db_pool_connections_in_use`, `_open`, `_max` gauges (read at scrape time);
 - `webug_schema_info{version,dirty}`, `webug_schema_loaded`, `webug_schema_tag_types`
   and `webug_schema_refresh_failures_total` (SchemaCache.failures);
@@ -57,10 +57,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import db as db_module
-from app import protobuf_names
+from app.bmdb import connection as db_module
 from app.config import Settings
-from app.protobuf_names import ProtoConfigError, ProtoNames, load_proto_names
+from app.render import protobuf_names
+from app.render.protobuf_names import ProtoConfigError, ProtoNames, load_proto_names
 
 access_log = logging.getLogger("webug.access")
 
@@ -125,7 +125,7 @@ _current: ContextVar[AppObservability | None] = ContextVar("webug_observability"
 
 
 def _on_query(seconds: float, error: BaseException | None) -> None:
-    """app.db.query_hook: every statement a page runs."""
+    """app.bmdb.connection.query_hook: every statement a page runs."""
     QUERY_SECONDS.observe(seconds)
     if error is not None and not isinstance(error, Exception):
         return  # cancelled (client went away): says nothing about the BMDB
@@ -233,7 +233,7 @@ def route_label(scope: Scope, templates: Sequence[_RouteTemplate]) -> str:
     """The template of the route that serves this request; bounded, never the raw path.
 
     Matched here rather than read from scope["route"]: inner middleware may hand the
-    router a copy of the scope (app/resilience.py does, to retry), so the router's
+    router a copy of the scope (app/http/resilience.py does, to retry), so the router's
     annotation never reaches this one.
     """
     path, method = scope.get("path", ""), scope.get("method")

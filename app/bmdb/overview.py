@@ -1,7 +1,7 @@
 """Fleet overview: a handful of exact aggregate counts, all in the page's one snapshot.
 
 Every count is of machines (or sessions) and matches, by construction, what the machine
-list shows for the corresponding filter of app.machine_filters. `now()` is the snapshot's
+list shows for the corresponding filter of app.bmdb.filters. `now()` is the snapshot's
 transaction time, so every "active", "alive" and "recent" is judged at the same instant.
 
 Cost, per query (PostgreSQL plans; CockroachDB's are alike):
@@ -20,15 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.db import Snapshot
-from app.machine_filters import (
+from app.bmdb.connection import Snapshot
+from app.bmdb.filters import (
     HEARTBEAT,
     HEARTBEAT_WINDOW,
     INSTALLATION_REPORT,
     INSTALLATION_REQUEST,
     PROVIDED,
 )
-from app.reflection import Schema, quote_ident
+from app.bmdb.reflection import Schema, quote_ident
 
 AGENT_STARTED = "machine_agent_started"
 

@@ -3,7 +3,7 @@
 Polls re-render the same rows every few seconds, and several operators watch the same
 views; rendering (not the queries) dominated page time (bench/bench.py). Callers key an
 entry by everything the HTML depends on; relative times inside it are markers filled in
-per response (app/relative_times.py), so a reused fragment is never stale.
+per response (app/render/relative_times.py), so a reused fragment is never stale.
 """
 
 from __future__ import annotations

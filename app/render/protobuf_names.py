@@ -5,11 +5,11 @@ With `WEBUG_PROTO_DESCRIPTORS` pointing to a binary FileDescriptorSet (`protoc
 columns to fully qualified message types, those columns are parsed with the protobuf
 library and shown with field names, types and enum labels. Everything else, and any
 value that does not parse as its type, keeps the schema-less rendering
-(app/protobuf_decode.py): a wrong or outdated descriptor set never hides data.
+(app/render/protobuf_decode.py): a wrong or outdated descriptor set never hides data.
 
 Which descriptor set applies is per application (tests run several side by side): the
-request middleware in app/observability.py makes the app's `ProtoNames` current for the
-request (`use`), and app/values.py asks `named_html` / `named_json`.
+request middleware in app/http/observability.py makes the app's `ProtoNames` current for the
+request (`use`), and app/render/values.py asks `named_html` / `named_json`.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def _field_html(label: Markup, fd: Any, value: Any, budget: list[int], now: date
     budget[0] -= 1
     if budget[0] < 0:
         raise _TooBig
-    from app.values import render_value
+    from app.render.values import render_value
 
     kind = _type_name(fd)
     head = Markup(
@@ -280,7 +280,7 @@ def _field_html(label: Markup, fd: Any, value: Any, budget: list[int], now: date
 
 
 def _well_known(convert: Any, now: datetime) -> Markup | None:
-    from app.values import render_value
+    from app.render.values import render_value
 
     try:
         return render_value(None, convert(), now=now)

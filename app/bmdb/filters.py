@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
-from app.reflection import Field, Schema, quote_ident, quote_literal
+from app.bmdb.reflection import Field, Schema, quote_ident, quote_literal
 
 PROVIDED = "machine_provided"
 HEARTBEAT = "machine_agent_heartbeat"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.formatting import utc
-from app.repository.machines import Backoff, HistoryEvent, WorkItem
+from app.bmdb.machines import Backoff, HistoryEvent, WorkItem
+from app.render.formatting import utc
 
 WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
 END_EVENTS = {"Finished", "Failed", "Canceled"}

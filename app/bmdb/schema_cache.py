@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import stamina
 
-from app.db import Database
-from app.reflection import Schema, reflect
+from app.bmdb.connection import Database
+from app.bmdb.reflection import Schema, reflect
 
 log = logging.getLogger(__name__)
 

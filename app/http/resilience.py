@@ -30,10 +30,10 @@ import asyncpg
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.bmdb.connection import Database
+from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
-from app.db import Database
-from app.schema_refresh import SchemaCache
-from app.web import render
+from app.render.templating import render
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ SCHEMA_DRIFT: tuple[type[BaseException], ...] = (
     asyncpg.InvalidCachedStatementError,  # prepared statement of the old schema
     asyncpg.exceptions.OutdatedSchemaCacheError,  # asyncpg's type cache of the old schema
 )
-# The BMDB is going away or cannot take us (beyond app.db.DB_UNAVAILABLE): 503 as well.
+# The BMDB is going away or cannot take us (beyond app.bmdb.connection.DB_UNAVAILABLE): 503 as well.
 # QueryCanceledError is an OperatorInterventionError too, but keeps its own 504 handler.
 ALSO_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now

@@ -42,4 +42,4 @@ def relative_seconds(delta: float) -> str:
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
 
 
-FILTERS = {"utc": utc, "duration": duration}  # `relative`: app/relative_times.py
+FILTERS = {"utc": utc, "duration": duration}  # `relative`: app/render/relative_times.py

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from app.db import Snapshot
-from app.machine_filters import SqlWhere
-from app.reflection import Field, Schema, TagType, quote_ident
-from app.tag_hints import summary_fields
+from app.bmdb.connection import Snapshot
+from app.bmdb.filters import SqlWhere
+from app.bmdb.reflection import Field, Schema, TagType, quote_ident
+from app.render.tag_hints import summary_fields
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ async def fill_details(
 ) -> Hashable | None:
     """Attach tags, work and backoffs to exactly these machines.
 
-    `summary`: only the tag fields the list shows (app/tag_hints.py's summary_fields).
+    `summary`: only the tag fields the list shows (app/render/tag_hints.py's summary_fields).
     Returns what was fetched, as a key equal exactly when the machines and their details
     are (for reusing HTML rendered from them), or None when a value is not hashable.
     """

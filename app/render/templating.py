@@ -16,17 +16,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel
 
-from app import formatting
-from app.db import Database, Snapshot
-from app.fragment_cache import FragmentCache
-from app.reflection import Schema
-from app.relative_times import Unfilled, fill, later
-from app.repository.machines import Machine, fingerprint
-from app.schema_refresh import SchemaCache
-from app.tag_hints import detail_order, tag_hint
-from app.values import render_text, render_value
+from app.bmdb.connection import Database, Snapshot
+from app.bmdb.machines import Machine, fingerprint
+from app.bmdb.reflection import Schema
+from app.bmdb.schema_cache import SchemaCache
+from app.render import formatting
+from app.render.fragment_cache import FragmentCache
+from app.render.relative_times import Unfilled, fill, later
+from app.render.tag_hints import detail_order, tag_hint
+from app.render.values import render_text, render_value
 
-APP_DIR = Path(__file__).resolve().parent
+APP_DIR = Path(__file__).resolve().parents[1]  # app/: templates/, partials/, static/
 
 # Pages live in templates/, the fragments they include (and htmx fetches) in partials/.
 templates = jinja2.Environment(
