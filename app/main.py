@@ -12,21 +12,29 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.bmdb import dsn as dsn_tools
 from app.bmdb.connection import DB_UNAVAILABLE, Database
 from app.bmdb.counts import CountCache
-from app.bmdb.schema_cache import SchemaCache, SchemaNotLoaded
+from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
+from app.http.errors import install_error_pages
 from app.http.observability import install_observability
 from app.http.resilience import install_resilience
 from app.http.security import install_security
-from app.pages import health, machine_detail, machines, overview, schema_page, search, sessions
-from app.render.templating import APP_DIR, render
+from app.pages import (
+    health,
+    machine,
+    machines,
+    overview,
+    schema_page,
+    search,
+    session,
+    sessions,
+)
+from app.render.templating import APP_DIR
 
 log = logging.getLogger("webug")
 
@@ -91,82 +99,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=APP_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(machines.router)
-    app.include_router(machine_detail.router)
+    app.include_router(machine.router)
     app.include_router(sessions.router)
+    app.include_router(session.router)
     app.include_router(search.router)
     app.include_router(schema_page.router)
     app.include_router(overview.router)
-    _install_error_pages(app)
+    install_error_pages(app)
     install_resilience(app, app.state.settings)
     install_security(app, app.state.settings)
     install_observability(app, app.state.settings)
     return app
-
-
-def _error_page(request: Request, status: int, title: str, detail: str):
-    context = {"status": status, "title": title, "detail": detail}
-    return render(
-        request,
-        "templates/error.html",
-        context,
-        status_code=status,
-        data=lambda: {"status": status, "error": title, "detail": detail},
-    )
-
-
-def _install_error_pages(app: FastAPI) -> None:
-    """Every failure is a page with the right status, never a stack trace."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        titles = {404: "Not found", 400: "Bad request", 405: "Method not allowed"}
-        return _error_page(
-            request, exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail)
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_input(request: Request, exc: RequestValidationError):
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        return _error_page(request, 400, "Bad request", detail)
-
-    @app.exception_handler(SchemaNotLoaded)
-    async def not_ready(request: Request, exc: SchemaNotLoaded):
-        return _error_page(
-            request,
-            503,
-            "BMDB unreachable, retrying",
-            "webug has not been able to read the BMDB schema yet.",
-        )
-
-    @app.exception_handler(asyncpg.QueryCanceledError)
-    async def timed_out(request: Request, exc: asyncpg.QueryCanceledError):
-        return _error_page(
-            request,
-            504,
-            "Query timed out",
-            f"The BMDB did not answer within the statement timeout: {exc}",
-        )
-
-    for unavailable in DB_UNAVAILABLE:
-
-        @app.exception_handler(unavailable)
-        async def db_down(request: Request, exc: Exception):
-            return _error_page(
-                request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
-            )
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return _error_page(
-            request,
-            500,
-            "Internal error",
-            "webug failed to render this page; the error is in its log.",
-        )
 
 
 app = create_app()

@@ -1,20 +1,16 @@
 """The read each dialect takes: detection from version(), the SQL it sends, the footer.
 
-CockroachDB is not available here: its statements are checked as text (and against
-CockroachDB's documented follower-read form); PostgreSQL's are run on the real server,
-recorded by asyncpg's query logger as they are sent.
+CockroachDB is not available here: its statements are checked as text (against
+CockroachDB's documented follower-read form); PostgreSQL's are run on the real server.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 
-from app.bmdb.connection import Database, Dialect, Snapshot, detect_dialect
+from app.bmdb.connection import Database, Dialect, Reader, detect_dialect
 from app.config import Settings
-from app.render.templating import templates
 from tests.fleet import mid
 from tests.support import webug_client
 
@@ -51,84 +47,80 @@ def test_detection_from_version_strings():
     assert detect_dialect(POSTGRES_VERSION, strict=True) == POSTGRES  # strict is CockroachDB's
 
 
-def test_postgresql_opens_one_repeatable_read_read_only_transaction():
-    assert POSTGRES.begin_statements() == (
-        "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    )
+def test_postgresql_runs_each_page_statement_as_it_is():
+    # A single statement is its own snapshot: no BEGIN, no SET, no COMMIT around it.
+    assert POSTGRES.statement("SELECT 1 AS doc") == "SELECT 1 AS doc"
 
 
-def test_cockroachdb_follower_reads_use_follower_read_timestamp():
-    # CockroachDB's documented form for a whole read-only transaction of follower reads.
-    assert FOLLOWER.begin_statements() == (
-        "BEGIN",
-        "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()",
+def test_cockroachdb_follower_reads_carry_the_clause_in_the_statement():
+    # CockroachDB's documented form: AS OF SYSTEM TIME at the end of the outermost FROM,
+    # which sets the read time of the whole statement, subqueries included.
+    page = "SELECT json_build_object('n', (SELECT count(*) FROM machines)) AS doc"
+    assert FOLLOWER.statement(page) == (
+        f"SELECT * FROM ({page}) AS page AS OF SYSTEM TIME follower_read_timestamp()"
     )
 
 
 def test_cockroachdb_strict_reads_are_current():
-    statements = STRICT.begin_statements()
-    assert statements == ("BEGIN TRANSACTION READ ONLY",)
-    assert not any("AS OF SYSTEM TIME" in s for s in statements)
+    assert STRICT.statement("SELECT 1 AS doc") == "SELECT 1 AS doc"
 
 
 def test_consistency_says_how_stale_the_data_may_be():
     assert "~4.8 s behind" in FOLLOWER.consistency
     assert "follower_read_timestamp()" in FOLLOWER.consistency
     assert "current data" in STRICT.consistency and "behind" not in STRICT.consistency
-    assert "REPEATABLE READ" in POSTGRES.consistency and "current" in POSTGRES.consistency
-
-
-@pytest.mark.parametrize("dialect", [POSTGRES, FOLLOWER, STRICT], ids=lambda d: str(d))
-def test_footer_names_the_read_and_its_statements(dialect):
-    html = templates.get_template("partials/query_footer.html").render(
-        snap=Snapshot(conn=None, dialect=dialect)  # rendering only: no query runs
-    )
-    assert dialect.consistency in html
-    for sql in dialect.begin_statements():
-        assert sql in html  # in the title: which SQL opened the read
+    assert "one statement" in POSTGRES.consistency and "current" in POSTGRES.consistency
 
 
 # --- on the real PostgreSQL -------------------------------------------------------------
 
+PAGES = [
+    "/",
+    "/?provider=Equinix&has=AgentStarted",
+    f"/machine/{mid(2)}",
+    f"/machine/{mid(2)}/history",
+    "/sessions",
+    "/overview",
+    "/search?q=eq-",
+]
 
-async def test_begin_sends_exactly_its_statements_and_gives_a_snapshot(migrated_db_dsn):
+
+async def test_a_statement_is_its_own_snapshot_and_read_only(migrated_db_dsn):
     database = Database(migrated_db_dsn, Settings(dsn=migrated_db_dsn))
     await database.open()
-    writer = await asyncpg.connect(migrated_db_dsn)
     try:
+        reader = Reader(database)
+        assert await reader.fetchval("SELECT count(*) FROM machines") == 0
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await reader.fetch("INSERT INTO machines VALUES (gen_random_uuid(), now())")
+        assert [q.sql for q in reader.queries] == ["SELECT count(*) FROM machines"]
         async with database.connection() as conn:
-            sent: list[str] = []
-            conn.add_query_logger(lambda record: sent.append(record.query))
-            await database.dialect.begin(conn)
-            await asyncio.sleep(0)  # asyncpg calls query loggers soon after, not inline
-            assert sent == list(POSTGRES.begin_statements())
-            assert await conn.fetchval("SHOW transaction_isolation") == "repeatable read"
-            assert await conn.fetchval("SHOW transaction_read_only") == "on"
-            before = await conn.fetchval("SELECT count(*) FROM machines")
-            # A BMDB component commits a machine while the page is reading...
-            await writer.execute("INSERT INTO machines VALUES (gen_random_uuid(), now())")
-            # ...and the page's later queries still see the snapshot it started with.
-            assert await conn.fetchval("SELECT count(*) FROM machines") == before
-            await conn.execute("ROLLBACK")
-        async with database.snapshot() as snap:
-            assert snap.dialect == POSTGRES
-            assert await snap.fetchval("SELECT count(*) FROM machines") == before + 1
-            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
-                await snap.fetch("INSERT INTO machines VALUES (gen_random_uuid(), now())")
-        async with database.connection() as conn:
-            assert not conn.is_in_transaction()  # the snapshot was ended
+            assert not conn.is_in_transaction()  # nothing left open between pages
     finally:
-        await writer.close()
         await database.close()
 
 
-def test_page_footer_on_postgresql_says_repeatable_read(fleet_dsn):
+@pytest.mark.parametrize("path", PAGES)
+def test_each_page_statement_in_each_dialect(fleet_dsn, path):
+    """What every page sends: on PostgreSQL the statement as built, on CockroachDB the same
+    statement carrying its follower-read clause (one statement, so no transaction)."""
+    with webug_client(fleet_dsn) as client:
+        data = client.get(path + ("&" if "?" in path else "?") + "format=json").json()
+    statements = [q["sql"] for q in data["queries"]]
+    assert statements and all(";" not in sql for sql in statements)
+    for sql in statements:
+        follower = FOLLOWER.statement(sql)
+        assert follower.startswith("SELECT * FROM (") and sql in follower
+        assert follower.endswith(") AS page AS OF SYSTEM TIME follower_read_timestamp()")
+        assert STRICT.statement(sql) == sql == POSTGRES.statement(sql)
+
+
+def test_page_footer_names_the_read(fleet_dsn):
     with webug_client(fleet_dsn) as client:
         page = client.get(f"/machine/{mid(1)}")
         assert page.status_code == 200
-        assert "REPEATABLE READ READ ONLY" in page.text
-        assert "current data" in page.text
+        assert POSTGRES.consistency in page.text
         assert "follower" not in page.text
     # Strict consistency only concerns CockroachDB: PostgreSQL reads the same way.
     with webug_client(fleet_dsn, strict_consistency=True) as client:
-        assert "REPEATABLE READ READ ONLY" in client.get("/").text
+        assert POSTGRES.consistency in client.get("/").text

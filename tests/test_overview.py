@@ -189,7 +189,7 @@ def test_overview_json_shape(client):
         assert set(s) == {"component", "alive", "expired"}
         assert s["alive"]["url"] == f"/sessions?component={s['component']}&state=alive"
     schema = client.get("/openapi.json").json()
-    assert "OverviewJSON" in schema["components"]["schemas"]
+    assert "OverviewPage" in schema["components"]["schemas"]
 
 
 # Heartbeats and OS installations (the small fleet has none): machines 1..8 plus known answers.

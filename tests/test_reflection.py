@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from uuid import UUID
 
 import asyncpg
 
-from app.bmdb.connection import Database
-from app.bmdb.machines import Machine, fill_details
+from app.bmdb import machines
+from app.bmdb.connection import Database, Reader
+from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import display_name, reflect
 from app.config import Settings
+from app.pages.models import machine_from
 from tests.support import execute, webug_client
 
 UPSTREAM_TAGS = {
@@ -104,16 +107,17 @@ async def test_every_postgresql_type_comes_through(migrated_db_dsn):
     db = Database(migrated_db_dsn, Settings(dsn=migrated_db_dsn))
     await db.open()
     try:
-        async with db.snapshot() as snap:
-            machine = Machine(__import__("uuid").UUID("11111111-1111-1111-1111-111111111111"), None)
-            await fill_details(snap, schema, [machine])
+        layout = MachineLayout.full(schema)
+        machine_id = UUID("11111111-1111-1111-1111-111111111111")
+        doc = await machines.machine(Reader(db), layout, machine_id)
+        machine = machine_from(doc.machine, layout)
     finally:
         await db.close()
     values = machine.tags['Odd "tag"']
     assert values["t"] == "multi\nline"
-    assert values["b"] == b"\xde\xad\xbe\xef"
+    assert values["b"].data == b"\xde\xad\xbe\xef"
     assert values["e"] == "angry"
-    assert values["moods"] == "{calm,angry}"
+    assert values["moods"] == ["calm", "angry"]
     assert values["ints"] == [1, 2, 3]
     assert values["composite"] == "(1,x)"
     assert values["range"] == "[1,5)"

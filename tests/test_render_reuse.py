@@ -86,9 +86,9 @@ def test_list_fetches_only_the_fields_its_rows_show_and_json_gets_them_all(small
     with webug_client(small_fleet_dsn) as client:
         page = client.get("/").text
         data = client.get("/?format=json").json()
-    footer_sql = re.findall(r"SELECT machine_id[^<]*FROM &#34;machine_agent_started&#34;", page)
-    footer_sql += re.findall(r'SELECT machine_id[^<]*FROM "machine_agent_started"', page)
-    assert footer_sql and all("agent_public_key" not in sql for sql in footer_sql)
+    footer_sql = re.findall(r"<pre>(SELECT[^<]*)</pre>", page)
+    assert footer_sql and any("machine_agent_started" in sql for sql in footer_sql)
+    assert all("agent_public_key" not in sql for sql in footer_sql)
     first = next(m for m in data["machines"] if m["machine_id"] == str(mid(1)))
     assert first["tags"]["AgentStarted"]["agent_public_key"]["hex"] == "0102"
 
@@ -124,7 +124,7 @@ def _seconds_ago(row_html: str) -> list[int]:
     return [int(s) for s in re.findall(r"data-relative>(\d+)s ago<", row_html)]
 
 
-def test_a_reused_table_tells_its_own_update_time_and_keeps_each_view_apart(small_fleet_dsn):
+def test_each_table_tells_its_own_update_time_and_keeps_each_view_apart(small_fleet_dsn):
     def updated(html: str) -> str:
         return re.search(r"updated (\d\d:\d\d:\d\dZ)", html)[1]
 
@@ -138,4 +138,3 @@ def test_a_reused_table_tells_its_own_update_time_and_keeps_each_view_apart(smal
     assert 'hx-trigger="every 5s' in second and "<b>5s</b>" in second
     assert "hx-trigger" not in paused and "paused" in paused  # same data, other view
     assert 'hx-trigger="every 2s' in faster and "<b>2s</b>" in faster
-    assert re.search(r"· server \d+\.\d ms", second)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+from app.bmdb.connection import Reader
 from tests.fleet import mid
 from tests.outage import REPO, RestartablePostgres, free_port
 from tests.support import execute, run_sync, webug_client
@@ -298,11 +299,10 @@ def test_a_write_through_webugs_pool_is_refused_by_the_database(migrated_db_dsn)
                     await attempt()
                 except asyncpg.ReadOnlySQLTransactionError as exc:
                     refused.append(type(exc).__name__)
-        async with app.state.db.snapshot() as snap:
-            try:
-                await snap.conn.execute(insert, uuid.uuid4())
-            except asyncpg.ReadOnlySQLTransactionError as exc:
-                refused.append(type(exc).__name__)
+        try:
+            await Reader(app.state.db).fetch(insert, uuid.uuid4())
+        except asyncpg.ReadOnlySQLTransactionError as exc:
+            refused.append(type(exc).__name__)
         return refused
 
     with webug_client(migrated_db_dsn) as client:
@@ -355,11 +355,10 @@ def test_locked_table_times_out_pages_without_exhausting_the_pool(migrated_db_ds
         assert client.get(f"/machine/{mid(1)}").status_code == 200
 
         async def sleep_query(app) -> str:
-            async with app.state.db.snapshot() as snap:
-                try:
-                    await snap.fetch("SELECT pg_sleep(30)")
-                except asyncpg.QueryCanceledError as exc:
-                    return str(exc)
+            try:
+                await Reader(app.state.db).fetch("SELECT pg_sleep(30)")
+            except asyncpg.QueryCanceledError as exc:
+                return str(exc)
             return "not cut"
 
         assert "statement timeout" in client.portal.call(sleep_query, client.app)

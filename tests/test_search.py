@@ -6,13 +6,9 @@ import re
 from uuid import UUID
 
 import pytest
-from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 
-from app.bmdb.connection import Database
-from app.config import Settings
-from app.pages.search import LIMIT, render_matches, resolve_machine_prefix
-from app.render.templating import PageSnapshot
+from app.pages.search import LIMIT
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import execute, run_sync, webug_client
 
@@ -219,9 +215,9 @@ def test_json_twin_of_nothing_found_is_404(client):
 def test_json_shape_is_documented(client):
     spec = client.get("/openapi.json").json()
     responses = spec["paths"]["/search"]["get"]["responses"]
-    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("SearchJSON")
+    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("SearchPage")
     assert "303" in responses and "404" in responses
-    fields = spec["components"]["schemas"]["SearchMatchJSON"]["properties"]
+    fields = spec["components"]["schemas"]["Match"]["properties"]
     assert {"kind", "id", "url", "label"} <= set(fields)
 
 
@@ -339,46 +335,22 @@ def test_bmdb_without_machine_provided(migrated_db_dsn):
         assert page.status_code == 404 and "no machine_provided table" in page.text
 
 
-# ---- /machine/<prefix> helpers -----------------------------------------------------------
+# ---- /machine/<prefix> ---------------------------------------------------------------------
 
 
-async def test_resolve_machine_prefix_through_a_snapshot(small_fleet_dsn):
-    db = Database(small_fleet_dsn, Settings(dsn=small_fleet_dsn))
-    await db.open()
-    try:
-        async with db.snapshot() as snap:
-            assert await resolve_machine_prefix(snap, "00000003") == mid(3)
-            assert await resolve_machine_prefix(snap, "0000000C-") == mid(12)
-            assert await resolve_machine_prefix(snap, "0000") == [mid(n) for n in range(1, 13)]
-            assert await resolve_machine_prefix(snap, "ffff") is None
-            for bad in ("000", "eq-aaa", "0000%", "g000"):
-                with pytest.raises(HTTPException) as raised:
-                    await resolve_machine_prefix(snap, bad)
-                assert raised.value.status_code == 400
-            assert all("BETWEEN" in q.sql and "LIKE" not in q.sql for q in snap.queries)
-    finally:
-        await db.close()
-
-
-def test_render_matches_lists_unique_or_none(small_fleet_dsn):
-    """render_matches as machine_detail uses it: a route added to the real app."""
-    from app.main import create_app
-
-    app = create_app(Settings(dsn=small_fleet_dsn))
-
-    @app.get("/prefix-test/{prefix}")
-    async def prefix_test(request: Request, prefix: str, snap: PageSnapshot):
-        found = await resolve_machine_prefix(snap, prefix)
-        return await render_matches(request, snap, prefix, found)
-
-    with TestClient(app) as c:
-        page = c.get("/prefix-test/0000")
-        assert page.status_code == 200
-        assert linked_ids(page.text) == [f"/machine/{mid(n)}" for n in range(1, 13)]
-        assert "Sessions by ID" not in page.text  # only machines for /machine/<prefix>
-        assert linked_ids(c.get("/prefix-test/0000000C").text) == [f"/machine/{mid(12)}"]
-        assert c.get("/prefix-test/ffff").status_code == 404
-        assert c.get("/prefix-test/nothex").status_code == 400
-        body = c.get("/prefix-test/0000?format=json").json()
-        assert len(body["matches"]) == 12 and body["redirect"] is None
-        assert {m["kind"] for m in body["matches"]} == {"machine"}
+def test_machine_id_prefix_resolves_by_a_primary_key_range(client):
+    for prefix, machine in (("00000003", 3), ("0000000C-", 12), ("0000000c", 12)):
+        assert_redirect(client.get(f"/machine/{prefix}", **NO_REDIRECT), f"/machine/{mid(machine)}")
+    several = client.get("/machine/0000")
+    assert several.status_code == 200
+    assert linked_ids(several.text) == [f"/machine/{mid(n)}" for n in range(1, 13)]
+    assert "Sessions by ID" not in several.text  # only machines for /machine/<prefix>
+    assert client.get("/machine/ffff").status_code == 404
+    for bad in ("000", "eq-aaa", "0000%25", "g000", "nothex"):
+        response = client.get(f"/machine/{bad}")
+        assert response.status_code == 400, bad
+        assert "is neither a machine ID nor a machine ID prefix" in response.text
+    body = client.get("/machine/0000?format=json").json()
+    assert len(body["matches"]) == 12 and body["redirect"] is None
+    assert {m["kind"] for m in body["matches"]} == {"machine"}
+    assert all("BETWEEN" in q["sql"] and "LIKE" not in q["sql"] for q in body["queries"])

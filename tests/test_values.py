@@ -18,6 +18,7 @@ from markupsafe import Markup
 from app.bmdb.reflection import Field
 from app.render.values import (
     HEX_CUT,
+    HEX_FULL_MAX,
     TEXT_CUT,
     parse_array_literal,
     render_value,
@@ -416,8 +417,8 @@ def test_protobuf_bytes_field_with_html_bytes_and_huge_value_are_safe():
     hostile = pb_varint(1, 1) * 500_000  # 1 MB: too many fields, shown as folded hex
     html = render(field("hardware_report_raw", udt="bytea"), hostile)
     assert 'class="pb' not in html and "(1,000,000 bytes)" in html
-    assert "(first 262,144 of 1,000,000 bytes)" in html
-    assert len(html) < 600_000
+    assert f"(first {HEX_FULL_MAX:,} of 1,000,000 bytes)" in html
+    assert len(html) < 3 * HEX_FULL_MAX
 
 
 # --- Jinja: Markup is not escaped twice ------------------------------------------------

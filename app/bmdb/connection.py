@@ -1,16 +1,17 @@
-"""The BMDB connection pool: read-only sessions, one consistent snapshot per page.
+"""The BMDB connection pool: read-only sessions, one statement per page.
 
-Pages never see a connection: they get a `Snapshot` that runs queries inside the
-dialect's read transaction and records each statement and its time for the footer.
+Pages never see a connection: they get a `Reader` that runs each statement in the
+dialect's form (a statement is its own consistent read) and records it for the footer.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -19,7 +20,12 @@ from app.config import Settings
 
 @dataclass(frozen=True)
 class Dialect:
-    """How to take a consistent, non-contending read on this kind of server."""
+    """How to read consistently, without contending with the fleet, on this kind of server.
+
+    A page's data is ONE statement: on PostgreSQL a statement is its own snapshot, and on
+    CockroachDB the statement itself carries `AS OF SYSTEM TIME` for a follower read, so
+    no page needs BEGIN/SET/COMMIT round trips.
+    """
 
     name: str
     follower_reads: bool = False
@@ -33,26 +39,15 @@ class Dialect:
                     "follower read (AS OF SYSTEM TIME follower_read_timestamp()):"
                     " data typically ~4.8 s behind"
                 )
-            return "strict read (CockroachDB SERIALIZABLE, READ ONLY): current data"
-        return "snapshot (REPEATABLE READ READ ONLY): current data, one consistent view"
+            return "strict read (one statement, SERIALIZABLE): current data"
+        return "one statement, one snapshot: current data"
 
-    def begin_statements(self) -> tuple[str, ...]:
-        """The SQL that opens a page's read transaction, in the order `begin` sends it."""
-        if self.name == "cockroachdb":
-            if self.follower_reads:
-                # Stale by a few seconds but never contends with the fleet's writers. The
-                # documented form; a transaction AS OF SYSTEM TIME is read-only by nature.
-                return (
-                    "BEGIN",
-                    "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()",
-                )
-            return ("BEGIN TRANSACTION READ ONLY",)  # CockroachDB's default is SERIALIZABLE
-        return ("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",)
-
-    async def begin(self, conn: asyncpg.Connection) -> None:
-        """Open the read transaction; the caller ends it with ROLLBACK."""
-        for sql in self.begin_statements():
-            await conn.execute(sql)
+    def statement(self, sql: str) -> str:
+        """`sql` as this server runs it: a follower read puts the clause at the end of the
+        outermost FROM, which makes every subquery read at that time."""
+        if self.name == "cockroachdb" and self.follower_reads:
+            return f"SELECT * FROM ({sql}) AS page AS OF SYSTEM TIME follower_read_timestamp()"
+        return sql
 
 
 def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
@@ -72,24 +67,27 @@ class QueryRecord:
     rows: int
 
 
-@dataclass
-class Snapshot:
-    """One page's view of the BMDB; every statement it ran is kept for display."""
+class Reader:
+    """One page's access to the BMDB: each statement is its own consistent read, run on a
+    pooled connection held only while it runs, and kept with its time for the footer."""
 
-    conn: asyncpg.Connection
-    dialect: Dialect
-    queries: list[QueryRecord] = field(default_factory=list)
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.queries: list[QueryRecord] = []
 
     async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        start = time.perf_counter()
-        try:
-            rows = await self.conn.fetch(sql, *args)
-        except BaseException as exc:
-            if query_hook is not None:
-                query_hook(time.perf_counter() - start, exc)
-            raise
+        async with self.db.connection() as conn:
+            assert self.db.dialect is not None
+            statement = self.db.dialect.statement(sql)
+            start = time.perf_counter()
+            try:
+                rows = await conn.fetch(statement, *args)
+            except BaseException as exc:
+                if query_hook is not None:
+                    query_hook(time.perf_counter() - start, exc)
+                raise
         elapsed = time.perf_counter() - start
-        self.queries.append(QueryRecord(sql, elapsed * 1000, len(rows)))
+        self.queries.append(QueryRecord(statement, elapsed * 1000, len(rows)))
         if query_hook is not None:
             query_hook(elapsed, None)
         return rows
@@ -102,9 +100,19 @@ class Snapshot:
         row = await self.fetchrow(sql, *args)
         return row[0] if row else None
 
+    @staticmethod
+    def parse(document: str | None) -> Any:
+        """A JSON document as a statement returned it (asyncpg hands json over as text)."""
+        return None if document is None else json.loads(document)
+
     @property
     def query_ms(self) -> float:
         return sum(q.ms for q in self.queries)
+
+    @property
+    def consistency(self) -> str:
+        dialect = self.db.dialect
+        return dialect.consistency if dialect is not None else "not connected yet"
 
 
 # What a BMDB that is down, restarting or unreachable raises.
@@ -115,8 +123,8 @@ async def _end_transaction(conn: asyncpg.Connection) -> None:
     """What a connection needs before its next page: no open transaction.
 
     asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a round
-    trip per page for state webug never creates: its sessions only read, in transactions
-    that end with ROLLBACK, and set nothing but the connection's start-up settings.
+    trip per page for state webug never creates: its sessions only read, one statement at
+    a time, and set nothing but the connection's start-up settings.
     """
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
@@ -169,21 +177,6 @@ class Database:
                     self.server_version, strict=self._settings.strict_consistency
                 )
             yield conn
-
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Snapshot]:
-        async with self.connection() as conn:
-            assert self.dialect is not None
-            await self.dialect.begin(conn)
-            try:
-                yield Snapshot(conn, self.dialect)
-            finally:
-                # Read-only: nothing to commit, and rollback also ends a failed transaction.
-                # A connection the BMDB dropped meanwhile has nothing to roll back; the page
-                # may already be sent, so that must not turn into an error.
-                if not conn.is_closed():
-                    with contextlib.suppress(*DB_UNAVAILABLE, asyncpg.PostgresError):
-                        await conn.execute("ROLLBACK")
 
     async def expire_connections(self) -> None:
         """Replace every pooled connection on its next use (fresh prepared statements)."""

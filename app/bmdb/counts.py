@@ -17,18 +17,25 @@ class CountCache:
         self._max = max_entries
         self._entries: OrderedDict[object, tuple[float, datetime, Any]] = OrderedDict()
 
-    async def get(
-        self, key: object, compute: Callable[[], Awaitable[Any]], *, refresh: bool = False
-    ) -> tuple[Any, datetime]:
-        """(value, when it was computed); `refresh` recomputes regardless of age."""
-        now = time.monotonic()
+    def fresh(self, key: object) -> tuple[Any, datetime] | None:
+        """(value, when it was counted) while younger than the TTL, else None: count again."""
         entry = self._entries.get(key)
-        if entry is not None and not refresh and now - entry[0] < self.ttl:
+        if entry is not None and time.monotonic() - entry[0] < self.ttl:
             return entry[2], entry[1]
-        value = await compute()
+        return None
+
+    def store(self, key: object, value: Any) -> tuple[Any, datetime]:
+        """Keep a value just counted (by a page's own statement, or by `get`)."""
         computed_at = datetime.now(UTC)
-        self._entries[key] = (now, computed_at, value)
+        self._entries[key] = (time.monotonic(), computed_at, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
         return value, computed_at
+
+    async def get(self, key: object, compute: Callable[[], Awaitable[Any]]) -> tuple[Any, datetime]:
+        """(value, when it was counted): the kept one while fresh, else `compute`d now."""
+        kept = self.fresh(key)
+        if kept is not None:
+            return kept
+        return self.store(key, await compute())

@@ -123,7 +123,7 @@ def uuid_prefix_range(prefix: str) -> tuple[UUID, UUID] | None:
     return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
 
 
-def _like_prefix(text: str) -> str:
+def like_prefix(text: str) -> str:
     return re.sub(r"([\\%_])", r"\\\1", text) + "%"
 
 
@@ -262,7 +262,7 @@ def _id_or_provider_prefix(q: str, where: SqlWhere, schema: Schema) -> str:
     if schema.tag(PROVIDED) is not None:
         alternatives.append(
             "EXISTS (SELECT 1 FROM machine_provided p WHERE p.machine_id = m.machine_id"
-            f" AND p.provider_id LIKE {where.param(_like_prefix(q))})"
+            f" AND p.provider_id LIKE {where.param(like_prefix(q))})"
         )
     if not alternatives:
         raise FilterError(f"{q!r} is neither a machine ID prefix nor a provider ID prefix")

@@ -1,287 +1,234 @@
-"""Machines: pages of IDs, their tags, work and backoffs, facets, history.
+"""Machines: the statements behind the machine list, the machine page and its history.
 
-Queries cost in proportion to what a page shows: a page of machine IDs first, then
-tags, work and backoffs for exactly those IDs (never a join that multiplies rows).
-Reflected identifiers are quoted; values a user gave are always bound parameters.
+Each page reads its data in ONE statement that returns one JSON document (see
+app/bmdb/columns.py for how values travel in it). A machine's document:
+
+    {"machine_id", "created_at",
+     "tags": [one entry per tag type of the layout, in its order: null when the machine
+              lacks the tag, else the tag's selected fields as an array],
+     "work": [{"process", "session_id", "component", "runtime_info", "session_created_at",
+               "session_interval_seconds", "session_deadline", "session_alive"}],
+     "backoffs": [{"process", "until", "cause", "last_interval_seconds", "active"}]}
+
+Tags, work and backoffs are correlated subqueries on each table's primary key or unique
+index (per machine, never a join whose rows multiply). Polled documents come with their
+md5, computed by the BMDB: the statement returns the document only when its md5 differs
+from the one the browser holds, so an unchanged poll transfers nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from uuid import UUID
 
-from app.bmdb.connection import Snapshot
+from app.bmdb import tables
+from app.bmdb.columns import BLOB_PREVIEW_BYTES, tag_expr
+from app.bmdb.connection import Reader
 from app.bmdb.filters import SqlWhere
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
-from app.render.tag_hints import summary_fields
+from app.bmdb.sql import json_array, polled, unchunk
 
 
 @dataclass(frozen=True)
-class WorkItem:
-    machine_id: UUID
-    process: str
-    session_id: UUID
-    component: str | None
-    runtime_info: str | None
-    session_created_at: datetime | None
-    interval_seconds: int | None
-    session_deadline: datetime | None
-    session_alive: bool
+class MachineLayout:
+    """Which fields of which tag types a machine document carries, in order."""
 
-    @property
-    def stale(self) -> bool:
-        """Held by a session that has expired: nobody is doing this work."""
-        return not self.session_alive
+    tags: tuple[tuple[TagType, tuple[Field, ...]], ...]
+    blob_cap: int = BLOB_PREVIEW_BYTES
+
+    @classmethod
+    def full(cls, schema: Schema, blob_cap: int = BLOB_PREVIEW_BYTES) -> MachineLayout:
+        return cls(tuple((t, t.fields) for t in schema.tag_types), blob_cap)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    machine_id: UUID
-    process: str
-    until: datetime
-    cause: str
-    last_interval_seconds: int | None
-    active: bool
+WORK_DOC = (
+    "(SELECT coalesce(json_agg(json_build_object("
+    "'process', w.process, 'session_id', w.session_id,"
+    " 'component', s.session_component_name, 'runtime_info', s.session_runtime_info,"
+    " 'session_created_at', s.session_created_at,"
+    " 'session_interval_seconds', s.session_interval_seconds,"
+    " 'session_deadline', s.session_deadline,"
+    " 'session_alive', coalesce(s.session_deadline > now(), false)"
+    ") ORDER BY w.process), '[]'::json)"
+    " FROM work w LEFT JOIN sessions s ON s.session_id = w.session_id"
+    " WHERE w.machine_id = {m}.machine_id)"
+)
+BACKOFFS_DOC = (
+    "(SELECT coalesce(json_agg(json_build_object("
+    "'process', b.process, 'until', b.until, 'cause', b.cause,"
+    " 'last_interval_seconds', b.last_interval_seconds, 'active', b.until > now()"
+    ") ORDER BY b.until DESC, b.process), '[]'::json)"
+    " FROM work_backoff b WHERE b.machine_id = {m}.machine_id)"
+)
 
 
-@dataclass
-class Machine:
-    machine_id: UUID
-    created_at: datetime
-    tags: dict[str, dict[str, object]] = field(default_factory=dict)  # tag name -> fields
-    work: list[WorkItem] = field(default_factory=list)
-    backoffs: list[Backoff] = field(default_factory=list)
-
-    @property
-    def fingerprint(self) -> str:
-        """Changes whenever anything shown about the machine changes (stable across
-        processes: pages use it as a row's key and a poll's tag)."""
-        return fingerprint((sorted(self.tags.items()), self.work, self.backoffs))
-
-    @property
-    def state_key(self) -> Hashable:
-        """Equal exactly when the machine's data is: an in-process cache key, cheaper
-        than `fingerprint` (no repr, no digest) when every value is hashable."""
-        try:
-            key = (
-                self.machine_id,
-                self.created_at,
-                tuple((name, tuple(values.items())) for name, values in self.tags.items()),
-                tuple(self.work),
-                tuple(self.backoffs),
-            )
-            hash(key)
-        except TypeError:  # an array value: fall back to the digest
-            return (self.machine_id, self.created_at, self.fingerprint)
-        return key
-
-
-def fingerprint(value: object) -> str:
-    """A short digest of a value's repr: row keys that change when the row does."""
-    return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
-
-
-def tag_select_sql(tag: TagType, fields: tuple[Field, ...] | None = None) -> str:
-    """Tag rows for a set of machines: all fields, or only `fields`."""
-    columns = ", ".join(
-        f"{quote_ident(f.name)}::text AS {quote_ident(f.name)}"
-        if f.read_as_text
-        else quote_ident(f.name)
-        for f in (tag.fields if fields is None else fields)
-    )
+def machine_doc(layout: MachineLayout, m: str = "m") -> str:
+    """SQL for the document of machine `m` (a row of `machines`)."""
+    tags = [
+        f"(SELECT {tag_expr(fields, 't', blob_cap=layout.blob_cap)}"
+        f" FROM {quote_ident(tag.table)} t WHERE t.machine_id = {m}.machine_id)"
+        for tag, fields in layout.tags
+    ]
     return (
-        f"SELECT machine_id{', ' if columns else ''}{columns} "
-        f"FROM {quote_ident(tag.table)} WHERE machine_id = ANY($1::uuid[])"
+        f"json_build_object('machine_id', {m}.machine_id, 'created_at', {m}.machine_created_at,"
+        f" 'tags', {json_array(tags)},"
+        f" 'work', {WORK_DOC.format(m=m)}, 'backoffs', {BACKOFFS_DOC.format(m=m)})"
     )
 
 
-async def machine_page(
-    snap: Snapshot, where: SqlWhere, *, after: UUID | None, limit: int
-) -> list[Machine]:
-    """One keyset page of filtered machines, by machine ID (the primary key)."""
-    params = [*where.params, after, limit]
-    n = len(where.params)
-    rows = await snap.fetch(
-        f"SELECT m.machine_id, m.machine_created_at FROM machines m WHERE {where.sql}"
-        f" AND (${n + 1}::uuid IS NULL OR m.machine_id > ${n + 1}::uuid)"
-        f" ORDER BY m.machine_id LIMIT ${n + 2}",
-        *params,
+# --- the list ---------------------------------------------------------------------------
+
+
+def list_statement(
+    layout: MachineLayout,
+    where: SqlWhere,
+    *,
+    after: UUID | None,
+    limit: int,
+    with_total: bool,
+    known_ptag: str | None,
+) -> tuple[str, list[object]]:
+    """One keyset page of filtered machines by ID, each as [md5 of its document, document];
+    with the count of all filtered machines when `with_total`.
+
+    The page is read off machines_pkey in ID order; `after` changes the SQL rather than
+    being a `$n IS NULL OR` condition, so the plan is the same for every value.
+    """
+    params = SqlWhere(list(where.conditions), list(where.params))
+    conditions = params.sql
+    if after is not None:
+        conditions += f" AND m.machine_id > {params.param(after)}::uuid"
+    total = f"(SELECT count(*) FROM machines m WHERE {where.sql})" if with_total else "NULL"
+    page = (
+        "SELECT m.machine_id, m.machine_created_at FROM machines m"
+        f" WHERE {conditions} ORDER BY m.machine_id LIMIT {params.param(limit)}"
     )
-    return [Machine(r["machine_id"], r["machine_created_at"]) for r in rows]
-
-
-async def count_machines(snap: Snapshot, where: SqlWhere) -> int:
-    return await snap.fetchval(f"SELECT count(*) FROM machines m WHERE {where.sql}", *where.params)
+    document = (
+        "SELECT json_build_object("
+        "'machines', coalesce(json_agg(json_build_array(md5(r.doc::text), r.doc)"
+        " ORDER BY r.machine_id), '[]'::json),"
+        f" 'total', {total}) AS doc"
+        f" FROM (SELECT m.machine_id, {machine_doc(layout)} AS doc FROM ({page}) m) r"
+    )
+    return polled(document, f"{params.param(known_ptag)}::text"), params.params
 
 
 @dataclass
-class Facets:
-    """Counts over the filtered machines; each value is a link that adds the filter."""
-
-    tags: dict[str, int] = field(default_factory=dict)
-    provider: dict[str, int] = field(default_factory=dict)
-    status: dict[str, int] = field(default_factory=dict)
-    location: dict[str, int] = field(default_factory=dict)
-    work: dict[str, int] = field(default_factory=dict)
-    stale_work: int = 0
-    backoff: dict[str, int] = field(default_factory=dict)
+class ListDocument:
+    ptag: str  # md5 of the page's document
+    machines: list[tuple[str, dict]] | None  # (md5, document) per machine; None: unchanged
+    total: int | None  # when asked for
 
 
-async def facets(snap: Snapshot, schema: Schema, where: SqlWhere) -> Facets:
-    result = Facets()
-    if schema.tag_types:
-        # Each tag table semi-joined to the filtered machines: a hash join per tag, where
-        # `count(*) FILTER (WHERE EXISTS ...)` over machines would probe per machine.
-        counts = " UNION ALL ".join(
-            f"SELECT {i}, count(*) FROM {quote_ident(t.table)} t WHERE EXISTS"
-            f" (SELECT 1 FROM machines m WHERE m.machine_id = t.machine_id AND {where.sql})"
-            for i, t in enumerate(schema.tag_types)
-        )
-        rows = await snap.fetch(counts, *where.params)
-        by_index = {r[0]: r[1] for r in rows}
-        result.tags = {t.name: by_index.get(i, 0) for i, t in enumerate(schema.tag_types)}
-    if schema.tag("machine_provided") is not None:
-        rows = await snap.fetch(
-            "SELECT p.provider::text AS provider, p.provider_status::text AS status,"
-            " p.provider_location AS location, count(*) AS n"
-            f" FROM machines m JOIN machine_provided p ON p.machine_id = m.machine_id"
-            f" WHERE {where.sql} GROUP BY 1, 2, 3",
-            *where.params,
-        )
-        for r in rows:
-            for facet, value in (
-                ("provider", r["provider"]),
-                ("status", r["status"] or "NULL"),
-                ("location", r["location"]),
-            ):
-                if value is not None:
-                    counts = getattr(result, facet)
-                    counts[value] = counts.get(value, 0) + r["n"]
-    for r in await snap.fetch(
-        "SELECT w.process::text AS process, count(*) AS n,"
-        " count(*) FILTER (WHERE s.session_deadline <= now()) AS stale"
-        " FROM machines m JOIN work w ON w.machine_id = m.machine_id"
-        " JOIN sessions s ON s.session_id = w.session_id"
-        f" WHERE {where.sql} GROUP BY 1 ORDER BY 1",
-        *where.params,
-    ):
-        result.work[r["process"]] = r["n"]
-        result.stale_work += r["stale"]
-    for r in await snap.fetch(
-        "SELECT b.process::text AS process, count(*) AS n"
-        " FROM machines m JOIN work_backoff b ON b.machine_id = m.machine_id"
-        f" WHERE {where.sql} AND b.until > now() GROUP BY 1 ORDER BY 1",
-        *where.params,
-    ):
-        result.backoff[r["process"]] = r["n"]
-    for facet in (result.provider, result.status, result.location):
-        ordered = sorted(facet.items(), key=lambda kv: (-kv[1], kv[0]))
-        facet.clear()
-        facet.update(ordered)
-    return result
-
-
-async def machine_by_id(snap: Snapshot, machine_id: UUID) -> Machine | None:
-    row = await snap.fetchrow(
-        "SELECT machine_id, machine_created_at FROM machines WHERE machine_id = $1", machine_id
+async def machine_list(
+    reader: Reader,
+    layout: MachineLayout,
+    where: SqlWhere,
+    *,
+    after: UUID | None,
+    limit: int,
+    with_total: bool,
+    known_ptag: str | None = None,
+) -> ListDocument:
+    sql, params = list_statement(
+        layout, where, after=after, limit=limit, with_total=with_total, known_ptag=known_ptag
     )
-    return Machine(row["machine_id"], row["machine_created_at"]) if row else None
+    row = await reader.fetchrow(sql, *params)
+    doc = reader.parse(row["doc"])
+    if doc is None:
+        return ListDocument(row["ptag"], None, None)
+    return ListDocument(row["ptag"], [tuple(pair) for pair in doc["machines"]], doc["total"])
 
 
-async def fill_details(
-    snap: Snapshot, schema: Schema, machines: list[Machine], *, summary: bool = False
-) -> Hashable | None:
-    """Attach tags, work and backoffs to exactly these machines.
+# --- one machine ------------------------------------------------------------------------
 
-    `summary`: only the tag fields the list shows (app/render/tag_hints.py's summary_fields).
-    Returns what was fetched, as a key equal exactly when the machines and their details
-    are (for reusing HTML rendered from them), or None when a value is not hashable.
+
+@dataclass
+class MachineDocument:
+    ptag: str | None  # md5 of the machine's document; None when there is no such machine
+    machine: dict | None  # None: unchanged since `known_ptag`, or no such machine
+    history_by_process: dict[str, int] | None  # of a machine that does not exist (any more)
+
+
+async def machine(
+    reader: Reader, layout: MachineLayout, machine_id: UUID, *, known_ptag: str | None = None
+) -> MachineDocument:
+    """The machine's document (unless unchanged since `known_ptag`); for a machine that
+    does not exist, how much work history it left behind."""
+    document = (
+        f"SELECT (SELECT {machine_doc(layout)} FROM machines m WHERE m.machine_id = $1) AS doc"
+    )
+    sql = (
+        f"SELECT polled.ptag, polled.doc, CASE WHEN polled.ptag IS NULL THEN"
+        f" {HISTORY_BY_PROCESS} END AS history FROM ({polled(document, '$2::text')}) polled"
+    )
+    row = await reader.fetchrow(sql, machine_id, known_ptag)
+    history = reader.parse(row["history"])
+    return MachineDocument(
+        row["ptag"], reader.parse(row["doc"]), dict(history) if history is not None else None
+    )
+
+
+HISTORY_BY_PROCESS = (
+    "(SELECT coalesce(json_agg(json_build_array(h.process, h.n) ORDER BY h.process), '[]'::json)"
+    " FROM (SELECT process::text AS process, count(*) AS n FROM work_history"
+    " WHERE machine_id = $1 GROUP BY 1) h)"
+)
+_HISTORY_EVENT = (
+    "json_build_object('process', h.process, 'event', h.event, 'timestamp', h.timestamp,"
+    " 'failed_cause', h.failed_cause)"
+)
+
+
+async def history(
+    reader: Reader,
+    machine_id: UUID,
+    *,
+    process: str | None,
+    offset: int,
+    limit: int,
+    timeline_events: int | None,
+) -> dict:
+    """A page of a machine's work history, newest first, and what frames it: whether the
+    machine exists, its events per process and, when `timeline_events`, the newest that
+    many events (oldest first) with its work and backoffs for the timeline.
+
+    work_history has no key, so pages are offsets; it is indexed by machine_id.
     """
-    if not machines:
-        return ()
-    by_id = {m.machine_id: m for m in machines}
-    ids = list(by_id)
-    fetched: list[object] = [tuple((m.machine_id, m.created_at) for m in machines)]
-    for tag in schema.tag_types:
-        sql = tag_select_sql(tag, summary_fields(tag) if summary else None)
-        rows = await snap.fetch(sql, ids)
-        fetched.append(rows)
-        for row in rows:
-            values = dict(row)
-            by_id[values.pop("machine_id")].tags[tag.name] = values
-    work, backoffs = await work_for(snap, ids), await backoffs_for(snap, ids)
-    for item in work:
-        by_id[item.machine_id].work.append(item)
-    for backoff in backoffs:
-        by_id[backoff.machine_id].backoffs.append(backoff)
-    try:
-        # Records hash and compare in C: far cheaper than per-machine keys. A tag table's
-        # rows come in no set order, and each machine's tags are kept by tag type anyway.
-        return (
-            fetched[0],
-            *(frozenset(rows) for rows in fetched[1:]),
-            tuple(work),
-            tuple(backoffs),
+    params: list[object] = [machine_id, offset, limit]
+    by_process = ""
+    if process is not None:
+        params.append(process)
+        by_process = f" AND process::text = ${len(params)}"
+    timeline = "NULL"
+    if timeline_events is not None:
+        params.append(timeline_events)
+        timeline = (
+            "json_build_object("
+            f"'work', {WORK_DOC.format(m='mm')}, 'backoffs', {BACKOFFS_DOC.format(m='mm')},"
+            " 'events', (SELECT coalesce(json_agg("
+            f"{_HISTORY_EVENT} ORDER BY h.timestamp), '[]'::json)"
+            " FROM (SELECT * FROM work_history WHERE machine_id = $1"
+            f" ORDER BY timestamp DESC LIMIT ${len(params)}) h))"
         )
-    except TypeError:  # an array value (a list): no key
-        return None
-
-
-async def work_for(snap: Snapshot, ids: list[UUID]) -> list[WorkItem]:
-    rows = await snap.fetch(
-        "SELECT w.machine_id, w.process::text AS process, w.session_id,"
-        " s.session_component_name, s.session_runtime_info, s.session_created_at,"
-        " s.session_interval_seconds, s.session_deadline,"
-        " coalesce(s.session_deadline > now(), false) AS alive"
-        " FROM work w LEFT JOIN sessions s ON s.session_id = w.session_id"
-        " WHERE w.machine_id = ANY($1::uuid[]) ORDER BY w.machine_id, w.process",
-        ids,
+    sql = (
+        "SELECT json_build_object("
+        "'exists', EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
+        f" 'events', (SELECT coalesce(json_agg({_HISTORY_EVENT} ORDER BY h.timestamp DESC),"
+        " '[]'::json) FROM (SELECT * FROM work_history"
+        f" WHERE machine_id = $1{by_process} ORDER BY timestamp DESC OFFSET $2 LIMIT $3) h),"
+        f" 'by_process', {HISTORY_BY_PROCESS},"
+        f" 'timeline', {timeline}) AS doc"
+        " FROM (SELECT $1::uuid AS machine_id) mm"
     )
-    return [
-        WorkItem(
-            r["machine_id"],
-            r["process"],
-            r["session_id"],
-            r["session_component_name"],
-            r["session_runtime_info"],
-            r["session_created_at"],
-            r["session_interval_seconds"],
-            r["session_deadline"],
-            r["alive"],
-        )
-        for r in rows
-    ]
+    return reader.parse(await reader.fetchval(sql, *params))
 
 
-async def backoffs_for(snap: Snapshot, ids: list[UUID]) -> list[Backoff]:
-    rows = await snap.fetch(
-        "SELECT machine_id, process::text AS process, until, cause, last_interval_seconds,"
-        " until > now() AS active"
-        " FROM work_backoff WHERE machine_id = ANY($1::uuid[])"
-        " ORDER BY machine_id, until DESC",
-        ids,
-    )
-    return [
-        Backoff(
-            r["machine_id"],
-            r["process"],
-            r["until"],
-            r["cause"],
-            r["last_interval_seconds"],
-            r["active"],
-        )
-        for r in rows
-    ]
-
-
-async def machine_by_provider(snap: Snapshot, provider: str, provider_id: str) -> UUID | None:
+async def machine_by_provider(reader: Reader, provider: str, provider_id: str) -> UUID | None:
     # The label is matched against the enum's own values (an unknown one matches nothing
     # instead of failing the cast), so the lookup can use UNIQUE (provider, provider_id).
-    return await snap.fetchval(
-        "SELECT machine_id FROM machine_provided WHERE provider ="
+    return await reader.fetchval(
+        f"SELECT machine_id FROM {tables.PROVIDED} WHERE provider ="
         " (SELECT e FROM unnest(enum_range(NULL::provider)) e WHERE e::text = $1)"
         " AND provider_id = $2",
         provider,
@@ -289,53 +236,81 @@ async def machine_by_provider(snap: Snapshot, provider: str, provider_id: str) -
     )
 
 
-@dataclass(frozen=True)
-class HistoryEvent:
-    process: str
-    event: str
-    timestamp: datetime
-    failed_cause: str | None
-
-
-_HISTORY_COLUMNS = "process::text AS process, event::text AS event, timestamp, failed_cause"
-
-
-def _history(rows) -> list[HistoryEvent]:
-    return [HistoryEvent(r["process"], r["event"], r["timestamp"], r["failed_cause"]) for r in rows]
-
-
-async def history_page(
-    snap: Snapshot, machine_id: UUID, *, process: str | None, offset: int, limit: int
-) -> list[HistoryEvent]:
-    """Newest first. work_history has no key, so pages are offsets into one snapshot."""
-    rows = await snap.fetch(
-        f"SELECT {_HISTORY_COLUMNS} FROM work_history"
-        " WHERE machine_id = $1 AND ($2::text IS NULL OR process::text = $2)"
-        " ORDER BY timestamp DESC OFFSET $3 LIMIT $4",
-        machine_id,
-        process,
-        offset,
-        limit,
-    )
-    return _history(rows)
-
-
-async def history_summary(snap: Snapshot, machine_id: UUID) -> dict[str, int]:
-    """Event count per process for this machine (also tells whether any history exists)."""
-    rows = await snap.fetch(
-        "SELECT process::text AS process, count(*) AS n FROM work_history"
-        " WHERE machine_id = $1 GROUP BY 1 ORDER BY 1",
+async def tag_value(
+    reader: Reader, tag: TagType, field: Field, machine_id: UUID
+) -> tuple[bool, object]:
+    """(whether the machine has the tag, the field's whole value: bytes for bytea, else its
+    text) for a download."""
+    column = quote_ident(field.name)
+    value = column if field.element_udt == "bytea" and not field.is_array else f"{column}::text"
+    row = await reader.fetchrow(
+        f"SELECT {value} AS value FROM {quote_ident(tag.table)} WHERE machine_id = $1",
         machine_id,
     )
-    return {r["process"]: r["n"] for r in rows}
+    return (row is not None, row["value"] if row is not None else None)
 
 
-async def recent_history(snap: Snapshot, machine_id: UUID, limit: int) -> list[HistoryEvent]:
-    """The newest `limit` events, oldest first (for the timeline)."""
-    rows = await snap.fetch(
-        f"SELECT * FROM (SELECT {_HISTORY_COLUMNS} FROM work_history WHERE machine_id = $1"
-        " ORDER BY timestamp DESC LIMIT $2) h ORDER BY timestamp",
-        machine_id,
-        limit,
+# --- the list's counts ------------------------------------------------------------------
+
+
+def facets_statement(schema: Schema, where: SqlWhere) -> str:
+    """Counts over the filtered machines, in one statement: the total, machines per tag
+    type, per provider/status/location, per work process (and how many machines have
+    stale work), per active backoff process.
+
+    Each tag table is semi-joined to the filtered machines (a hash join per tag, where
+    `count(*) FILTER (WHERE EXISTS ...)` over machines would probe per machine).
+    """
+    tag_counts = [
+        f"(SELECT count(*) FROM {quote_ident(t.table)} t WHERE EXISTS"
+        f" (SELECT 1 FROM machines m WHERE m.machine_id = t.machine_id AND {where.sql}))"
+        for t in schema.tag_types
+    ]
+    provided = "NULL::json"
+    if schema.tag(tables.PROVIDED) is not None:
+        provided = (
+            "(SELECT coalesce(json_agg(json_build_array(g.provider, g.status, g.location, g.n)),"
+            " '[]'::json) FROM (SELECT p.provider::text AS provider,"
+            " p.provider_status::text AS status, p.provider_location AS location, count(*) AS n"
+            f" FROM machines m JOIN {tables.PROVIDED} p ON p.machine_id = m.machine_id"
+            f" WHERE {where.sql} GROUP BY 1, 2, 3) g)"
+        )
+    return (
+        "SELECT json_build_object("
+        f"'total', (SELECT count(*) FROM machines m WHERE {where.sql}),"
+        f" 'tags', {json_array(tag_counts) if tag_counts else 'json_build_array()'},"
+        f" 'provided', {provided},"
+        " 'work', (SELECT coalesce(json_agg(json_build_array(g.process, g.n, g.stale)"
+        " ORDER BY g.process), '[]'::json) FROM (SELECT w.process::text AS process,"
+        " count(*) AS n, count(*) FILTER (WHERE s.session_deadline <= now()) AS stale"
+        " FROM machines m JOIN work w ON w.machine_id = m.machine_id"
+        " JOIN sessions s ON s.session_id = w.session_id"
+        f" WHERE {where.sql} GROUP BY 1) g),"
+        " 'backoff', (SELECT coalesce(json_agg(json_build_array(g.process, g.n)"
+        " ORDER BY g.process), '[]'::json) FROM (SELECT b.process::text AS process,"
+        " count(*) AS n FROM machines m JOIN work_backoff b ON b.machine_id = m.machine_id"
+        f" WHERE {where.sql} AND b.until > now() GROUP BY 1) g)) AS doc"
     )
-    return _history(rows)
+
+
+async def facets(reader: Reader, schema: Schema, where: SqlWhere) -> dict:
+    """The facets document (see `facets_statement`); `tags` by position in the schema."""
+    doc = reader.parse(await reader.fetchval(facets_statement(schema, where), *where.params))
+    doc["tags"] = unchunk(doc["tags"], len(schema.tag_types))
+    return doc
+
+
+LIST_BLOB_BYTES = 256  # of each blob in the list's JSON twin: small ones whole
+
+
+def list_layout(schema: Schema, fields: dict[str, tuple[Field, ...]] | None) -> MachineLayout:
+    """The list's machine documents: only `fields` of each tag (by table) when given, every
+    field otherwise, with blobs cut to their first LIST_BLOB_BYTES (a page of machines must
+    not carry a page of hardware reports; each machine's own page decodes them)."""
+    return MachineLayout(
+        tuple(
+            (t, t.fields if fields is None else fields.get(t.table, ()))
+            for t in schema.tag_types
+        ),
+        blob_cap=LIST_BLOB_BYTES,
+    )

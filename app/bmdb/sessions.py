@@ -1,73 +1,34 @@
 """Sessions: components' liveness records, the work they hold, and stale work.
 
 A session is alive while `session_deadline > now()`; work held by an expired session is
-stale (nobody is doing it). `work` has no index on session_id, but it only holds the
-fleet's current leases, so scanning it is cheap. Values are always bound parameters.
+stale (nobody is doing it). Each page is ONE statement returning one JSON document. A
+session's document:
+
+    {"session_id", "component", "runtime_info", "created_at", "interval_seconds",
+     "deadline", "alive", "held_work": count}
+
+`work` has no index on session_id, but it only holds the fleet's current leases, so
+scanning it is cheap. Values are always bound parameters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 from uuid import UUID
 
-from app.bmdb.connection import Snapshot
-from app.bmdb.machines import fingerprint
+from app.bmdb.connection import Reader
+from app.bmdb.filters import SqlWhere
+from app.bmdb.sql import polled
 
 STATES = ("alive", "expired", "all")
 
-_SESSION_COLUMNS = (
-    "s.session_id, s.session_component_name, s.session_runtime_info, s.session_created_at,"
-    " s.session_interval_seconds, s.session_deadline, s.session_deadline > now() AS alive"
+SESSION_DOC = (
+    "json_build_object('session_id', s.session_id, 'component', s.session_component_name,"
+    " 'runtime_info', s.session_runtime_info, 'created_at', s.session_created_at,"
+    " 'interval_seconds', s.session_interval_seconds, 'deadline', s.session_deadline,"
+    " 'alive', coalesce(s.session_deadline > now(), false),"
+    " 'held_work', (SELECT count(*) FROM work w WHERE w.session_id = s.session_id))"
 )
-
-
-@dataclass
-class Session:
-    session_id: UUID
-    component: str
-    runtime_info: str
-    created_at: datetime
-    interval_seconds: int
-    deadline: datetime
-    alive: bool
-    held_work: int = 0
-
-    @property
-    def expired(self) -> bool:
-        return not self.alive
-
-    @property
-    def last_heartbeat(self) -> datetime:
-        """When the owner last pushed the deadline: it sets `now() + interval`."""
-        return self.deadline - timedelta(seconds=self.interval_seconds)
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(
-            (
-                self.session_id,
-                self.component,
-                self.runtime_info,
-                self.created_at,
-                self.interval_seconds,
-                self.deadline,
-                self.alive,
-                self.held_work,
-            )
-        )
-
-
-def _session(r) -> Session:
-    return Session(
-        r["session_id"],
-        r["session_component_name"],
-        r["session_runtime_info"],
-        r["session_created_at"],
-        r["session_interval_seconds"],
-        r["session_deadline"],
-        r["alive"],
-    )
 
 
 @dataclass(frozen=True)
@@ -75,196 +36,136 @@ class SessionFilters:
     component: str | None = None
     state: str = "all"  # alive | expired | all
 
-    def where(self, *, state: bool = True, component: bool = True) -> tuple[str, list[object]]:
-        """Conditions on `sessions s` (optionally leaving one filter out, for facets)."""
-        conditions, params = ["true"], []
-        if component and self.component is not None:
-            params.append(self.component)
-            conditions.append(f"s.session_component_name = ${len(params)}")
+    def where(self, params: SqlWhere, *, state: bool = True) -> str:
+        """Conditions on `sessions s` (without the state one, for the state tabs)."""
+        conditions = ["true"]
+        if self.component is not None:
+            conditions.append(f"s.session_component_name = {params.param(self.component)}")
         if state and self.state == "alive":
             conditions.append("s.session_deadline > now()")
         elif state and self.state == "expired":
             conditions.append("s.session_deadline <= now()")
-        return " AND ".join(conditions), params
+        return " AND ".join(conditions)
 
 
-async def session_page(
-    snap: Snapshot, filters: SessionFilters, *, after: UUID | None, limit: int
-) -> list[Session]:
-    """One keyset page of sessions by session ID (the primary key), with held work counts."""
-    where, params = filters.where()
-    n = len(params)
-    rows = await snap.fetch(
-        f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE {where}"
-        f" AND (${n + 1}::uuid IS NULL OR s.session_id > ${n + 1}::uuid)"
-        f" ORDER BY s.session_id LIMIT ${n + 2}",
-        *params,
-        after,
-        limit,
+def list_statement(
+    filters: SessionFilters,
+    *,
+    after: UUID | None,
+    limit: int,
+    stale_limit: int,
+    with_facets: bool,
+) -> tuple[str, list[object]]:
+    """A keyset page of sessions by ID with their held work counts, their total, the
+    stale work (longest-expired first, bounded, with its count) and, for a full page, the
+    state tabs' counts and every component's sessions and work."""
+    params = SqlWhere()
+    where = filters.where(params)
+    page_where = where
+    if after is not None:
+        page_where += f" AND s.session_id > {params.param(after)}::uuid"
+    component = params.param(filters.component)
+    facets = "'states', NULL, 'components', NULL"
+    if with_facets:
+        facets = (
+            "'states', (SELECT json_build_object("
+            "'alive', count(*) FILTER (WHERE s.session_deadline > now()),"
+            " 'expired', count(*) FILTER (WHERE s.session_deadline <= now()),"
+            f" 'all', count(*)) FROM sessions s WHERE {filters.where(params, state=False)}),"
+            " 'components', (SELECT coalesce(json_agg(json_build_object("
+            "'component', c.component, 'alive', c.alive, 'expired', c.expired,"
+            " 'held_work', c.held_work, 'stale_work', c.stale_work) ORDER BY c.component),"
+            " '[]'::json) FROM (SELECT s.session_component_name AS component,"
+            " count(*) FILTER (WHERE s.session_deadline > now()) AS alive,"
+            " count(*) FILTER (WHERE s.session_deadline <= now()) AS expired,"
+            " coalesce(sum(w.n), 0) AS held_work,"
+            " coalesce(sum(w.n) FILTER (WHERE s.session_deadline <= now()), 0) AS stale_work"
+            " FROM sessions s LEFT JOIN"
+            " (SELECT session_id, count(*) AS n FROM work GROUP BY session_id) w"
+            " ON w.session_id = s.session_id GROUP BY 1) c)"
+        )
+    sql = (
+        "SELECT json_build_object("
+        f"'sessions', (SELECT coalesce(json_agg({SESSION_DOC} ORDER BY s.session_id), '[]'::json)"
+        f" FROM (SELECT * FROM sessions s WHERE {page_where} ORDER BY s.session_id"
+        f" LIMIT {params.param(limit)}) s),"
+        f" 'total', (SELECT count(*) FROM sessions s WHERE {where}),"
+        " 'stale', (SELECT json_build_object('total', (SELECT count(*) FROM work w"
+        " JOIN sessions s ON s.session_id = w.session_id WHERE s.session_deadline <= now()"
+        f" AND ({component}::text IS NULL OR s.session_component_name = {component})),"
+        " 'items', coalesce(json_agg(json_build_object('machine_id', x.machine_id,"
+        " 'process', x.process, 'session_id', x.session_id, 'component', x.component,"
+        " 'session_deadline', x.deadline) ORDER BY x.deadline, x.machine_id, x.process),"
+        " '[]'::json))"
+        " FROM (SELECT w.machine_id, w.process, w.session_id,"
+        " s.session_component_name AS component, s.session_deadline AS deadline"
+        " FROM work w JOIN sessions s ON s.session_id = w.session_id"
+        " WHERE s.session_deadline <= now()"
+        f" AND ({component}::text IS NULL OR s.session_component_name = {component})"
+        " ORDER BY s.session_deadline, w.machine_id, w.process"
+        f" LIMIT {params.param(stale_limit)}) x),"
+        f" {facets}) AS doc"
     )
-    sessions = [_session(r) for r in rows]
-    if sessions:
-        counts = await held_work_counts(snap, [s.session_id for s in sessions])
-        for s in sessions:
-            s.held_work = counts.get(s.session_id, 0)
-    return sessions
+    return sql, params.params
 
 
-async def held_work_counts(snap: Snapshot, ids: list[UUID]) -> dict[UUID, int]:
-    rows = await snap.fetch(
-        "SELECT session_id, count(*) AS n FROM work WHERE session_id = ANY($1::uuid[])"
-        " GROUP BY session_id",
-        ids,
+async def session_list(
+    reader: Reader,
+    filters: SessionFilters,
+    *,
+    after: UUID | None,
+    limit: int,
+    stale_limit: int,
+    with_facets: bool,
+) -> dict:
+    sql, params = list_statement(
+        filters, after=after, limit=limit, stale_limit=stale_limit, with_facets=with_facets
     )
-    return {r["session_id"]: r["n"] for r in rows}
+    return reader.parse(await reader.fetchval(sql, *params))
 
 
-async def count_sessions(snap: Snapshot, filters: SessionFilters) -> int:
-    where, params = filters.where()
-    return await snap.fetchval(f"SELECT count(*) FROM sessions s WHERE {where}", *params)
+LIVE_DOCUMENT = (
+    f"SELECT (SELECT json_build_object('session', {SESSION_DOC},"
+    " 'work', (SELECT coalesce(json_agg(json_build_object("
+    "'machine_id', w.machine_id, 'process', w.process) ORDER BY w.machine_id, w.process),"
+    " '[]'::json) FROM work w WHERE w.session_id = s.session_id))"
+    " FROM sessions s WHERE s.session_id = $1) AS doc"
+)
 
 
-async def state_counts(snap: Snapshot, filters: SessionFilters) -> dict[str, int]:
-    """Alive / expired / all, under the component filter (the state tabs)."""
-    where, params = filters.where(state=False)
-    row = await snap.fetchrow(
-        "SELECT count(*) FILTER (WHERE s.session_deadline > now()) AS alive,"
-        " count(*) FILTER (WHERE s.session_deadline <= now()) AS expired, count(*) AS total"
-        f" FROM sessions s WHERE {where}",
-        *params,
+def _history(limit: int) -> str:
+    """The newest work history of the machines the session holds, since it was created."""
+    return (
+        "(SELECT coalesce(json_agg(json_build_object('machine_id', h.machine_id,"
+        " 'process', h.process, 'event', h.event, 'timestamp', h.timestamp,"
+        " 'failed_cause', h.failed_cause) ORDER BY h.timestamp DESC, h.machine_id),"
+        " '[]'::json) FROM (SELECT * FROM work_history"
+        " WHERE machine_id IN (SELECT machine_id FROM work WHERE session_id = $1)"
+        " AND timestamp >= (SELECT session_created_at FROM sessions WHERE session_id = $1)"
+        f" ORDER BY timestamp DESC, machine_id LIMIT {int(limit)}) h)"
     )
-    return {"alive": row["alive"], "expired": row["expired"], "all": row["total"]}
-
-
-@dataclass(frozen=True)
-class ComponentCount:
-    component: str
-    alive: int
-    expired: int
-    held_work: int
-    stale_work: int
-
-    @property
-    def total(self) -> int:
-        return self.alive + self.expired
-
-
-async def component_counts(snap: Snapshot) -> list[ComponentCount]:
-    """Every component with its sessions and work, alive vs expired (the facet)."""
-    rows = await snap.fetch(
-        "SELECT s.session_component_name AS component,"
-        " count(*) FILTER (WHERE s.session_deadline > now()) AS alive,"
-        " count(*) FILTER (WHERE s.session_deadline <= now()) AS expired,"
-        " coalesce(sum(w.n), 0)::bigint AS held_work,"
-        " coalesce(sum(w.n) FILTER (WHERE s.session_deadline <= now()), 0)::bigint AS stale_work"
-        " FROM sessions s LEFT JOIN"
-        " (SELECT session_id, count(*) AS n FROM work GROUP BY session_id) w"
-        " ON w.session_id = s.session_id"
-        " GROUP BY 1 ORDER BY 1"
-    )
-    return [
-        ComponentCount(r["component"], r["alive"], r["expired"], r["held_work"], r["stale_work"])
-        for r in rows
-    ]
-
-
-@dataclass(frozen=True)
-class StaleWork:
-    """Work held by an expired session: nobody is doing it, and nobody else may."""
-
-    machine_id: UUID
-    process: str
-    session_id: UUID
-    component: str
-    deadline: datetime
 
 
 @dataclass
-class StaleWorkSummary:
-    total: int = 0
-    items: list[StaleWork] = field(default_factory=list)
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.items)
+class SessionDocument:
+    ptag: str | None  # md5 of the live part's document; None: no such session
+    doc: dict | None  # {session, work}; None: unchanged since the known ptag, or no session
+    history: list | None  # when asked for
 
 
-async def stale_work(snap: Snapshot, *, component: str | None, limit: int) -> StaleWorkSummary:
-    """Stale work, longest-expired first (bounded), and how much there is in all."""
-    rows = await snap.fetch(
-        "SELECT w.machine_id, w.process::text AS process, w.session_id,"
-        " s.session_component_name, s.session_deadline, count(*) OVER () AS total"
-        " FROM work w JOIN sessions s ON s.session_id = w.session_id"
-        " WHERE s.session_deadline <= now()"
-        " AND ($1::text IS NULL OR s.session_component_name = $1)"
-        " ORDER BY s.session_deadline, w.machine_id, w.process LIMIT $2",
-        component,
-        limit,
+async def session(
+    reader: Reader,
+    session_id: UUID,
+    *,
+    history_limit: int | None = None,
+    known_ptag: str | None = None,
+) -> SessionDocument:
+    """A session and the work it holds (the live part, with its md5) and, for its page,
+    its machines' history."""
+    history = _history(history_limit) if history_limit is not None else "NULL"
+    sql = (
+        f"SELECT live.ptag, live.doc, CASE WHEN live.ptag IS NOT NULL THEN {history} END"
+        f" AS history FROM ({polled(LIVE_DOCUMENT, '$2::text')}) live"
     )
-    if not rows:
-        return StaleWorkSummary()
-    return StaleWorkSummary(
-        rows[0]["total"],
-        [
-            StaleWork(
-                r["machine_id"],
-                r["process"],
-                r["session_id"],
-                r["session_component_name"],
-                r["session_deadline"],
-            )
-            for r in rows
-        ],
-    )
-
-
-async def session_by_id(snap: Snapshot, session_id: UUID) -> Session | None:
-    row = await snap.fetchrow(
-        f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.session_id = $1", session_id
-    )
-    return _session(row) if row else None
-
-
-@dataclass(frozen=True)
-class HeldWork:
-    machine_id: UUID
-    process: str
-
-
-async def held_work(snap: Snapshot, session_id: UUID) -> list[HeldWork]:
-    rows = await snap.fetch(
-        "SELECT machine_id, process::text AS process FROM work WHERE session_id = $1"
-        " ORDER BY machine_id, process",
-        session_id,
-    )
-    return [HeldWork(r["machine_id"], r["process"]) for r in rows]
-
-
-@dataclass(frozen=True)
-class MachineEvent:
-    machine_id: UUID
-    process: str
-    event: str
-    timestamp: datetime
-    failed_cause: str | None
-
-
-async def history_since(
-    snap: Snapshot, machine_ids: list[UUID], since: datetime, limit: int
-) -> list[MachineEvent]:
-    """These machines' work history from `since` on, newest first, at most `limit` rows."""
-    if not machine_ids:
-        return []
-    rows = await snap.fetch(
-        "SELECT machine_id, process::text AS process, event::text AS event, timestamp,"
-        " failed_cause FROM work_history"
-        " WHERE machine_id = ANY($1::uuid[]) AND timestamp >= $2"
-        " ORDER BY timestamp DESC, machine_id LIMIT $3",
-        machine_ids,
-        since,
-        limit,
-    )
-    return [
-        MachineEvent(r["machine_id"], r["process"], r["event"], r["timestamp"], r["failed_cause"])
-        for r in rows
-    ]
+    row = await reader.fetchrow(sql, session_id, known_ptag)
+    return SessionDocument(row["ptag"], reader.parse(row["doc"]), reader.parse(row["history"]))

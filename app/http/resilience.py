@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.bmdb.connection import Database
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
-from app.render.templating import render
+from app.http.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,6 @@ REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 NO_DB_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
 NO_DB_GETS = frozenset({"/schema"})
 PROBES = frozenset({"/healthz", "/metrics"})  # may use the connection pages leave free
-
-
-def error_page(request: Request, status: int, title: str, detail: str):
-    """The same error page app/main.py shows (HTML, or JSON when asked for)."""
-    return render(
-        request,
-        "templates/error.html",
-        {"status": status, "title": title, "detail": detail},
-        status_code=status,
-        data=lambda: {"status": status, "error": title, "detail": detail},
-    )
 
 
 class _LoopState:
@@ -119,7 +108,7 @@ class ResilienceMiddleware:
                 await state.pages.acquire()
         except TimeoutError:
             log.warning("no BMDB connection for %s within %.1f s", path, self.pool_wait)
-            response = error_page(
+            response = error_response(
                 Request(scope),
                 503,
                 "webug is busy",
@@ -189,7 +178,7 @@ class ResilienceMiddleware:
             if progress["started"]:
                 raise
             log.warning("BMDB connection broken on %s: %s", scope["path"], exc)
-            response = error_page(
+            response = error_response(
                 Request(scope), 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
             )
             await response(scope, receive, send)
@@ -232,7 +221,7 @@ class ResilienceMiddleware:
             if progress["started"]:
                 raise
             log.error("schema drift on %s persists after re-reflection: %s", scope["path"], exc)
-            response = error_page(
+            response = error_response(
                 Request(scope),
                 503,
                 "BMDB schema does not match",
@@ -257,7 +246,7 @@ def install_resilience(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(ResilienceMiddleware, settings=settings)
 
     async def unavailable(request: Request, exc: Exception):
-        return error_page(
+        return error_response(
             request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
         )
 

@@ -1,50 +1,99 @@
-"""The machine list (/): filters, facets, keyset pages, live table; data from app.repository."""
+"""The machine list (/): filters, facets, keyset pages, a live table.
+
+Data: app/bmdb/machines.py. A page is one statement (the page of machines, with the
+total when it is due); the facets are one more when they are due. Totals and facets
+scan the filtered fleet, so they are counted once per view and reused by its polls and
+by other watchers for WEBUG_COUNT_CACHE_SECONDS. A poll of an unchanged page costs one
+statement that returns no document, and answers 304.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import Field, computed_field
 
-from app.bmdb import machines as repository
+from app.bmdb import machines as bmdb
 from app.bmdb.counts import CountCache
 from app.bmdb.filters import FilterError, MachineFilters, build_where
-from app.pages.json_models import MachineJSON, QueryJSON, machine_json, twin
-from app.render.templating import (
-    CurrentSchema,
-    PageSnapshot,
-    cached_partial,
-    is_htmx,
-    render,
-    wants_json,
-)
+from app.bmdb.reflection import Schema
+from app.pages.common import Poll, PollTag, list_poll
+from app.pages.json_models import twin
+from app.pages.models import Machine, Model, PageModel, machine_from
+from app.render import urls
+from app.render.tag_hints import summary_fields
+from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
 
 router = APIRouter()
 
 Text = Annotated[str | None, Query(max_length=200)]
-POLL_CHOICES = (2, 5, 10, 30)
+PAGE_SIZES = (50, 100, 500)
+MAX_PAGE = 5000  # rows per page, HTML or JSON
 
 
-class MachineListJSON(BaseModel):
-    machines: list[MachineJSON]
+class Facets(Model):
+    """Counts over the filtered machines; each value links to the list with its filter."""
+
+    tags: dict[str, int]
+    provider: dict[str, int]
+    status: dict[str, int]
+    location: dict[str, int]
+    work: dict[str, int]
+    stale_work: int
+    backoff: dict[str, int]
+
+
+def facets_from(doc: dict, schema: Schema) -> Facets:
+    by_value: dict[str, dict[str, int]] = {"provider": {}, "status": {}, "location": {}}
+    for provider, status, location, n in doc["provided"] or ():
+        for facet, value in (("provider", provider), ("status", status or "NULL"),
+                             ("location", location)):  # fmt: skip
+            if value is not None:
+                by_value[facet][value] = by_value[facet].get(value, 0) + n
+
+    def by_count(counts: dict[str, int]) -> dict[str, int]:
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    return Facets(
+        tags={t.name: n for t, n in zip(schema.tag_types, doc["tags"], strict=True)},
+        **{facet: by_count(counts) for facet, counts in by_value.items()},
+        work={process: n for process, n, _ in doc["work"]},
+        stale_work=sum(stale for _, _, stale in doc["work"]),
+        backoff={process: n for process, n in doc["backoff"]},
+    )
+
+
+class MachineListPage(PageModel):
+    machines: list[Machine]
     total: int
     limit: int
     after: UUID | None
     next_after: UUID | None
-    filters: dict[str, list[str]]
-    facets: dict[str, Any] | None
-    queries: list[QueryJSON] = []
+    view: MachineFilters = Field(exclude=True)  # the filters as the links change them
+    facets: Facets | None  # full pages only; a poll of the table has none
+    counted_at: datetime  # when the total (and facets) were counted
+
+    @computed_field
+    @property
+    def filters(self) -> dict[str, list[str]]:
+        """The filters in use: parameter -> values."""
+        active: dict[str, list[str]] = {}
+        for name, value in self.view.active():
+            active.setdefault(name, []).append(value)
+        return active
 
 
-@router.get("/", name="machines", responses=twin(MachineListJSON, "one page of machines"))
+@router.get(
+    urls.MACHINES, name="machines", responses=twin(MachineListPage, "one page of machines")
+)
 async def machine_list(
     request: Request,
-    snap: PageSnapshot,
+    reader: PageReader,
     schema: CurrentSchema,
+    poll: Annotated[Poll, Depends(list_poll)],
     provider: Text = None,
     status: Text = None,
     location: Text = None,
@@ -70,11 +119,8 @@ async def machine_list(
         str | None, Query(max_length=200, description="machine/provider ID prefix")
     ] = None,
     after: Annotated[UUID | None, Query(description="keyset: machine IDs after this one")] = None,
-    limit: Annotated[int, Query(ge=1, le=5000, description="page size")] = 100,
-    live: bool = True,
-    every: Annotated[int, Query(ge=1, le=300, description="poll interval, seconds")] = 5,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
-    started = time.perf_counter()
     filters = MachineFilters(
         provider=provider,
         status=status,
@@ -92,69 +138,53 @@ async def machine_list(
         where = build_where(filters, schema)
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
-    page = await repository.machine_page(snap, where, after=after, limit=limit + 1)
-    has_next = len(page) > limit
-    page = page[:limit]
+    fragment, as_json = is_htmx(request), json_requested(request)
+    counts: CountCache = request.app.state.count_cache
+    count_key = (schema.version, schema.layout_key, where.sql, *where.params)
+    facets = None
+    if not fragment:  # facets (with the total) in a statement of their own, when due
+        facets_doc, counted_at = await counts.get(
+            ("facets", count_key), lambda: bmdb.facets(reader, schema, where)
+        )
+        facets = facets_from(facets_doc, schema)
+        counts.store(("total", count_key), facets_doc["total"])
+    kept_total = counts.fresh(("total", count_key))
     # HTML rows show a summary of each tag; the JSON twin carries every field.
-    fetched = await repository.fill_details(snap, schema, page, summary=not wants_json(request))
-    fragment = is_htmx(request)
-    # Totals and facets scan the filtered fleet: cached briefly per filter, so polls and
-    # other watchers of the same view cost in proportion to the page, not the fleet.
-    cache: CountCache = request.app.state.count_cache
-    key = (schema.version, tuple(t.table for t in schema.tag_types), where.sql, *where.params)
-    total, counted_at = await cache.get(
-        ("total", key), lambda: repository.count_machines(snap, where)
+    layout = bmdb.list_layout(
+        schema, None if as_json else {t.table: summary_fields(t) for t in schema.tag_types}
     )
-    facets = facets_html = None
-    if not fragment:
-        facets, counted_at = await cache.get(
-            ("facets", key), lambda: repository.facets(snap, schema, where)
-        )
-        facet_context = {
-            "filters": filters,
-            "limit": limit,
-            "facets": facets,
-            "total": total,
-            "counted_at": counted_at,
-            "count_ttl": cache.ttl,
-        }
-        # Hundreds of links built from cached counts: rendered once per counting.
-        facets_html = cached_partial(
-            (filters, limit, total, counted_at, cache.ttl),
-            "partials/machine_facets.html",
-            facet_context,
-        )
-    context = {
-        "filters": filters,
-        "machines": page,
-        "fetched": fetched,  # what the table shows, as a key (web.machine_table)
-        "total": total,
-        "limit": limit,
-        "after": after,
-        "next_after": page[-1].machine_id if has_next else None,
-        "live": live,
-        "every": every,
-        "poll_choices": POLL_CHOICES,
-        "facets": facets,
-        "facets_html": facets_html,
-        "counted_at": counted_at,
-        "count_ttl": cache.ttl,
-        "server_ms": f"{(time.perf_counter() - started) * 1000:.1f}",
-    }
+    total_view = kept_total[0] if kept_total is not None else None
+    tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, total_view)
+    doc = await bmdb.machine_list(
+        reader,
+        layout,
+        where,
+        after=after,
+        limit=limit + 1,
+        with_total=kept_total is None,
+        known_ptag=tag.known if kept_total is not None else None,
+    )
+    if doc.machines is None:  # unchanged: the browser keeps what it shows
+        return Response(status_code=304, headers={"HX-PTag": tag.of(doc.ptag)})
+    if kept_total is None:
+        kept_total = counts.store(("total", count_key), doc.total)
+        tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, doc.total)
+    total, counted_at = kept_total
+    rows = doc.machines[: limit + 1]
+    machines = [machine_from(document, layout, key) for key, document in rows[:limit]]
+    page = MachineListPage(
+        machines=machines,
+        total=total,
+        limit=limit,
+        after=after,
+        next_after=machines[-1].machine_id if len(rows) > limit else None,
+        view=filters,
+        facets=facets,
+        counted_at=counted_at,
+    )
     template = "partials/machine_table.html" if fragment else "templates/machines.html"
-
-    def data() -> MachineListJSON:
-        active: dict[str, list[str]] = {}
-        for name, value in filters.active():
-            active.setdefault(name, []).append(value)
-        return MachineListJSON(
-            machines=[machine_json(m, schema) for m in page],
-            total=total,
-            limit=limit,
-            after=after,
-            next_after=context["next_after"],
-            filters=active,
-            facets=asdict(context["facets"]) if context["facets"] else None,
-        )
-
-    return render(request, template, context, snap=snap, data=data)
+    ptag = tag.of(doc.ptag)
+    return respond(
+        request, template, page, reader=reader, headers={"HX-PTag": ptag},
+        poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES,
+    )  # fmt: skip

@@ -10,93 +10,86 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
 
-from app.bmdb import overview as repository
+from app.bmdb import overview as bmdb
+from app.bmdb import tables
 from app.bmdb.counts import CountCache
 from app.bmdb.filters import (
-    HEARTBEAT,
     HEARTBEAT_WINDOW,
     NULL_STATUS,
-    MachineFilters,
 )
 from app.bmdb.reflection import Schema
-from app.pages.json_models import QueryJSON, twin
+from app.pages.common import Poll
+from app.pages.json_models import twin
+from app.pages.models import Model, PageModel
+from app.render import urls
 from app.render.formatting import duration
-from app.render.templating import CurrentSchema, PageSnapshot, is_htmx, render
+from app.render.templating import CurrentSchema, PageReader, is_htmx, respond
 
 router = APIRouter()
 
-POLL_SECONDS = 10
 
 
-class StatJSON(BaseModel):
+class Stat(Model):
     label: str
     count: int
     url: str  # the list of exactly these machines (or sessions)
 
 
-class ProviderStatusJSON(BaseModel):
+class ProviderStatus(Model):
     provider: str
     status: str  # "NULL" for provider_status IS NULL, as the list's status filter names it
     count: int
     url: str
 
 
-class AgentsJSON(BaseModel):
-    started: StatJSON | None  # None when there is no AgentStarted tag
-    heartbeat_recent: StatJSON
-    heartbeat_stale: StatJSON
-    never_heartbeated: StatJSON | None
+class Agents(Model):
+    started: Stat | None  # None when there is no AgentStarted tag
+    heartbeat_recent: Stat
+    heartbeat_stale: Stat
+    never_heartbeated: Stat | None
     heartbeat_window_seconds: int
 
 
-class InstallationJSON(BaseModel):
-    pending: StatJSON
-    complete: StatJSON | None  # None when reports have no os_installation_result
-    failed: StatJSON | None
+class Installation(Model):
+    pending: Stat
+    complete: Stat | None  # None when reports have no os_installation_result
+    failed: Stat | None
 
 
-class ComponentSessionsJSON(BaseModel):
+class ComponentSessions(Model):
     component: str
-    alive: StatJSON
-    expired: StatJSON
+    alive: Stat
+    expired: Stat
 
 
-class OverviewJSON(BaseModel):
+class OverviewPage(PageModel):
     computed_at: datetime  # the snapshot's now(): when every count was true
     exact: bool = True  # count(*), not estimates
-    machines: StatJSON
-    tags: list[StatJSON]  # machines per tag type
-    providers: list[StatJSON] | None  # None when there is no machine_provided table
-    statuses: list[StatJSON] | None
-    provider_statuses: list[ProviderStatusJSON] | None
-    agents: AgentsJSON | None  # None when there is no heartbeat table
-    installation: InstallationJSON | None  # None without request/report tables
-    work: list[StatJSON]  # machines with work, per process
-    stale_work: StatJSON  # machines with work held by an expired session
-    active_backoffs: list[StatJSON]  # per process
-    sessions: list[ComponentSessionsJSON]
-    queries: list[QueryJSON] = []
+    machines: Stat
+    tags: list[Stat]  # machines per tag type
+    providers: list[Stat] | None  # None when there is no machine_provided table
+    statuses: list[Stat] | None
+    provider_statuses: list[ProviderStatus] | None
+    agents: Agents | None  # None when there is no heartbeat table
+    installation: Installation | None  # None without request/report tables
+    work: list[Stat]  # machines with work, per process
+    stale_work: Stat  # machines with work held by an expired session
+    active_backoffs: list[Stat]  # per process
+    sessions: list[ComponentSessions]
 
 
-def machines_url(**filters: object) -> str:
-    query = MachineFilters(**filters).query()  # type: ignore[arg-type]
-    return f"/?{query}" if query else "/"
+def _stat(label: str, count: int, **filters: object) -> Stat:
+    return Stat(label=label, count=count, url=urls.machines(**filters))
 
 
-def sessions_url(component: str, state: str) -> str:
-    return "/sessions?" + urlencode({"component": component, "state": state})
+def _sessions_stat(state: str, component: str, count: int) -> Stat:
+    return Stat(label=state, count=count, url=urls.sessions(component=component, state=state))
 
 
-def _stat(label: str, count: int, **filters: object) -> StatJSON:
-    return StatJSON(label=label, count=count, url=machines_url(**filters))
-
-
-def build_overview(counts: repository.FleetCounts, schema: Schema) -> OverviewJSON:
+def build_overview(counts: bmdb.FleetCounts, schema: Schema) -> OverviewPage:
     providers: dict[str, int] = {}
     statuses: dict[str, int] = {}
     for p in counts.provided or ():
@@ -111,10 +104,10 @@ def build_overview(counts: repository.FleetCounts, schema: Schema) -> OverviewJS
     if counts.agents is not None:
         a = counts.agents
         window = duration(HEARTBEAT_WINDOW.total_seconds())
-        started_tag = schema.tag(repository.AGENT_STARTED)
-        heartbeat_tag = schema.tag(HEARTBEAT)
+        started_tag = schema.tag(tables.AGENT_STARTED)
+        heartbeat_tag = schema.tag(tables.HEARTBEAT)
         assert heartbeat_tag is not None  # agents are only counted when it exists
-        agents = AgentsJSON(
+        agents = Agents(
             started=_stat("agent started", a.started, has=(started_tag.name,))
             if started_tag
             else None,
@@ -137,7 +130,7 @@ def build_overview(counts: repository.FleetCounts, schema: Schema) -> OverviewJS
 
     installation = None
     if (i := counts.installation) is not None:
-        installation = InstallationJSON(
+        installation = Installation(
             pending=_stat("pending", i.pending, installation="pending"),
             complete=None
             if i.complete is None
@@ -148,18 +141,18 @@ def build_overview(counts: repository.FleetCounts, schema: Schema) -> OverviewJS
         )
 
     provided = counts.provided is not None
-    return OverviewJSON(
+    return OverviewPage(
         computed_at=counts.computed_at,
         machines=_stat("machines", counts.machines),
         tags=[_stat(name, n, has=(name,)) for name, n in counts.tags.items()],
         providers=[_stat(p, n, provider=p) for p, n in by_count(providers)] if provided else None,
         statuses=[_stat(s, n, status=s) for s, n in by_count(statuses)] if provided else None,
         provider_statuses=[
-            ProviderStatusJSON(
+            ProviderStatus(
                 provider=p.provider,
                 status=p.status or NULL_STATUS,
                 count=p.machines,
-                url=machines_url(provider=p.provider, status=p.status or NULL_STATUS),
+                url=urls.machines(provider=p.provider, status=p.status or NULL_STATUS),
             )
             for p in counts.provided
         ]
@@ -173,14 +166,10 @@ def build_overview(counts: repository.FleetCounts, schema: Schema) -> OverviewJS
             _stat(process, n, backoff=process) for process, n in counts.backoffs.items()
         ],
         sessions=[
-            ComponentSessionsJSON(
+            ComponentSessions(
                 component=c.component,
-                alive=StatJSON(
-                    label="alive", count=c.alive, url=sessions_url(c.component, "alive")
-                ),
-                expired=StatJSON(
-                    label="expired", count=c.expired, url=sessions_url(c.component, "expired")
-                ),
+                alive=_sessions_stat("alive", c.component, c.alive),
+                expired=_sessions_stat("expired", c.component, c.expired),
             )
             for c in counts.sessions
         ],
@@ -188,13 +177,13 @@ def build_overview(counts: repository.FleetCounts, schema: Schema) -> OverviewJS
 
 
 @router.get(
-    "/overview",
+    urls.OVERVIEW,
     name="overview",
-    responses=twin(OverviewJSON, "fleet counts, each with the URL listing what it counts"),
+    responses=twin(OverviewPage, "fleet counts, each with the URL listing what it counts"),
 )
 async def overview_page(
     request: Request,
-    snap: PageSnapshot,
+    reader: PageReader,
     schema: CurrentSchema,
     live: Annotated[bool, Query(description="poll every 10 s; live=0 pauses")] = True,
 ):
@@ -203,9 +192,9 @@ async def overview_page(
     cache: CountCache = request.app.state.count_cache
     counts, _ = await cache.get(
         ("overview", schema.layout_key, schema.version),
-        lambda: repository.fleet_counts(snap, schema),
+        lambda: bmdb.fleet_counts(reader, schema),
     )
     overview = build_overview(counts, schema)
-    context = {"o": overview, "live": live, "every": POLL_SECONDS, "count_ttl": cache.ttl}
+    poll = Poll(live, urls.OVERVIEW_EVERY, (urls.OVERVIEW_EVERY,))
     template = "partials/overview_live.html" if is_htmx(request) else "templates/overview.html"
-    return render(request, template, context, snap=snap, data=lambda: overview)
+    return respond(request, template, overview, reader=reader, poll=poll, count_ttl=cache.ttl)

@@ -14,12 +14,12 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
 from app.bmdb.connection import DB_UNAVAILABLE
-from app.bmdb.filters import MachineFilters
 from app.bmdb.reflection import Field, Schema, TagType
 from app.bmdb.schema_cache import SchemaCache
-from app.http.security import cross_origin_reason
-from app.pages.json_models import ErrorJSON, twin
-from app.render.templating import render
+from app.http.errors import ErrorPage
+from app.pages.json_models import twin
+from app.render import urls
+from app.render.templating import respond
 
 router = APIRouter()
 
@@ -68,7 +68,7 @@ def field_json(f: Field) -> FieldJSON:
 
 
 def machines_with(tag: TagType) -> str:
-    return "/?" + MachineFilters(has=(tag.name,)).query()
+    return urls.machines(has=[tag.name])
 
 
 def schema_json(cache: SchemaCache, refresh_error: str | None = None) -> SchemaJSON:
@@ -104,17 +104,17 @@ def _schema_page(request: Request, *, refresh_error: str | None = None, status_c
         "refresh_error": refresh_error,
         "machines_with": machines_with,
     }
-    return render(
+    return respond(
         request,
         "templates/schema.html",
-        context,
+        schema_json(cache, refresh_error),
         status_code=status_code,
-        data=lambda: schema_json(cache, refresh_error),
+        **context,
     )
 
 
 @router.get(
-    "/schema",
+    urls.SCHEMA,
     name="schema",
     responses=twin(SchemaJSON, "the reflected schema: tag types, fields, version, refresh"),
 )
@@ -124,29 +124,21 @@ async def schema_page(request: Request):
 
 
 @router.post(
-    "/schema/refresh",
+    urls.SCHEMA_REFRESH,
     name="schema_refresh",
     status_code=303,
     responses={
         303: {"description": "refreshed: see /schema"},
-        403: {"model": ErrorJSON, "description": "cross-origin request refused"},
+        403: {"model": ErrorPage, "description": "cross-origin request refused"},
         503: {"model": SchemaJSON, "description": "the BMDB could not be read"},
     },
 )
 async def schema_refresh(request: Request):
     """Re-reflect the schema now (reads only), then back to /schema (POST-redirect-GET)."""
-    if reason := cross_origin_reason(request):
-        detail = f"Schema refresh refused: {reason}. Use the button on /schema."
-        return render(
-            request,
-            "templates/error.html",
-            {"status": 403, "title": "Cross-origin request refused", "detail": detail},
-            status_code=403,
-            data=lambda: ErrorJSON(status=403, error="Cross-origin request refused", detail=detail),
-        )
+    # Cross-origin POSTs never get here: app/http/security.py refuses them for every route.
     cache: SchemaCache = request.app.state.schema_cache
     try:
         await cache.refresh()
     except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
         return _schema_page(request, refresh_error=f"{type(exc).__name__}: {exc}", status_code=503)
-    return RedirectResponse("/schema", status_code=303)
+    return RedirectResponse(urls.schema(), status_code=303)

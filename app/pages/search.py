@@ -1,28 +1,29 @@
 """Search (/search?q=): hot links from whatever ID an operator pasted from chat or an alert.
 
 One match -> 303 to it; several -> the list, grouped by kind; none -> 404 "nothing found".
-Also `resolve_machine_prefix` + `render_matches` for /machine/<prefix> (machine_detail).
+Also /machine/<prefix> (`machine_prefix`, which pages/machine.py hands such IDs to).
 
-Data: app.bmdb.search.
+Data: app/bmdb/search.py, one statement for every kind of thing the text can name.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Annotated, Literal
-from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel
+from pydantic import Field, computed_field
 
-from app.bmdb import search as repository
-from app.bmdb.connection import Snapshot
+from app.bmdb import search as bmdb
+from app.bmdb.connection import Reader
 from app.bmdb.reflection import Schema
-from app.pages.json_models import QueryJSON, twin
-from app.render.templating import CurrentSchema, PageSnapshot, current_schema, render, wants_json
+from app.bmdb.search import SearchKinds
+from app.pages.json_models import twin
+from app.pages.models import Model, PageModel
+from app.render import urls
+from app.render.templating import CurrentSchema, PageReader, json_requested, respond
 
 router = APIRouter()
 
@@ -51,22 +52,21 @@ HELP = (
 )
 
 
-@dataclass(frozen=True)
-class Match:
-    kind: str
+class Match(Model):
+    kind: Kind
     id: UUID  # the machine's or the session's
     label: str  # what the row is (provider identity, session component)
     matched: str  # the value that matched the query
     exact: bool  # the whole value matched, not a prefix
 
+    @computed_field
     @property
     def url(self) -> str:
-        return f"/{'session' if self.kind == 'session' else 'machine'}/{self.id}"
+        return urls.session(self.id) if self.kind == "session" else urls.machine(self.id)
 
 
-@dataclass
-class Group:
-    kind: str
+class Group(Model):
+    kind: Kind
     matches: list[Match]
     more: bool  # more than LIMIT matched; only the first LIMIT are listed
     more_url: str | None = None  # a page that lists them all, when there is one
@@ -76,63 +76,36 @@ class Group:
         return KIND_TITLES[self.kind]
 
 
-@dataclass
-class SearchResult:
+class SearchPage(PageModel):
     q: str
-    groups: list[Group] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # why some kinds were not searched
+    groups: list[Group] = Field(default=[], exclude=True)
+    notes: list[str] = []  # why some kinds were not searched
+    limit: int = LIMIT
+    searched: bool = Field(default=True, exclude=True)  # False: the empty search form
 
+    @computed_field
     @property
     def matches(self) -> list[Match]:
+        """Grouped by kind, in the order of the groups."""
         return [m for g in self.groups for m in g.matches]
 
+    @computed_field
     @property
-    def target(self) -> str | None:
-        """Where to send the browser: the one thing that matched, or the one exact match.
+    def truncated(self) -> list[Kind]:
+        """Kinds with more than `limit` matches (only `limit` listed)."""
+        return [g.kind for g in self.groups if g.more]
 
-        Exact matches win over prefix matches, so a pasted full provider ID opens its
-        machine even when longer provider IDs start with it.
-        """
-        urls = {m.url for m in self.matches}  # a truncated kind alone lists LIMIT of them
-        if len(urls) == 1:
-            return urls.pop()
+    @computed_field
+    @property
+    def redirect(self) -> str | None:
+        """Where a browser is sent (303): the one thing that matched, or the one exact
+        match. Exact matches win over prefix matches, so a pasted full provider ID opens
+        its machine even when longer provider IDs start with it. JSON never redirects."""
+        targets = {m.url for m in self.matches}  # a truncated kind alone lists LIMIT of them
+        if len(targets) == 1:
+            return targets.pop()
         exact = {m.url for m in self.matches if m.exact}
         return exact.pop() if len(exact) == 1 else None
-
-
-class SearchMatchJSON(BaseModel):
-    kind: Kind
-    id: UUID
-    url: str
-    label: str
-    matched: str
-    exact: bool
-
-
-class SearchJSON(BaseModel):
-    q: str
-    redirect: str | None  # where the HTML page redirects a browser (303); JSON never redirects
-    matches: list[SearchMatchJSON]  # grouped by kind, in the order of `kinds`
-    truncated: list[Kind]  # kinds with more than `limit` matches (only `limit` listed)
-    limit: int
-    notes: list[str]
-    queries: list[QueryJSON] = []
-
-
-def search_json(result: SearchResult) -> SearchJSON:
-    return SearchJSON(
-        q=result.q,
-        redirect=result.target,
-        matches=[
-            SearchMatchJSON(
-                kind=m.kind, id=m.id, url=m.url, label=m.label, matched=m.matched, exact=m.exact
-            )
-            for m in result.matches
-        ],
-        truncated=[g.kind for g in result.groups if g.more],
-        limit=LIMIT,
-        notes=result.notes,
-    )
 
 
 def normalize(q: str) -> str:
@@ -147,127 +120,123 @@ def hex_digits(text: str) -> int:
     return digits if digits <= 32 and len(text) <= 36 else 0
 
 
-def is_id_prefix(text: str) -> bool:
-    return hex_digits(text) >= MIN_HEX_DIGITS
-
-
-def list_url(q: str) -> str:
-    """The machine list filtered by machine ID or provider ID prefix: all of a long list."""
-    return "/?" + urlencode({"q": q})
-
-
-def provider_label(p: repository.Provided | None) -> str:
-    if p is None:
+def provider_label(provided: list | None) -> str:
+    """[provider, provider_id, reservation, ip] as a search result describes a machine."""
+    if provided is None:
         return "not provided"
-    parts = [f"{p.provider} {p.provider_id}"]
-    if p.reservation_id:
-        parts.append(f"reservation {p.reservation_id}")
-    if p.ip_address:
-        parts.append(f"IP {p.ip_address}")
+    provider, provider_id, reservation, ip = provided
+    parts = [f"{provider} {provider_id}"]
+    if reservation:
+        parts.append(f"reservation {reservation}")
+    if ip:
+        parts.append(f"IP {ip}")
     return " · ".join(parts)
 
 
-def _group(kind: str, matches: list[Match], more_url: str | None = None) -> Group | None:
+def _group(kind: Kind, matches: list[Match], more_url: str | None = None) -> Group | None:
     if not matches:
         return None
     more = len(matches) > LIMIT
-    return Group(kind, matches[:LIMIT], more, more_url if more else None)
+    return Group(kind=kind, matches=matches[:LIMIT], more=more, more_url=more_url if more else None)
 
 
-async def machine_id_group(
-    snap: Snapshot, schema: Schema, text: str, ids: list[UUID]
-) -> Group | None:
-    provided = await repository.provided_for(snap, schema, ids[:LIMIT])
-    exact = hex_digits(text) == 32
-    matches = [Match("machine", i, provider_label(provided.get(i)), str(i), exact) for i in ids]
-    return _group("machine", matches, None if exact else list_url(text))
-
-
-async def search(snap: Snapshot, schema: Schema, q: str) -> SearchResult:
-    """Every kind of thing `q` can name, each kind bounded to LIMIT (+1 to tell "more")."""
-    result = SearchResult(q)
-    groups: list[Group | None] = []
-    digits = hex_digits(q)
-    if digits >= MIN_HEX_DIGITS:
-        ids = await repository.machines_by_id_prefix(snap, q, LIMIT + 1)
-        groups.append(await machine_id_group(snap, schema, q, ids))
-        sessions = await repository.sessions_by_id_prefix(snap, q, LIMIT + 1)
-        groups.append(
+def _groups(doc: dict, q: str) -> list[Group]:
+    """The search document as groups of matches, in the order kinds are listed."""
+    exact_id = hex_digits(q) == 32
+    all_of_prefix = urls.machines(q=q)  # the list filtered by the prefix: all of them
+    groups = [
+        _group(
+            "machine",
+            [Match(kind="machine", id=i, label=provider_label(p), matched=i, exact=exact_id)
+             for i, p in doc.get("machine", ())],  # fmt: skip
+            None if exact_id else all_of_prefix,
+        ),
+        _group(
+            "session",
+            [
+                Match(
+                    kind="session",
+                    id=i,
+                    label=f"{component or '?'} · {'alive' if alive else 'expired'}",
+                    matched=i,
+                    exact=exact_id,
+                )
+                for i, component, alive in doc.get("session", ())
+            ],
+        ),
+        _group(
+            "provider_id",
+            [Match(kind="provider_id", id=i, label=provider_label(p), matched=p[1],
+                   exact=p[1] == q) for i, p in doc.get("provider_id", ())],  # fmt: skip
+            all_of_prefix,
+        ),
+        *(
             _group(
-                "session",
-                [
-                    Match(
-                        "session",
-                        s.session_id,
-                        f"{s.component or '?'} · {'alive' if s.alive else 'expired'}",
-                        str(s.session_id),
-                        digits == 32,
-                    )
-                    for s in sessions
-                ],
+                kind,
+                [Match(kind=kind, id=i, label=provider_label(p), matched=q, exact=True)
+                 for i, p in doc.get(kind, ())],  # fmt: skip
             )
+            for kind in ("reservation_id", "ip")
+        ),
+    ]
+    return [g for g in groups if g is not None]
+
+
+def _notes(schema: Schema, q: str) -> list[str]:
+    notes = []
+    if 0 < hex_digits(q) < MIN_HEX_DIGITS:
+        notes.append(f"Machine and session ID prefixes need at least {MIN_HEX_DIGITS} hex digits.")
+    if bmdb.provided_tag(schema) is None:
+        notes.append("This BMDB has no machine_provided table: no provider IDs or IPs.")
+        return notes
+    if len(q) < MIN_PROVIDER_PREFIX:
+        notes.append(
+            f"Provider ID prefixes need at least {MIN_PROVIDER_PREFIX} characters;"
+            " only exact provider IDs were looked up."
         )
-    elif digits:
-        result.notes.append(
-            f"Machine and session ID prefixes need at least {MIN_HEX_DIGITS} hex digits."
-        )
-    if repository.provided_tag(schema) is None:
-        result.notes.append("This BMDB has no machine_provided table: no provider IDs or IPs.")
-    else:
-        prefix = len(q) >= MIN_PROVIDER_PREFIX
-        if not prefix:
-            result.notes.append(
-                f"Provider ID prefixes need at least {MIN_PROVIDER_PREFIX} characters;"
-                " only exact provider IDs were looked up."
-            )
-        hits = await repository.machines_by_provider_id(
-            snap, schema, q, prefix=prefix, limit=LIMIT + 1
-        )
-        matches = [
-            Match("provider_id", p.machine_id, provider_label(p), p.provider_id, p.provider_id == q)
-            for p in hits
-        ]
-        groups.append(_group("provider_id", matches, list_url(q)))
-        for kind, column in (
-            ("reservation_id", repository.RESERVATION),
-            ("ip", repository.IP_ADDRESS),
+    for column in (bmdb.RESERVATION, bmdb.IP_ADDRESS):
+        if not bmdb.has_provided_column(schema, column) and (
+            column != bmdb.IP_ADDRESS or _can_be_ip(q)
         ):
-            if kind == "ip" and not (_IP_LIKE.match(q) and ("." in q or ":" in q)):
-                continue  # an unindexed column: only scanned for what can be an address
-            if not repository.has_provided_column(schema, column):
-                result.notes.append(f"This BMDB's machine_provided has no {column} column.")
-                continue
-            hits = await repository.machines_by_provided_value(snap, schema, column, q, LIMIT + 1)
-            matches = [Match(kind, p.machine_id, provider_label(p), q, True) for p in hits]
-            groups.append(_group(kind, matches))
-    result.groups = [g for g in groups if g is not None]
-    return result
+            notes.append(f"This BMDB's machine_provided has no {column} column.")
+    return notes
 
 
-def _render(request: Request, snap: Snapshot, result: SearchResult | None, q: str) -> Response:
-    status = 404 if result is not None and not result.matches else 200
-    return render(
-        request,
-        "templates/search.html",
-        {"q": q, "result": result, "help": HELP, "limit": LIMIT},
-        snap=snap,
-        status_code=status,
-        data=lambda: search_json(result or SearchResult(q)),
+def _can_be_ip(q: str) -> bool:
+    return bool(_IP_LIKE.match(q)) and ("." in q or ":" in q)
+
+
+async def search(reader: Reader, schema: Schema, q: str) -> SearchPage:
+    """Every kind of thing `q` can name, each kind bounded to LIMIT (+1 to tell "more")."""
+    kinds = SearchKinds(
+        id_prefix=hex_digits(q) >= MIN_HEX_DIGITS,
+        provider_prefix=len(q) >= MIN_PROVIDER_PREFIX,
+        ip=_can_be_ip(q),
     )
+    doc = await bmdb.search(reader, schema, q, kinds, LIMIT + 1)
+    return SearchPage(q=q, groups=_groups(doc, q), notes=_notes(schema, q))
+
+
+def _respond(request: Request, reader: Reader, page: SearchPage) -> Response:
+    status = 404 if page.searched and not page.matches else 200
+    return respond(
+        request, "templates/search.html", page, reader=reader, status_code=status, help=HELP,
+        q=page.q,
+    )  # fmt: skip
 
 
 @router.get(
-    "/search",
+    urls.SEARCH,
     name="search",
     responses={
-        **twin(SearchJSON, "matches for a pasted ID, grouped by kind"),
+        **twin(SearchPage, "matches for a pasted ID, grouped by kind"),
         303: {"description": "exactly one match (HTML only): redirect to it"},
-        404: {"model": SearchJSON, "description": "nothing matched"},
+        404: {"model": SearchPage, "description": "nothing matched"},
     },
 )
 async def search_page(
     request: Request,
-    snap: PageSnapshot,
+    reader: PageReader,
     schema: CurrentSchema,
     q: Annotated[
         str,
@@ -281,47 +250,32 @@ async def search_page(
     """Browsers are redirected to a unique match; `?format=json` always answers the list."""
     text = normalize(q)
     if not text:
-        return _render(request, snap, None, "")
+        return _respond(request, reader, SearchPage(q="", searched=False))
     if _CONTROL.search(text):
         raise HTTPException(400, "The search text contains control characters; no ID does.")
-    result = await search(snap, schema, text)
-    target = result.target
-    if target is not None and not wants_json(request):
-        return RedirectResponse(target, status_code=303)
-    return _render(request, snap, result, text)
+    page = await search(reader, schema, text)
+    if page.redirect is not None and not json_requested(request):
+        return RedirectResponse(page.redirect, status_code=303)
+    return _respond(request, reader, page)
 
 
-async def resolve_machine_prefix(snap: Snapshot, text: str) -> UUID | list[UUID] | None:
-    """The machine(s) whose ID starts with `text`, for /machine/<prefix>.
-
-    One machine -> its ID; several -> up to LIMIT + 1 IDs (render_matches says "more");
-    none -> None. Raises HTTPException(400) when `text` is not a hex prefix of at least
-    MIN_HEX_DIGITS digits.
-    """
+async def machine_prefix(request: Request, reader: Reader, schema: Schema, text: str) -> Response:
+    """/machine/<prefix>: one machine -> 303 to its canonical URL (query kept); several ->
+    the search page listing them (LIMIT shown, "more" beyond); none -> 404. A 400 when
+    `text` is not a hex prefix of at least MIN_HEX_DIGITS digits."""
     prefix = normalize(text)
-    if not is_id_prefix(prefix):
+    if hex_digits(prefix) < MIN_HEX_DIGITS:
         raise HTTPException(
             400,
             f"{text[:100]!r} is neither a machine ID nor a machine ID prefix: a prefix has at "
             f"least {MIN_HEX_DIGITS} hex digits, such as 3f2504e0. Use the search box for "
             "provider IDs and IP addresses.",
         )
-    ids = await repository.machines_by_id_prefix(snap, prefix, LIMIT + 1)
-    if not ids:
-        return None
-    return ids[0] if len(ids) == 1 else ids
-
-
-async def render_matches(
-    request: Request, snap: Snapshot, q: str, matches: UUID | list[UUID] | None
-) -> Response:
-    """The search page listing the machines `matches` (resolve_machine_prefix's answer)
-    for the prefix `q`: 200 with the list (LIMIT shown, "more" beyond), 404 when none.
-    """
-    prefix = normalize(q)[:MAX_QUERY]
-    ids = [matches] if isinstance(matches, UUID) else list(matches or [])
-    result = SearchResult(prefix)
-    group = await machine_id_group(snap, await current_schema(request), prefix, ids)
-    if group is not None:
-        result.groups.append(group)
-    return _render(request, snap, result, prefix)
+    kinds = SearchKinds(id_prefix=True, provider_prefix=False, ip=False, machines_only=True)
+    doc = await bmdb.search(reader, schema, prefix, kinds, LIMIT + 1)
+    page = SearchPage(q=prefix[:MAX_QUERY], groups=_groups(doc, prefix))
+    if len(page.matches) == 1:
+        target = page.matches[0].url
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"{target}{query}", status_code=303)
+    return _respond(request, reader, page)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from app.bmdb.columns import PgSpecial
 
-def utc(ts: datetime | None) -> str:
+
+def utc(ts: datetime | PgSpecial | None) -> str:
     if ts is None:
         return ""
+    if isinstance(ts, PgSpecial):  # 'infinity' and the like: as stored
+        return ts.text
     if ts.tzinfo is None:  # `timestamp without time zone`: shown as stored
         return ts.strftime("%Y-%m-%d %H:%M:%S")
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")

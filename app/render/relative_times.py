@@ -23,7 +23,7 @@ _END = "\x1f"
 def later(ts: datetime | None) -> Markup:
     """A marker for `relative(ts)` at render time ('' for NULL). It holds the instant as
     seconds since the epoch: filling a page's hundreds of markers is then arithmetic."""
-    if ts is None:
+    if not isinstance(ts, datetime):  # NULL, or 'infinity' (app.bmdb.columns.PgSpecial)
         return Markup("")
     if ts.tzinfo is None:  # `timestamp without time zone`: read as UTC, as relative() does
         ts = ts.replace(tzinfo=UTC)

@@ -6,10 +6,11 @@ Bars: work (Started -> Finished/Failed/Canceled, or still running), backoffs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from app.bmdb.machines import Backoff, HistoryEvent, WorkItem
 from app.render.formatting import utc
 
 WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
@@ -41,12 +42,22 @@ class Timeline:
         return AXIS_HEIGHT + LANE_HEIGHT * max(len(self.lanes), 1) + 4
 
 
+def _placeable(ts: Any) -> bool:
+    """A time the axis can hold: not NULL, not 'infinity' (app.bmdb.columns.PgSpecial)."""
+    return isinstance(ts, datetime) and ts.tzinfo is not None
+
+
 def build_timeline(
-    events: list[HistoryEvent], work: list[WorkItem], backoffs: list[Backoff], now: datetime
+    events: Sequence[Any], work: Sequence[Any], backoffs: Sequence[Any], now: datetime
 ) -> Timeline | None:
-    """None when there is nothing to draw."""
+    """None when there is nothing to draw. `events`, `work`, `backoffs`: the page models
+    of app/pages/models.py (HistoryEvent, Work, Backoff); times a datetime cannot hold
+    ('infinity') are left out."""
+    events = [e for e in events if _placeable(e.timestamp)]
     backoff_spans = [
-        (b.until - timedelta(seconds=b.last_interval_seconds or 0), b.until, b) for b in backoffs
+        (b.started, b.until, b)
+        for b in backoffs
+        if _placeable(b.until) and _placeable(b.started)
     ]
     times = [e.timestamp for e in events] + [s for s, _, _ in backoff_spans]
     if not times:
@@ -98,7 +109,7 @@ def build_timeline(
         item = running.get(process)
         if item is None:
             bar(began, now, process, "open", f"{process} started {utc(began)}, no end recorded")
-        elif item.stale and item.session_deadline is not None:
+        elif item.stale and _placeable(item.session_deadline):
             # Nobody has worked on it since its session expired: the bar ends there.
             title = f"{process} started {utc(began)}, STALE: session expired"
             bar(

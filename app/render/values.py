@@ -1,8 +1,9 @@
 """Render one tag field's value by its type: HTML for the pages, JSON-ready for APIs.
 
-Values arrive as asyncpg decodes them (datetime, Decimal, UUID, bytes, ipaddress,
-timedelta, list for arrays, str for json/jsonb), or as their `::text` form when
-reflection says asyncpg has no codec (`Field.read_as_text`: unknown types, enum arrays).
+Values arrive as app/bmdb/columns.py decodes them from a page's document (datetime,
+Decimal, UUID, ipaddress, timedelta, list for arrays, str for text, json/jsonb and any
+type without a better form, `Blob` for bytea, `PgSpecial` for what Python cannot hold
+such as 'infinity'); plain `bytes` render too.
 
 Everything that comes from the database goes through `Markup.format` or `escape`:
 no raw value is ever concatenated into HTML.
@@ -21,6 +22,7 @@ from uuid import UUID
 
 from markupsafe import Markup
 
+from app.bmdb.columns import Blob, PgSpecial
 from app.bmdb.reflection import Field
 from app.render.formatting import duration, relative, utc
 from app.render.fragment_cache import FragmentCache
@@ -45,7 +47,7 @@ TEXT_MAX_LINES = 20  # ...or lines
 JSON_CUT = 2000
 JSON_MAX_LINES = 40
 HEX_CUT = 64  # bytes shown as hex before folding
-HEX_FULL_MAX = 256 * 1024  # bytes of hex put in the page at most, even folded
+HEX_FULL_MAX = 4 * 1024  # bytes of hex put in the page at most, even folded (then: download)
 PB_MAX_FIELDS = 5000  # decoded fields rendered at most (bigger blobs show as hex)
 
 _IP_TYPES = (
@@ -66,10 +68,19 @@ schemaless_values: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1
 # --- HTML ---------------------------------------------------------------------------
 
 
-def render_value(field: Field | None, value: object, *, now: datetime) -> Markup:
-    """HTML for one field value. `field` may be None (type is then read off the value)."""
+def render_value(
+    field: Field | None, value: object, *, now: datetime, download: str | None = None
+) -> Markup:
+    """HTML for one field value. `field` may be None (type is then read off the value).
+
+    `download`: the URL of the whole value, linked from blobs.
+    """
     if value is None:
         return NULL
+    if isinstance(value, PgSpecial):
+        return special(value)
+    if isinstance(value, Blob):
+        return _blob(field, value, download)
     if field is not None and field.is_enum and isinstance(value, str):
         return _enum_array_text(field, value) if field.is_array else _enum(field, value)
     if isinstance(value, list | tuple):
@@ -247,9 +258,32 @@ def _json_text(text: str) -> Markup:
     return rendered
 
 
-def _hex(data: bytes) -> Markup:
-    """Hex with its length; long values folded, the full hex (bounded) in <details>."""
-    n = len(data)
+def special(value: PgSpecial) -> Markup:
+    """A value kept as PostgreSQL wrote it because Python cannot hold it ('infinity')."""
+    return Markup('<span class="special" title="as stored">{}</span>').format(value.text)
+
+
+def _blob(field: Field | None, blob: Blob, download: str | None) -> Markup:
+    """A bytea value: decoded or as hex when the page has all of it, else a hex preview
+    of its first bytes; either way with a link to download the whole value."""
+    link = (
+        Markup(' <a class="download" href="{}" download>download</a>').format(download)
+        if download and blob.length
+        else Markup()
+    )
+    data = blob.data
+    if data is not None:
+        return Markup("{}{}").format(_bytes(field, data), link)
+    note = Markup(
+        ' <span class="size">(the page holds the first {:,} of {:,} bytes)</span>'
+    ).format(len(blob.head), blob.length)
+    return Markup("{}{}{}").format(_hex(blob.head, total=blob.length), note, link)
+
+
+def _hex(data: bytes, *, total: int | None = None) -> Markup:
+    """Hex with its length (`total`, when `data` is only its start); long values folded,
+    the full hex (bounded) in <details>."""
+    n = len(data) if total is None else total
     if n == 0:
         return Markup('<span class="empty">0 bytes</span>')
     size = Markup('<span class="size">{}</span>').format(_nbytes(n))
@@ -258,7 +292,7 @@ def _hex(data: bytes) -> Markup:
     full = data[:HEX_FULL_MAX].hex()
     note = (
         Markup(' <span class="size">(first {:,} of {:,} bytes)</span>').format(HEX_FULL_MAX, n)
-        if n > HEX_FULL_MAX
+        if n > HEX_FULL_MAX and len(data) > HEX_FULL_MAX
         else Markup()
     )
     return Markup(
@@ -358,6 +392,13 @@ def value_to_json(field: Field | None, value: object) -> object:
     """A JSON-serialisable twin of the value (for JSON APIs)."""
     if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, PgSpecial):
+        return value.text
+    if isinstance(value, Blob):
+        data = value.data
+        if data is None:  # the page has its start only: no decoding
+            return {**bytes_json(value.head), "length": value.length, "complete": False}
+        return {**value_to_json(field, data), "complete": True}
     if isinstance(value, str):
         if field is not None and field.element_udt in JSON_UDTS and not field.is_array:
             try:

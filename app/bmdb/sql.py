@@ -1,0 +1,33 @@
+"""SQL composition that every page's statement uses: JSON documents and polled ones."""
+
+from __future__ import annotations
+
+MAX_FUNCTION_ARGS = 100  # PostgreSQL's FUNC_MAX_ARGS: json_build_array(...) takes at most this
+
+
+def json_array(exprs: list[str]) -> str:
+    """json_build_array of any number of expressions (nested in chunks past the argument
+    limit; `unchunk` flattens it back)."""
+    if len(exprs) <= MAX_FUNCTION_ARGS:
+        return f"json_build_array({', '.join(exprs)})"
+    chunks = [exprs[i : i + MAX_FUNCTION_ARGS] for i in range(0, len(exprs), MAX_FUNCTION_ARGS)]
+    return json_array([json_array(chunk) for chunk in chunks])
+
+
+def unchunk(values: list, count: int) -> list:
+    """The flat list `json_array` of `count` expressions was built from."""
+    if count <= MAX_FUNCTION_ARGS:
+        return values
+    size = -(-count // MAX_FUNCTION_ARGS)  # chunks at the first level
+    return [v for chunk in unchunk(values, size) for v in chunk]
+
+
+def polled(document_sql: str, ptag_param: str) -> str:
+    """`document_sql` (one row, one column `doc`) with the md5 of its document; the
+    document itself only when the md5 differs from `ptag_param`, the one the client holds:
+    a poll whose data is unchanged costs one small statement and no transfer."""
+    return (
+        "SELECT md5(page.doc::text) AS ptag,"
+        f" CASE WHEN md5(page.doc::text) IS DISTINCT FROM {ptag_param} THEN page.doc END AS doc"
+        f" FROM ({document_sql}) page"
+    )

@@ -1,0 +1,82 @@
+"""Error pages: every failure is a page (or, when asked for, JSON) with the right status,
+never a stack trace. The one place that renders them."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.bmdb.connection import DB_UNAVAILABLE
+from app.bmdb.schema_cache import SchemaNotLoaded
+from app.render.templating import respond
+
+log = logging.getLogger("webug")
+
+TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+
+
+class ErrorPage(BaseModel):
+    status: int
+    error: str
+    detail: str
+
+
+def error_response(request: Request, status: int, title: str, detail: str) -> Response:
+    return respond(
+        request,
+        "templates/error.html",
+        ErrorPage(status=status, error=title, detail=detail),
+        status_code=status,
+    )
+
+
+def install_error_pages(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        title = TITLES.get(exc.status_code, "Error")
+        return error_response(request, exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, exc: RequestValidationError):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return error_response(request, 400, "Bad request", detail)
+
+    @app.exception_handler(SchemaNotLoaded)
+    async def not_ready(request: Request, exc: SchemaNotLoaded):
+        return error_response(
+            request,
+            503,
+            "BMDB unreachable, retrying",
+            "webug has not been able to read the BMDB schema yet.",
+        )
+
+    @app.exception_handler(asyncpg.QueryCanceledError)
+    async def timed_out(request: Request, exc: asyncpg.QueryCanceledError):
+        return error_response(
+            request,
+            504,
+            "Query timed out",
+            f"The BMDB did not answer within the statement timeout: {exc}",
+        )
+
+    async def db_down(request: Request, exc: Exception):
+        return error_response(
+            request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
+        )
+
+    for unavailable in DB_UNAVAILABLE:
+        app.add_exception_handler(unavailable, db_down)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):
+        log.exception("unhandled error on %s", request.url.path)
+        detail = "webug failed to render this page; the error is in its log."
+        return error_response(request, 500, "Internal error", detail)

@@ -1,0 +1,208 @@
+"""One machine (/machine/{id}): its live part, its history, a tag value's download, and
+the provider hot link.
+
+Data: app/bmdb/machines.py, one statement per page or fragment. The live fragment hands
+the BMDB the md5 of the document the browser shows; an unchanged machine costs one small
+statement and answers 304 without rendering anything.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import quote
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from app.bmdb import machines as bmdb
+from app.bmdb.machines import MachineLayout
+from app.bmdb.reflection import Schema
+from app.pages import search
+from app.pages.common import Poll, PollTag, detail_poll, parse_id
+from app.pages.json_models import twin
+from app.pages.models import Backoff, HistoryEvent, Machine, PageModel, Work, machine_from
+from app.render import urls
+from app.render.templating import CurrentSchema, PageReader, is_htmx, respond
+from app.render.timeline import build_timeline
+
+router = APIRouter()
+
+HISTORY_PAGE = 50
+TIMELINE_EVENTS = 1000
+
+DetailPoll = Annotated[Poll, Depends(detail_poll)]
+
+
+class MachinePage(PageModel):
+    machine: Machine
+    console_url: str | None
+
+
+class MissingMachinePage(PageModel):
+    """No such machine (any more); its work history outlives it."""
+
+    machine_id: UUID
+    history_by_process: dict[str, int]
+
+
+class HistoryPage(PageModel):
+    machine_id: UUID
+    machine_exists: bool
+    events: list[HistoryEvent]  # newest first
+    events_by_process: dict[str, int]
+    process: str | None
+    offset: int
+    limit: int
+    has_more: bool
+
+
+def console_url(request: Request, machine: Machine) -> str | None:
+    provided = machine.tags.get("Provided")
+    if not provided:
+        return None
+    template = request.app.state.settings.provider_console_urls.get(str(provided["provider"]))
+    if not template:
+        return None
+    return template.format(provider_id=quote(str(provided["provider_id"]), safe=""))
+
+
+def _live_tag(request: Request, poll: Poll, schema: Schema) -> PollTag:
+    return PollTag(request, "machine", poll.live, poll.every, schema.layout_key)
+
+
+@router.get(
+    urls.MACHINE,
+    name="machine",
+    responses=twin(MachinePage, "one machine with tags, work and backoffs"),
+)
+async def machine_page(
+    request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema, poll: DetailPoll
+):
+    try:
+        parsed = UUID(machine_id)
+    except ValueError:
+        # A machine ID prefix, as pasted from chat: the search page resolves it.
+        return await search.machine_prefix(request, reader, schema, machine_id)
+    layout = MachineLayout.full(schema)
+    doc = await bmdb.machine(reader, layout, parsed)
+    if doc.machine is None:
+        missing = MissingMachinePage(machine_id=parsed, history_by_process=doc.history_by_process)
+        return respond(
+            request, "templates/machine_missing.html", missing, reader=reader, status_code=404
+        )
+    machine = machine_from(doc.machine, layout)
+    page = MachinePage(machine=machine, console_url=console_url(request, machine))
+    ptag = _live_tag(request, poll, schema).of(doc.ptag)
+    return respond(request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag)
+
+
+@router.get(urls.MACHINE_LIVE, name="machine_live")
+async def machine_live(
+    request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema, poll: DetailPoll
+):
+    """Work, backoffs and tags: the part of the page that polls."""
+    parsed = parse_id(machine_id, "machine", "machines.machine_id")
+    layout = MachineLayout.full(schema)
+    tag = _live_tag(request, poll, schema)
+    doc = await bmdb.machine(reader, layout, parsed, known_ptag=tag.known)
+    if doc.ptag is None:
+        # Returned without its trigger, so the page stops polling and says why.
+        return respond(
+            request, "partials/machine_gone.html", reader=reader, status_code=404,
+            machine_id=parsed,
+        )  # fmt: skip
+    ptag = tag.of(doc.ptag)
+    if doc.machine is None:
+        return Response(status_code=304, headers={"HX-PTag": ptag})
+    page = MachinePage(machine=machine_from(doc.machine, layout), console_url=None)
+    return respond(
+        request, "partials/machine_live.html", page, reader=reader, headers={"HX-PTag": ptag},
+        poll=poll, ptag=ptag,
+    )  # fmt: skip
+
+
+@router.get(
+    urls.MACHINE_HISTORY,
+    name="machine_history",
+    responses=twin(HistoryPage, "a machine's work history, newest first"),
+)
+async def machine_history(
+    request: Request,
+    machine_id: str,
+    reader: PageReader,
+    process: Annotated[str | None, Query(max_length=100)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
+):
+    """Newest first, filterable by process; a full page too (history outlives machines)."""
+    parsed = parse_id(machine_id, "machine", "machines.machine_id")
+    doc = await bmdb.history(
+        reader,
+        parsed,
+        process=process or None,
+        offset=offset,
+        limit=limit + 1,
+        timeline_events=TIMELINE_EVENTS if offset == 0 else None,
+    )
+    events = [HistoryEvent.model_validate(e) for e in doc["events"]]
+    page = HistoryPage(
+        machine_id=parsed,
+        machine_exists=doc["exists"],
+        events=events[:limit],
+        events_by_process=dict(doc["by_process"]),
+        process=process or None,
+        offset=offset,
+        limit=limit,
+        has_more=len(events) > limit,
+    )
+    timeline = None
+    if doc["timeline"] is not None:
+        t = doc["timeline"]
+        timeline = build_timeline(
+            [HistoryEvent.model_validate(e) for e in t["events"]],
+            [Work.model_validate(w) for w in t["work"]],
+            [Backoff.model_validate(b) for b in t["backoffs"]],
+            datetime.now(UTC),
+        )
+    template = "partials/machine_history.html" if is_htmx(request) else "templates/history.html"
+    return respond(request, template, page, reader=reader, timeline=timeline)
+
+
+@router.get(urls.MACHINE_TAG_VALUE, name="machine_tag_value")
+async def tag_value(
+    machine_id: str, tag: str, field: str, reader: PageReader, schema: CurrentSchema
+) -> Response:
+    """The whole value of one tag field, as a file (pages show blobs' first bytes only)."""
+    parsed = parse_id(machine_id, "machine", "machines.machine_id")
+    tag_type = schema.tag(tag)
+    column = tag_type.field(field) if tag_type is not None else None
+    if tag_type is None or column is None:
+        raise HTTPException(404, f"No tag field {tag[:100]}.{field[:100]} in this BMDB.")
+    found, value = await bmdb.tag_value(reader, tag_type, column, parsed)
+    if not found:
+        raise HTTPException(404, f"Machine {parsed} has no {tag_type.name} tag.")
+    if value is None:
+        raise HTTPException(404, f"{tag_type.name}.{column.name} of {parsed} is NULL.")
+    data = value if isinstance(value, bytes) else str(value).encode()
+    suffix = "bin" if isinstance(value, bytes) else "txt"
+    filename = f"{parsed}-{tag_type.name}-{column.name}.{suffix}"
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", filename)  # names come from reflection
+    disposition = f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
+    return Response(
+        data, media_type="application/octet-stream", headers={"Content-Disposition": disposition}
+    )
+
+
+@router.get(urls.PROVIDER, name="provider")
+async def provider_redirect(provider: str, provider_id: str, reader: PageReader):
+    """Hot link by provider ID (as alerts and provider consoles name machines)."""
+    machine_id = await bmdb.machine_by_provider(reader, provider[:200], provider_id[:200])
+    if machine_id is None:
+        raise HTTPException(
+            404,
+            f"No machine with provider {provider[:200]!r} ID {provider_id[:200]!r} in the BMDB.",
+        )
+    return RedirectResponse(urls.machine(machine_id), status_code=303)

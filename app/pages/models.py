@@ -1,0 +1,256 @@
+"""The page model: what a page's BMDB document decodes into.
+
+One model serves both outputs: the templates render it and the JSON twin serializes it
+(`model_dump_json`), so no field is copied from one shape into another. Documents come
+from app/bmdb; values of reflected tag columns are re-typed by app/bmdb/columns.py.
+Values Python cannot hold ('infinity', a timestamp past year 9999) stay what PostgreSQL
+wrote (`PgSpecial`) in HTML and JSON alike.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    computed_field,
+)
+
+from app.bmdb.columns import PgSpecial, decoder, parse_timestamp
+from app.bmdb.connection import QueryRecord
+from app.bmdb.machines import MachineLayout
+from app.bmdb.reflection import TagType
+from app.bmdb.sql import unchunk
+from app.render import urls
+from app.render.values import value_to_json
+
+
+def _timestamp(value: object) -> datetime | PgSpecial:
+    parsed = parse_timestamp(value)
+    if isinstance(parsed, datetime):
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed
+    if isinstance(parsed, PgSpecial):
+        return parsed
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def _timestamp_json(value: datetime | PgSpecial) -> str:
+    if isinstance(value, PgSpecial):
+        return value.text
+    return value.isoformat().replace("+00:00", "Z")
+
+
+# A timestamp column of a BMDB table: a datetime (UTC), or PostgreSQL's own text for
+# values a datetime cannot hold ('infinity', '-infinity', beyond year 9999).
+Timestamp = Annotated[
+    Any,
+    PlainValidator(_timestamp),
+    PlainSerializer(_timestamp_json, when_used="json"),
+    WithJsonSchema({
+        "type": "string",
+        "description": "ISO 8601 in UTC, or 'infinity' / '-infinity' as stored",
+    }),
+]
+
+
+def seconds_until(ts: datetime | PgSpecial, now: datetime) -> float | None:
+    """Seconds from `now` to `ts` (negative: past); None for an infinite time."""
+    if isinstance(ts, PgSpecial):
+        return None
+    return round((ts - now).total_seconds(), 3)
+
+
+def minus_seconds(ts: datetime | PgSpecial, seconds: int | None) -> datetime | PgSpecial | None:
+    """`ts` minus a stored number of seconds; None when the result has no datetime."""
+    if isinstance(ts, PgSpecial) or seconds is None:
+        return ts if isinstance(ts, PgSpecial) else None
+    try:
+        return ts - timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+
+# --- machines ---------------------------------------------------------------------------
+
+
+class Work(Model):
+    process: str
+    session_id: UUID
+    component: str | None
+    runtime_info: str | None
+    session_created_at: Timestamp | None
+    session_interval_seconds: int | None
+    session_deadline: Timestamp | None
+    session_alive: bool
+
+    @computed_field
+    @property
+    def stale(self) -> bool:
+        """Held by a session that has expired: nobody is doing this work."""
+        return not self.session_alive
+
+    @computed_field
+    @property
+    def session_url(self) -> str:
+        return urls.session(self.session_id)
+
+
+class Backoff(Model):
+    process: str
+    until: Timestamp
+    cause: str
+    last_interval_seconds: int | None
+    active: bool
+
+    @property
+    def started(self) -> datetime | PgSpecial | None:
+        """When the failure that set it happened: `until` minus its interval."""
+        return minus_seconds(self.until, self.last_interval_seconds)
+
+
+class TagValues(dict):
+    """A machine's tags: tag name -> {field name -> value}, keeping each tag's type for
+    the JSON twin (values are rendered and serialized by their reflected column type)."""
+
+    __slots__ = ("types",)
+
+    def __init__(self, values: dict[str, dict[str, object]], types: dict[str, TagType]):
+        super().__init__(values)
+        self.types = types
+
+
+@functools.lru_cache(maxsize=64)
+def _tag_decoders(layout: MachineLayout) -> tuple:
+    return tuple(
+        (tag, len(fields), tuple((f.name, decoder(f)) for f in fields))
+        for tag, fields in layout.tags
+    )
+
+
+def _decode_tags(value: object, info: ValidationInfo) -> TagValues:
+    if isinstance(value, TagValues):
+        return value
+    layout: MachineLayout = info.context["layout"]
+    decoders = _tag_decoders(layout)
+    entries = unchunk(value, len(decoders))  # type: ignore[arg-type]
+    tags, types = {}, {}
+    for (tag, count, fields), entry in zip(decoders, entries, strict=True):
+        if entry is None:
+            continue
+        raw = unchunk(entry, count)
+        tags[tag.name] = {
+            name: None if item is None else decode(item)
+            for (name, decode), item in zip(fields, raw, strict=True)
+        }
+        types[tag.name] = tag
+    return TagValues(tags, types)
+
+
+def _tags_json(tags: TagValues) -> dict[str, dict[str, object]]:
+    return {
+        name: {k: value_to_json(tags.types[name].field(k), v) for k, v in values.items()}
+        for name, values in tags.items()
+    }
+
+
+Tags = Annotated[
+    TagValues,
+    PlainValidator(_decode_tags),
+    PlainSerializer(_tags_json),
+    WithJsonSchema({
+        "type": "object",
+        "description": "tag name -> field name -> value (bytes as {length, hex, base64, ...})",
+        "additionalProperties": {"type": "object"},
+    }),
+]
+
+
+class Machine(Model):
+    machine_id: UUID
+    created_at: Timestamp
+    tags: Tags
+    work: list[Work]
+    backoffs: list[Backoff]
+    # md5 of the machine's document (by the BMDB): a key for its rendered row and for
+    # flashing what changed; not part of the JSON twin.
+    key: str = Field("", exclude=True)
+
+    @computed_field
+    @property
+    def url(self) -> str:
+        return urls.machine(self.machine_id)
+
+    @property
+    def active_backoffs(self) -> list[Backoff]:
+        return [b for b in self.backoffs if b.active]
+
+    @property
+    def stale_work(self) -> list[Work]:
+        return [w for w in self.work if w.stale]
+
+
+def machine_from(document: dict, layout: MachineLayout, key: str = "") -> Machine:
+    return Machine.model_validate({**document, "key": key}, context={"layout": layout})
+
+
+class HistoryEvent(Model):
+    process: str
+    event: str
+    timestamp: Timestamp
+    failed_cause: str | None
+
+
+class PageModel(Model):
+    """What every page model has: the statements that read its data (for the footer and
+    the JSON twin; app.render.templating.respond fills them in)."""
+
+    queries: list[QueryRecord] = []
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+class Session(Model):
+    session_id: UUID
+    component: str
+    runtime_info: str
+    created_at: Timestamp
+    interval_seconds: int
+    deadline: Timestamp
+    alive: bool
+    held_work: int
+
+    @computed_field
+    @property
+    def url(self) -> str:
+        return urls.session(self.session_id)
+
+    @property
+    def expired(self) -> bool:
+        return not self.alive
+
+    @computed_field
+    @property
+    def deadline_in_seconds(self) -> float | None:
+        """Seconds until the deadline as this is served (negative: expired that long ago;
+        null for an infinite deadline)."""
+        return seconds_until(self.deadline, datetime.now(UTC))
+
+    @computed_field
+    @property
+    def last_heartbeat_estimate(self) -> Timestamp | None:
+        """deadline − interval: when the owner last renewed it (it sets now() + interval)."""
+        return minus_seconds(self.deadline, self.interval_seconds)

@@ -1,0 +1,163 @@
+"""Every URL webug serves, links to or redirects to, spelled in one place.
+
+Routes are declared with the path templates below; templates (as the Jinja global
+`urls`), JSON twins and redirects build links with the functions. Parameters at their
+default are left out, so links stay short and a pasted URL says only what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import quote, urlencode
+from uuid import UUID
+
+from app.bmdb.filters import MachineFilters
+
+# Route paths: a rename here renames the route and every link to it.
+MACHINES = "/"
+MACHINE = "/machine/{machine_id}"
+MACHINE_LIVE = "/machine/{machine_id}/live"
+MACHINE_HISTORY = "/machine/{machine_id}/history"
+MACHINE_TAG_VALUE = "/machine/{machine_id}/tag/{tag}/{field}"
+PROVIDER = "/provider/{provider}/{provider_id}"
+SESSIONS = "/sessions"
+SESSION = "/session/{session_id}"
+SESSION_LIVE = "/session/{session_id}/live"
+SEARCH = "/search"
+OVERVIEW = "/overview"
+SCHEMA = "/schema"
+SCHEMA_REFRESH = "/schema/refresh"
+HEALTH = "/healthz"
+STATIC = "/static"
+
+# Each live view's default poll interval (seconds).
+LIST_EVERY = 5
+SESSIONS_LIMIT = 100  # the sessions list's default page size, left out of its links
+DETAIL_EVERY = 2
+OVERVIEW_EVERY = 10
+
+
+def _with_query(path: str, pairs: Iterable[tuple[str, object]]) -> str:
+    query = urlencode([(k, str(v)) for k, v in pairs if v is not None])
+    return f"{path}?{query}" if query else path
+
+
+def _segment(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def _poll(live: bool, every: int | None) -> list[tuple[str, object]]:
+    """A live view's poll: `every` when given (polls and their controls say it; plain
+    links leave it to the view's default), `live=0` when paused."""
+    return [("every", every), ("live", None if live else 0)]
+
+
+# --- machines ---------------------------------------------------------------------------
+
+
+def machines(
+    filters: MachineFilters | None = None,
+    *,
+    after: UUID | None = None,
+    limit: int | None = None,
+    live: bool = True,
+    every: int | None = None,
+    **filter_values: object,
+) -> str:
+    """The machine list: these filters (or `filter_values`, such as has=["Provided"]), this
+    keyset page, this poll."""
+    if filter_values:
+        filters = MachineFilters(**{
+            name: tuple(value) if isinstance(value, list | tuple) else value
+            for name, value in filter_values.items()
+        })  # type: ignore[arg-type]
+    pairs: list[tuple[str, object]] = list(filters.active()) if filters else []
+    pairs += [("after", after), ("limit", limit), *_poll(live, every)]
+    return _with_query(MACHINES, pairs)
+
+
+def machine(machine_id: UUID | str, *, live: bool = True, every: int | None = None) -> str:
+    return _with_query(
+        MACHINE.format(machine_id=_segment(machine_id)), _poll(live, every)
+    )
+
+
+def machine_live(machine_id: UUID, *, live: bool = True, every: int | None = None) -> str:
+    return _with_query(
+        MACHINE_LIVE.format(machine_id=machine_id), _poll(live, every)
+    )
+
+
+def machine_history(
+    machine_id: UUID, *, process: str | None = None, offset: int = 0, limit: int | None = None
+) -> str:
+    return _with_query(
+        MACHINE_HISTORY.format(machine_id=machine_id),
+        [("process", process), ("offset", offset or None), ("limit", limit)],
+    )
+
+
+def machine_tag_value(machine_id: UUID, tag: str, field: str) -> str:
+    """The download of one tag field's whole value."""
+    return MACHINE_TAG_VALUE.format(
+        machine_id=machine_id, tag=_segment(tag), field=_segment(field)
+    )
+
+
+def provider(provider_name: str, provider_id: str) -> str:
+    return PROVIDER.format(provider=_segment(provider_name), provider_id=_segment(provider_id))
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+def sessions(
+    *,
+    component: str | None = None,
+    state: str = "all",
+    after: UUID | None = None,
+    limit: int | None = None,
+    live: bool = True,
+    every: int | None = None,
+) -> str:
+    pairs = [
+        ("component", component),
+        ("state", state if state != "all" else None),
+        ("after", after),
+        ("limit", limit if limit != SESSIONS_LIMIT else None),
+        *_poll(live, every if every != LIST_EVERY else None),
+    ]
+    return _with_query(SESSIONS, pairs)
+
+
+def session(session_id: UUID, *, live: bool = True, every: int | None = None) -> str:
+    return _with_query(SESSION.format(session_id=session_id), _poll(live, every))
+
+
+def session_live(session_id: UUID, *, live: bool = True, every: int | None = None) -> str:
+    return _with_query(
+        SESSION_LIVE.format(session_id=session_id), _poll(live, every)
+    )
+
+
+# --- the rest ---------------------------------------------------------------------------
+
+
+def search(q: str | None = None) -> str:
+    return _with_query(SEARCH, [("q", q or None)])
+
+
+def overview(*, live: bool = True, every: int | None = None) -> str:
+    return _with_query(OVERVIEW, _poll(live, every))
+
+
+def schema() -> str:
+    return SCHEMA
+
+
+def schema_refresh() -> str:
+    return SCHEMA_REFRESH
+
+
+def static(name: str) -> str:
+    return f"{STATIC}/{name}"
