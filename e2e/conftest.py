@@ -27,9 +27,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.bmdb.dsn import with_database
 from e2e.e2e_db import Db
-from tests.support import create_database, drop_database, free_port, run_sync
+from tests.support import cloned_database, free_port, run_sync
 
 T = TypeVar("T")
 
@@ -76,11 +75,9 @@ def e2e_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     """DSN of the database the e2e server reads: migrated, seeded with 200 machines."""
     from app.demo.seed import seed_fleet
 
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    run_sync(seed_fleet(dsn, E2E_MACHINES, rng_seed=E2E_RNG_SEED))
-    yield dsn
-    drop_database(pg_server_dsn, name)
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        run_sync(seed_fleet(dsn, E2E_MACHINES, rng_seed=E2E_RNG_SEED))
+        yield dsn
 
 
 # ----------------------------------------------------------------------- server

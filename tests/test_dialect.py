@@ -29,21 +29,6 @@ FOLLOWER = Dialect("cockroachdb", follower_reads=True)
 STRICT = Dialect("cockroachdb", follower_reads=False)
 
 
-@pytest.fixture(scope="module")
-def fleet_dsn(pg_server_dsn, migrated_template):
-    """tests/fleet.py's small fleet in a database of this module's own, loaded when the
-    module runs (its rows are relative to now(): the shared one ages as the run goes)."""
-    from app.bmdb.dsn import with_database
-    from tests.fleet import load_small_fleet
-    from tests.support import create_database, drop_database
-
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    load_small_fleet(dsn)
-    yield dsn
-    drop_database(pg_server_dsn, name)
-
-
 def test_detection_from_version_strings():
     assert detect_dialect(COCKROACH_VERSION, strict=False) == FOLLOWER
     assert detect_dialect(COCKROACH_VERSION, strict=True) == STRICT
@@ -122,13 +107,13 @@ async def test_begin_sends_exactly_its_statements_and_gives_a_snapshot(migrated_
         await database.close()
 
 
-def test_page_footer_on_postgresql_says_repeatable_read(fleet_dsn):
-    with webug_client(fleet_dsn) as client:
+def test_page_footer_on_postgresql_says_repeatable_read(module_fleet_dsn):
+    with webug_client(module_fleet_dsn) as client:
         page = client.get(f"/machine/{mid(1)}")
         assert page.status_code == 200
         assert "REPEATABLE READ READ ONLY" in page.text
         assert "current data" in page.text
         assert "follower" not in page.text
     # Strict consistency only concerns CockroachDB: PostgreSQL reads the same way.
-    with webug_client(fleet_dsn, strict_consistency=True) as client:
+    with webug_client(module_fleet_dsn, strict_consistency=True) as client:
         assert "REPEATABLE READ READ ONLY" in client.get("/").text
