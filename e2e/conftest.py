@@ -6,8 +6,11 @@ it through `e2e_db_dsn` (e.g. insert a work row and watch it appear live) but
 must leave the seeded fleet they did not create alone.
 
 Chromium comes from Debian (`/usr/bin/chromium`, or `WEBUG_E2E_CHROMIUM`);
-Playwright's own browser download is never used. Every test that uses `page`
-leaves a full-page screenshot of its final state in
+Playwright's own browser download is never used. Without it the e2e tests fail: `make
+install` provides it. Only a developer who is not root (and not in CI) may go without,
+and then every e2e test is skipped with a warning and a banner in the summary.
+
+Every test that uses `page` leaves a full-page screenshot of its final state in
 `artifacts/screenshots/<test-name>.png`; `screenshot(page, name)` saves more.
 """
 
@@ -21,15 +24,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from app.bmdb.dsn import with_database
 from e2e.e2e_db import Db
-from tests.support import create_database, drop_database, free_port, run_sync
+from tests.support import cloned_database, free_port, run_sync
 
 T = TypeVar("T")
 
@@ -76,11 +79,9 @@ def e2e_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     """DSN of the database the e2e server reads: migrated, seeded with 200 machines."""
     from app.demo.seed import seed_fleet
 
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    run_sync(seed_fleet(dsn, E2E_MACHINES, rng_seed=E2E_RNG_SEED))
-    yield dsn
-    drop_database(pg_server_dsn, name)
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        run_sync(seed_fleet(dsn, E2E_MACHINES, rng_seed=E2E_RNG_SEED))
+        yield dsn
 
 
 # ----------------------------------------------------------------------- server
@@ -155,16 +156,47 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> str | Non
 # ---------------------------------------------------------------------- browser
 
 
+class ChromiumMissingWarning(UserWarning):
+    """The e2e tests were skipped: no Chromium, and nobody here can install it."""
+
+
+def missing_chromium(path: str, *, root: bool, ci: bool) -> tuple[str, str] | None:
+    """None when Chromium is at `path`; else ("fail" or "skip", what to do about it).
+
+    Root (where `make install` installs it) and CI must run the e2e tests: they fail.
+    A developer who is not root may lack it: the tests are skipped, loudly.
+    """
+    if os.access(path, os.X_OK):
+        return None
+    if root or ci:
+        return "fail", (
+            f"{path} not found: run `make install` (it installs Debian's chromium), "
+            "or point WEBUG_E2E_CHROMIUM at a Chromium"
+        )
+    return "skip", (
+        f"E2E TESTS SKIPPED: {path} not found and we are not root: install Debian's "
+        "chromium package (or run `make install` as root), or set WEBUG_E2E_CHROMIUM"
+    )
+
+
+_skipped_for_chromium: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for message in _skipped_for_chromium:
+        terminalreporter.write_sep("!", message, red=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Headless Debian Chromium through Playwright's sync API."""
-    if not os.path.exists(CHROMIUM):
-        message = (
-            f"{CHROMIUM} not found: `make install` (as root) installs Debian's "
-            "chromium, or set WEBUG_E2E_CHROMIUM"
-        )
-        if os.environ.get("CI"):
+    verdict = missing_chromium(CHROMIUM, root=os.geteuid() == 0, ci=bool(os.environ.get("CI")))
+    if verdict is not None:
+        action, message = verdict
+        if action == "fail":
             pytest.fail(message, pytrace=False)
+        _skipped_for_chromium.append(message)
+        warnings.warn(message, ChromiumMissingWarning, stacklevel=1)
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 

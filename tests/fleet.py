@@ -14,11 +14,17 @@ def mid(n: int) -> UUID:
 ALIVE, DEAD = UUID(int=0xA1), UUID(int=0xD1)
 MACHINES = 12
 
-SMALL_FLEET = [
-    f"""INSERT INTO machines (machine_id, machine_created_at)
-        SELECT ('0000000' || to_hex(g) || '-0000-4000-8000-000000000000')::uuid,
+
+def machines_sql(first: int, last: int) -> str:
+    """Machines mid(first)..mid(last), machine n created n days ago."""
+    return f"""INSERT INTO machines (machine_id, machine_created_at)
+        SELECT (lpad(to_hex(g), 8, '0') || '-0000-4000-8000-000000000000')::uuid,
                now() - g * interval '1 day'
-        FROM generate_series(1, {MACHINES}) g""",
+        FROM generate_series({first}, {last}) g"""
+
+
+SMALL_FLEET = [
+    machines_sql(1, MACHINES),
     f"""INSERT INTO sessions VALUES
         ('{ALIVE}', 'shepherd-equinix', 'pid 42', now() - interval '1 hour', 60,
          now() + interval '1 hour'),

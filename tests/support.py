@@ -59,6 +59,16 @@ def drop_database(server_dsn: str, name: str) -> None:
     run_sync(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextlib.contextmanager
+def cloned_database(server_dsn: str, template: str) -> Iterator[str]:
+    """DSN of a new database cloned from `template`, dropped when done."""
+    name = create_database(server_dsn, template=template)
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        drop_database(server_dsn, name)
+
+
 @pytest.fixture(scope="session")
 def pg_server_dsn() -> Iterator[str]:
     """A DSN to a maintenance database on the test server."""
@@ -92,9 +102,8 @@ def empty_db_dsn(pg_server_dsn: str) -> Iterator[str]:
 @pytest.fixture
 def migrated_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     """A fresh BMDB at the latest migration, with no rows: the test may write."""
-    name = create_database(pg_server_dsn, template=migrated_template)
-    yield with_database(pg_server_dsn, name)
-    drop_database(pg_server_dsn, name)
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")
@@ -102,11 +111,9 @@ def seeded_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
     """A seeded demo fleet shared by read-only tests: never write to it."""
     from app.demo.seed import seed_fleet
 
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    run_sync(seed_fleet(dsn, 300, rng_seed=7))
-    yield dsn
-    drop_database(pg_server_dsn, name)
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        run_sync(seed_fleet(dsn, 300, rng_seed=7))
+        yield dsn
 
 
 @contextlib.contextmanager
@@ -135,8 +142,17 @@ def small_fleet_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]
     """tests/fleet.py's hand-built fleet, shared by read-only tests: never write to it."""
     from tests.fleet import load_small_fleet
 
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    load_small_fleet(dsn)
-    yield dsn
-    drop_database(pg_server_dsn, name)
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        load_small_fleet(dsn)
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def module_fleet_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
+    """tests/fleet.py's small fleet in a database of the module's own, loaded when the
+    module runs (its rows are relative to now(): the shared one ages as the run goes)."""
+    from tests.fleet import load_small_fleet
+
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        load_small_fleet(dsn)
+        yield dsn

@@ -25,21 +25,6 @@ FOLLOWER = Dialect("cockroachdb", follower_reads=True)
 STRICT = Dialect("cockroachdb", follower_reads=False)
 
 
-@pytest.fixture(scope="module")
-def fleet_dsn(pg_server_dsn, migrated_template):
-    """tests/fleet.py's small fleet in a database of this module's own, loaded when the
-    module runs (its rows are relative to now(): the shared one ages as the run goes)."""
-    from app.bmdb.dsn import with_database
-    from tests.fleet import load_small_fleet
-    from tests.support import create_database, drop_database
-
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    load_small_fleet(dsn)
-    yield dsn
-    drop_database(pg_server_dsn, name)
-
-
 def test_detection_from_version_strings():
     assert detect_dialect(COCKROACH_VERSION, strict=False) == FOLLOWER
     assert detect_dialect(COCKROACH_VERSION, strict=True) == STRICT
@@ -101,10 +86,10 @@ async def test_a_statement_is_its_own_snapshot_and_read_only(migrated_db_dsn):
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_each_page_statement_in_each_dialect(fleet_dsn, path):
+def test_each_page_statement_in_each_dialect(module_fleet_dsn, path):
     """What every page sends: on PostgreSQL the statement as built, on CockroachDB the same
     statement carrying its follower-read clause (one statement, so no transaction)."""
-    with webug_client(fleet_dsn) as client:
+    with webug_client(module_fleet_dsn) as client:
         data = client.get(path + ("&" if "?" in path else "?") + "format=json").json()
     statements = [q["sql"] for q in data["queries"]]
     assert statements and all(";" not in sql for sql in statements)
@@ -115,12 +100,12 @@ def test_each_page_statement_in_each_dialect(fleet_dsn, path):
         assert STRICT.statement(sql) == sql == POSTGRES.statement(sql)
 
 
-def test_page_footer_names_the_read(fleet_dsn):
-    with webug_client(fleet_dsn) as client:
+def test_page_footer_names_the_read(module_fleet_dsn):
+    with webug_client(module_fleet_dsn) as client:
         page = client.get(f"/machine/{mid(1)}")
         assert page.status_code == 200
         assert POSTGRES.consistency in page.text
         assert "follower" not in page.text
     # Strict consistency only concerns CockroachDB: PostgreSQL reads the same way.
-    with webug_client(fleet_dsn, strict_consistency=True) as client:
+    with webug_client(module_fleet_dsn, strict_consistency=True) as client:
         assert POSTGRES.consistency in client.get("/").text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 
@@ -127,3 +128,52 @@ def test_machine_deleted_while_watched_stops_the_poll_and_says_so(migrated_db_ds
         gone = client.get(f"/machine/{mid(3)}/live", headers=HTMX)
     assert gone.status_code == 404
     assert "was deleted" in gone.text and "hx-trigger" not in gone.text
+
+
+# One process run three times, ending three ways; rows inserted out of time order.
+RUNS = [  # (minutes ago, event, failed_cause as SQL)
+    (30, "Canceled", "NULL"),
+    (50, "Started", "NULL"),
+    (10, "Finished", "NULL"),
+    (45, "Failed", "'disk on fire'"),
+    (20, "Started", "NULL"),
+    (40, "Started", "NULL"),
+]
+NEWEST_FIRST = ["Finished", "Started", "Canceled", "Started", "Failed", "Started"]
+
+
+def test_history_is_newest_first_and_the_timeline_runs_left_to_right(migrated_db_dsn):
+    run_sync(
+        execute(
+            migrated_db_dsn,
+            f"INSERT INTO machines VALUES ('{mid(1)}', now() - interval '1 day')",
+            *(
+                f"INSERT INTO work_history VALUES ('{mid(1)}', 'ShepherdAccess', '{event}',"
+                f" now() - interval '{ago} minutes', {cause})"
+                for ago, event, cause in RUNS
+            ),
+        )
+    )
+    url = f"/machine/{mid(1)}/history"
+    with webug_client(migrated_db_dsn) as client:
+        page = client.get(url).text
+        fragment = client.get(url, headers=HTMX).text
+        body = client.get(url + "?format=json").json()
+        older = client.get(url + "?limit=4&offset=4", headers=HTMX).text
+    for text in (page, fragment):
+        assert re.findall(r'<span class="event">(\w+)</span>', text) == NEWEST_FIRST
+        times = re.findall(r'<td class="mono ts">([^<]+)</td>', text)
+        assert len(times) == 6 and times == sorted(set(times), reverse=True)
+    assert [e["event"] for e in body["events"]] == NEWEST_FIRST
+    stamps = [datetime.fromisoformat(e["timestamp"]) for e in body["events"]]
+    assert stamps == sorted(set(stamps), reverse=True)
+    assert body["events"][4]["failed_cause"] == "disk on fire"
+    assert re.findall(r'<span class="event">(\w+)</span>', older) == NEWEST_FIRST[4:]
+    # The timeline draws each run from its start to its end, oldest on the left.
+    bars = re.findall(r'<rect class="bar (\w+)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)
+    assert [kind for kind, _, _ in bars] == ["failed", "canceled", "finished"]
+    edges = [float(v) for _, x, width in bars for v in (x, float(x) + float(width))]
+    assert edges == sorted(set(edges))
+    assert all(float(width) > 20 for _, _, width in bars)  # minutes long, not 2px stubs
+    (tick,) = re.findall(r'<line class="failure" x1="([\d.]+)"', page)
+    assert abs(float(tick) - edges[1]) < 0.2  # the failure tick ends the failed run

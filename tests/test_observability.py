@@ -24,21 +24,6 @@ from tests.support import free_port, webug_client
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def fleet_dsn(pg_server_dsn, migrated_template):
-    """tests/fleet.py's small fleet in a database of this module's own, loaded when the
-    module runs (its rows are relative to now(): the shared one ages as the run goes)."""
-    from app.bmdb.dsn import with_database
-    from tests.fleet import load_small_fleet
-    from tests.support import create_database, drop_database
-
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    load_small_fleet(dsn)
-    yield dsn
-    drop_database(pg_server_dsn, name)
-
-
 def samples(text: str) -> dict[tuple[str, tuple], float]:
     """{(sample name, sorted labels): value} from the exposition text."""
     out = {}
@@ -53,8 +38,8 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def client(fleet_dsn):
-    with webug_client(fleet_dsn, pool_max_size=7) as client:
+def client(module_fleet_dsn):
+    with webug_client(module_fleet_dsn, pool_max_size=7) as client:
         yield client
 
 
@@ -229,8 +214,8 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def test_uvicorn_writes_json_log_lines_with_request_ids(fleet_dsn, tmp_path):
-    proc, base, log = _serve(fleet_dsn, tmp_path)
+def test_uvicorn_writes_json_log_lines_with_request_ids(module_fleet_dsn, tmp_path):
+    proc, base, log = _serve(module_fleet_dsn, tmp_path)
     try:
         status, _, headers = _get(base + f"/machine/{mid(1)}", {"X-Request-ID": "e2e-1"})
         assert status == 200 and headers["X-Request-ID"] == "e2e-1"
@@ -246,11 +231,11 @@ def test_uvicorn_writes_json_log_lines_with_request_ids(fleet_dsn, tmp_path):
     assert not [p for p in parsed if p["logger"] == "uvicorn.access"]  # replaced, not doubled
 
 
-def test_several_workers_add_up_in_metrics(fleet_dsn, tmp_path):
+def test_several_workers_add_up_in_metrics(module_fleet_dsn, tmp_path):
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     proc, base, _ = _serve(
-        fleet_dsn,
+        module_fleet_dsn,
         tmp_path,
         "--workers",
         "2",

@@ -272,21 +272,18 @@ MACHINE = "00000000-0000-4000-8000-0000000000a7"
 
 @pytest.fixture(scope="module")
 def reported_dsn(pg_server_dsn, migrated_template):
-    from app.bmdb.dsn import with_database
-    from tests.support import create_database, drop_database
+    from tests.support import cloned_database
 
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
     report_hex = encoded_report().hex()
-    run_sync(
-        execute(
-            dsn,
-            f"INSERT INTO machines VALUES ('{MACHINE}', now())",
-            f"INSERT INTO machine_hardware_report VALUES ('{MACHINE}', '\\x{report_hex}')",
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        run_sync(
+            execute(
+                dsn,
+                f"INSERT INTO machines VALUES ('{MACHINE}', now())",
+                f"INSERT INTO machine_hardware_report VALUES ('{MACHINE}', '\\x{report_hex}')",
+            )
         )
-    )
-    yield dsn
-    drop_database(pg_server_dsn, name)
+        yield dsn
 
 
 def test_machine_page_shows_field_names_with_a_descriptor_set(reported_dsn, descriptor_set):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
 import time
 import uuid
@@ -226,6 +227,7 @@ def test_a_bmdb_error_after_the_page_was_sent_does_not_break_the_answer():
 
 # -------------------------------------------------------------------- schema drift
 
+DRIFT_SESSION = uuid.UUID(int=0xD71F)
 DRIFT_FLEET = [
     f"INSERT INTO machines VALUES ('{mid(1)}', now() - interval '1 day')",
     f"""INSERT INTO machine_provided (machine_id, provider, provider_id, provider_location)
@@ -233,7 +235,13 @@ DRIFT_FLEET = [
     f"INSERT INTO machine_agent_started VALUES ('{mid(1)}', now(), '\\x0102')",
     f"INSERT INTO machine_agent_heartbeat VALUES ('{mid(1)}', now())",
     f"INSERT INTO machine_os_installation_request VALUES ('{mid(1)}', 1, '\\x0801')",
+    f"""INSERT INTO sessions VALUES ('{DRIFT_SESSION}', 'shepherd-drift', 'pid 9',
+        now() - interval '1 hour', 60, now() + interval '1 hour')""",
+    f"INSERT INTO work VALUES ('{mid(1)}', '{DRIFT_SESSION}', 'ShepherdAccess')",
+    f"""INSERT INTO work_history VALUES
+        ('{mid(1)}', 'ShepherdAccess', 'Started', now() - interval '5 minutes', NULL)""",
 ]
+DRIFT_ALSO = ("/overview", "/sessions", f"/machine/{mid(1)}/history", "/search?q=eq-")
 DRIFT = [
     "DROP TABLE machine_agent_heartbeat",
     "ALTER TABLE machine_os_installation_request RENAME TO machine_os_install_request",
@@ -246,9 +254,11 @@ DRIFT = [
 def test_schema_drift_reflects_again_and_retries_once(migrated_db_dsn):
     run_sync(execute(migrated_db_dsn, *DRIFT_FLEET))
     with webug_client(migrated_db_dsn, schema_refresh_seconds=3600) as client:
-        for url in ("/", f"/machine/{mid(1)}", f"/machine/{mid(1)}/live"):
+        for url in ("/", f"/machine/{mid(1)}", f"/machine/{mid(1)}/live", *DRIFT_ALSO):
             assert client.get(url).status_code == 200, url  # statements prepared and cached
         assert "AgentHeartbeat" in client.get(f"/machine/{mid(1)}").text
+        overview = client.get("/overview").text  # its counts are cached, too
+        assert "<h2>Agents</h2>" in overview and "<h2>OS installation</h2>" in overview
         reflected = client.get("/schema?format=json").json()["reflected_at"]
 
         run_sync(execute(migrated_db_dsn, *DRIFT))
@@ -266,8 +276,30 @@ def test_schema_drift_reflects_again_and_retries_once(migrated_db_dsn):
         as_json = client.get(f"/machine/{mid(1)}?format=json")
         assert as_json.status_code == 200
         assert "OSInstallRequest" in as_json.json()["machine"]["tags"]
-        for url in ("/overview", "/sessions", f"/machine/{mid(1)}/history", "/search?q=eq-"):
-            assert client.get(url).status_code != 500, url
+        # The other pages show the fleet as it is now, not an error or the old schema.
+        overview = client.get("/overview")
+        assert overview.status_code == 200
+        assert "<h2>Agents</h2>" not in overview.text  # no heartbeat table to count
+        assert "<h2>OS installation</h2>" not in overview.text  # its table was renamed
+        tags = {t["label"]: t["count"] for t in client.get("/overview?format=json").json()["tags"]}
+        assert tags == {
+            "AgentStarted": 1,
+            "HardwareReport": 0,
+            "OSInstallRequest": 1,  # renamed: counted under its new name
+            "OSInstallationReport": 0,
+            "Provided": 1,
+        }
+        sessions = client.get("/sessions")
+        assert sessions.status_code == 200 and f'id="s-{DRIFT_SESSION}"' in sessions.text
+        assert "shepherd-drift" in sessions.text
+        history = client.get(f"/machine/{mid(1)}/history")
+        assert history.status_code == 200
+        assert re.findall(r'<span class="event">(\w+)</span>', history.text) == ["Started"]
+        assert 'class="bar running"' in history.text  # the timeline, with its work
+        found = client.get("/search?q=eq-", follow_redirects=False)
+        assert found.status_code == 303 and found.headers["location"] == f"/machine/{mid(1)}"
+        (match,) = client.get("/search?q=eq-&format=json").json()["matches"]
+        assert match["matched"] == "eq-drift" and match["label"] == "Equinix eq-drift"
 
 
 def test_drift_that_reflection_cannot_fix_is_a_503_page_not_a_500(migrated_db_dsn):

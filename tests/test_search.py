@@ -242,14 +242,11 @@ OWN_ROWS = [
 
 @pytest.fixture(scope="module")
 def own_dsn(pg_server_dsn, migrated_template):
-    from app.bmdb.dsn import with_database
-    from tests.support import create_database, drop_database
+    from tests.support import cloned_database
 
-    name = create_database(pg_server_dsn, template=migrated_template)
-    dsn = with_database(pg_server_dsn, name)
-    run_sync(execute(dsn, *OWN_ROWS))
-    yield dsn
-    drop_database(pg_server_dsn, name)
+    with cloned_database(pg_server_dsn, migrated_template) as dsn:
+        run_sync(execute(dsn, *OWN_ROWS))
+        yield dsn
 
 
 @pytest.fixture(scope="module")
