@@ -14,7 +14,7 @@ from app.config import Settings
 from app.pages.search import LIMIT, render_matches, resolve_machine_prefix
 from app.render.templating import PageSnapshot
 from tests.fleet import ALIVE, DEAD, mid
-from tests.support import execute, run_sync, webug_client
+from tests.support import BASE_URL, execute, run_sync, webug_client
 
 NO_REDIRECT = {"follow_redirects": False}
 
@@ -371,7 +371,7 @@ def test_render_matches_lists_unique_or_none(small_fleet_dsn):
         found = await resolve_machine_prefix(snap, prefix)
         return await render_matches(request, snap, prefix, found)
 
-    with TestClient(app) as c:
+    with TestClient(app, base_url=BASE_URL) as c:
         page = c.get("/prefix-test/0000")
         assert page.status_code == 200
         assert linked_ids(page.text) == [f"/machine/{mid(n)}" for n in range(1, 13)]

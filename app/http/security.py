@@ -5,7 +5,7 @@ covers /static, /openapi.json, /docs and the JSON twins. In order, for each requ
 
 1. Host allow-list (DNS rebinding): a page on another site whose name was made to resolve
    to 127.0.0.1 reaches webug with that site's name in `Host`: 400. Allowed: localhost,
-   127.0.0.1, [::1], testserver (Starlette's test client) and WEBUG_ALLOWED_HOSTS.
+   127.0.0.1, [::1] and WEBUG_ALLOWED_HOSTS.
 2. Oversized request lines: path over 2 KiB or query over 8 KiB: 414.
 3. Access control, when configured (WEBUG_AUTH_TOKEN, WEBUG_BASIC_AUTH,
    WEBUG_TRUSTED_USER_HEADER; any one that matches lets the request in): otherwise 401.
@@ -78,7 +78,9 @@ SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
 
-DEFAULT_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "testserver"})
+# Loopback only. No single-label name (Starlette's test client sends `testserver`): LLMNR,
+# mDNS or a DNS search domain can make one resolve to a machine of someone else's.
+DEFAULT_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 OPEN_PATHS = frozenset({"/healthz"})  # no Host check, no credentials
 # Scraped by address (Host: 10.1.2.3:8000), with credentials when access control is on.
 ANY_HOST_PATHS = OPEN_PATHS | {"/metrics"}
