@@ -157,6 +157,27 @@ def test_basic_auth_guards_every_route(small_fleet_dsn):
         assert c.get("/", headers={"Authorization": "Bearer pa:ss"}).status_code == 401
 
 
+MALFORMED_BASIC = [
+    b"Basic \xff\xfe",  # not ASCII (a raw byte, as a hostile client can send)
+    b"Basic " + base64.b64encode("m\u00e9:s3cret-token-value".encode("latin-1")),  # not UTF-8
+    b"Basic " + base64.b64encode(b"no-colon"),
+    b"Basic !!!notbase64",
+    b"Basic abc",  # bad padding
+    b"Basic",
+    b"Bearer \xff",
+]
+
+
+@pytest.mark.parametrize("auth", MALFORMED_BASIC)
+def test_malformed_credentials_are_a_401_never_a_500(small_fleet_dsn, auth):
+    for settings in ({"auth_token": "s3cret-token-value"}, {"basic_auth": "admin:pw"}):
+        with webug_client(small_fleet_dsn, **settings) as c:
+            response = c.get("/", headers=[(b"authorization", auth)])
+            assert response.status_code == 401, (settings, auth)
+            assert "webug_test_" not in response.text  # nothing of the BMDB
+            assert response.headers["www-authenticate"].startswith("Basic realm=")
+
+
 def test_trusted_proxy_header_is_required(small_fleet_dsn):
     with webug_client(small_fleet_dsn, trusted_user_header="X-Forwarded-User") as c:
         for url in PROTECTED:

@@ -24,7 +24,6 @@ client that has not been let in.
 from __future__ import annotations
 
 import base64
-import binascii
 import html
 import json
 import logging
@@ -190,7 +189,7 @@ class Authenticator:
         if scheme == "basic" and (self.basic or self.token):
             try:
                 decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not ASCII, not base64 (binascii.Error), not UTF-8
                 return None
             user, sep, password = decoded.partition(":")
             if not sep:
