@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb import dsn as dsn_tools
 from app.bmdb.connection import DB_UNAVAILABLE, Database
@@ -98,9 +99,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(overview.router)
     _install_error_pages(app)
     install_resilience(app, app.state.settings)
+    app.add_middleware(InternalErrorPage)
     install_security(app, app.state.settings)
     install_observability(app, app.state.settings)
     return app
+
+
+class InternalErrorPage:
+    """Any other exception of a page is a 500 error page, never a stack trace.
+
+    A middleware, not `exception_handler(Exception)`: Starlette answers that one from
+    its outermost layer, outside every middleware, so the page would miss the security
+    headers and the request ID. This one is inside SecurityMiddleware and outside
+    ResilienceMiddleware, which must see schema-drift errors to retry.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # too late for a page: the server closes the connection
+                raise
+            log.exception("unhandled error on %s", scope["path"])
+            response = _error_page(
+                Request(scope),
+                500,
+                "Internal error",
+                "webug failed to render this page; the error is in its log.",
+            )
+            await response(scope, receive, send)
 
 
 def _error_page(request: Request, status: int, title: str, detail: str):
@@ -157,16 +197,6 @@ def _install_error_pages(app: FastAPI) -> None:
             return _error_page(
                 request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
             )
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return _error_page(
-            request,
-            500,
-            "Internal error",
-            "webug failed to render this page; the error is in its log.",
-        )
 
 
 app = create_app()

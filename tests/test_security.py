@@ -13,7 +13,7 @@ import pytest
 
 from app.config import load_settings
 from tests.fleet import ALIVE, mid
-from tests.support import execute, run_sync, webug_client
+from tests.support import BASE_URL, execute, run_sync, webug_client
 
 PAGES = [
     "/",
@@ -60,6 +60,53 @@ def test_every_response_has_the_security_headers(client, url):
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "same-origin"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def assert_security_headers(response) -> None:
+    csp = directives(response.headers["content-security-policy"])
+    assert csp["script-src"] == "'self'" and csp["default-src"] == "'none'"
+    assert csp["frame-ancestors"] == "'none'"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "same-origin"
+
+
+def test_a_crashing_page_is_a_500_with_the_security_headers(small_fleet_dsn):
+    async def boom():
+        raise RuntimeError("secret internals")
+
+    with webug_client(small_fleet_dsn) as c:  # the client would raise what reached the server
+        c.app.add_api_route("/boom", boom)
+        for headers in ({}, {"Accept": "application/json"}, {"HX-Request": "true"}):
+            response = c.get("/boom", headers=headers)
+            assert response.status_code == 500
+            assert_security_headers(response)
+            assert "x-request-id" in response.headers
+            assert "secret internals" not in response.text and "Traceback" not in response.text
+        assert "Internal error" in c.get("/boom").text
+
+
+def test_a_crash_in_the_middleware_is_a_500_with_the_security_headers(small_fleet_dsn, monkeypatch):
+    """The last resort, outside every middleware: still the headers, nothing of the BMDB."""
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.http.security import Authenticator
+    from app.main import create_app
+
+    def broken(self, headers):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(Authenticator, "user", broken)
+    app = create_app(Settings(dsn=small_fleet_dsn, auth_token="s3cret-token-value"))
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        for headers in ({}, {"Accept": "application/json"}):
+            response = c.get("/", headers=headers)
+            assert response.status_code == 500
+            assert_security_headers(response)
+            assert "secret internals" not in response.text and "Traceback" not in response.text
+            assert "webug_test_" not in response.text and "s3cret" not in response.text
+        assert c.get("/", headers={"Accept": "application/json"}).json()["status"] == 500
 
 
 def test_api_docs_have_their_own_policy_still_unframeable(client):

@@ -13,9 +13,11 @@ covers /static, /openapi.json, /docs and the JSON twins. In order, for each requ
 
 /healthz skips 1-3 (probes know neither the name nor the credentials; it tells only
 "ok" or "BMDB unreachable"); /metrics skips 1 (Prometheus scrapes by address) but not
-the access control. Every response, refusals included, carries the security
+the access control. Every response, refusals and 500s included, carries the security
 headers: a Content-Security-Policy without inline script or eval, nosniff, a referrer
-policy and no framing.
+policy and no framing. A page's crash is app/main.py's error page, inside this
+middleware; a crash in a middleware is `last_resort_error`, which Starlette answers from
+outside every middleware, so it sets the headers itself.
 
 Refusals are small standalone pages: they never show the BMDB address or schema to a
 client that has not been let in.
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -213,17 +216,9 @@ def _wants_json(scope: Scope, headers: Headers) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-async def refuse(
-    scope: Scope,
-    send: Send,
-    status: int,
-    title: str,
-    detail: str,
-    extra_headers: dict[str, str] | None = None,
-) -> None:
-    """A minimal page (or JSON) that shows nothing of the BMDB."""
-    headers = Headers(scope=scope)
-    if _wants_json(scope, headers):
+def _standalone_page(scope: Scope, status: int, title: str, detail: str) -> tuple[bytes, str]:
+    """A minimal page (or JSON) that shows nothing of the BMDB: (body, content type)."""
+    if _wants_json(scope, Headers(scope=scope)):
         body = json.dumps({"status": status, "error": title, "detail": detail}).encode()
         content_type = "application/json"
     else:
@@ -234,6 +229,19 @@ async def refuse(
             f"{html.escape(title)}</h1>\n<p>{html.escape(detail)}</p></section></body></html>\n"
         ).encode()
         content_type = "text/html; charset=utf-8"
+    return body, content_type
+
+
+async def refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    extra_headers: dict[str, str] | None = None,
+) -> None:
+    """A refusal, as a standalone page that shows nothing of the BMDB."""
+    body, content_type = _standalone_page(scope, status, title, detail)
     raw = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
@@ -321,6 +329,23 @@ class SecurityMiddleware:
         return None
 
 
+async def last_resort_error(request: Request, exc: Exception) -> Response:
+    """A crash in a middleware (this one included): Starlette's outermost layer answers
+    with this, outside SecurityMiddleware, so the page carries the headers itself.
+
+    Errors of the pages are app/main.py's error page, inside this middleware. The
+    exception is logged by the server, which Starlette re-raises it to.
+    """
+    body, content_type = _standalone_page(
+        request.scope, 500, "Internal error", "webug failed to answer; the error is in its log."
+    )
+    headers = {"content-security-policy": PAGE_CSP, **SECURITY_HEADERS}
+    return Response(
+        body, 500, headers={**headers, "cache-control": "no-store"}, media_type=content_type
+    )
+
+
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Headers, Host allow-list, access control and same-origin checks for every route."""
     app.add_middleware(SecurityMiddleware, settings=settings)
+    app.add_exception_handler(Exception, last_resort_error)
