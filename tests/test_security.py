@@ -244,6 +244,29 @@ def test_invalid_credentials_setting_stops_start_without_echoing_the_secret(monk
     assert "WEBUG_BASIC_AUTH" in str(stop.value) and "no-colon-secret" not in str(stop.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "secret"),
+    [
+        ("WEBUG_AUTH_TOKEN", "", None),  # would silently mean "no access control"
+        ("WEBUG_AUTH_TOKEN", "   ", None),
+        ("WEBUG_BASIC_AUTH", "admin-name:", "admin-name"),  # empty password
+        ("WEBUG_BASIC_AUTH", ":pass-word", "pass-word"),  # empty user name
+        ("WEBUG_BASIC_AUTH", ":", None),
+    ],
+)
+def test_empty_secrets_stop_start_naming_the_variable(monkeypatch, variable, value, secret):
+    for key in list(os.environ):
+        if key.startswith("WEBUG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stop:
+        load_settings()
+    message = str(stop.value)
+    assert message.startswith("webug: invalid configuration: ") and "\n" not in message
+    assert variable in message and "empty" in message
+    assert secret is None or secret not in message
+
+
 # ---------------------------------------------------------- cross-origin, methods
 
 
