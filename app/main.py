@@ -26,7 +26,16 @@ from app.config import Settings, load_settings
 from app.http.observability import install_observability
 from app.http.resilience import install_resilience
 from app.http.security import install_security
-from app.pages import health, machine_detail, machines, overview, schema_page, search, sessions
+from app.pages import (
+    api_page,
+    health,
+    machine_detail,
+    machines,
+    overview,
+    schema_page,
+    search,
+    sessions,
+)
 from app.render.templating import APP_DIR, render
 
 log = logging.getLogger("webug")
@@ -85,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="webug",
         description="Web debug interface for the BMDB",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc run a CDN's script on this origin: /api instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
@@ -97,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(schema_page.router)
     app.include_router(overview.router)
+    app.include_router(api_page.router)
     _install_error_pages(app)
     install_resilience(app, app.state.settings)
     app.add_middleware(InternalErrorPage)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from app.config import load_settings
+from app.http.security import PAGE_CSP
 from tests.fleet import ALIVE, mid
 from tests.support import BASE_URL, execute, run_sync, webug_client
 
@@ -24,6 +25,7 @@ PAGES = [
     f"/session/{ALIVE}",
     "/schema",
     "/search?q=eq-",
+    "/api",
 ]
 
 
@@ -109,10 +111,29 @@ def test_a_crash_in_the_middleware_is_a_500_with_the_security_headers(small_flee
         assert c.get("/", headers={"Accept": "application/json"}).json()["status"] == 500
 
 
-def test_api_docs_have_their_own_policy_still_unframeable(client):
-    docs = client.get("/docs")
-    csp = directives(docs.headers["content-security-policy"])
-    assert "'unsafe-eval'" not in csp["script-src"] and csp["frame-ancestors"] == "'none'"
+def strict_csp(response) -> bool:
+    return response.headers["content-security-policy"] == PAGE_CSP
+
+
+@pytest.mark.parametrize("url", ["/docs", "/redoc", "/docsfoo", "/docs/oauth2-redirect"])
+def test_no_third_party_script_pages(client, url):
+    """FastAPI's /docs and /redoc ran a CDN's JavaScript on webug's origin: gone."""
+    response = client.get(url)
+    assert response.status_code == 404 and strict_csp(response)
+
+
+def test_api_page_documents_the_json_twins_without_script(client):
+    page = client.get("/api")
+    assert page.status_code == 200 and strict_csp(page)
+    assert "/machine/{machine_id}" in page.text and "/sessions" in page.text
+    assert "MachineDetailJSON" in page.text and 'href="/openapi.json' in page.text
+    assert "poll interval, seconds" in page.text  # a query parameter's description
+    assert "/schema/refresh" not in page.text  # GET routes only
+    scripts = re.findall(r"<script[^>]*>", page.text)
+    assert scripts and all(
+        re.fullmatch(r'<script src="/static/[\w.-]+" defer>', s) for s in scripts
+    )
+    assert client.get("/openapi.json").json()["paths"]["/machine/{machine_id}"]
 
 
 @pytest.mark.parametrize("url", PAGES)

@@ -1,7 +1,7 @@
 """Security for every route: response headers, Host allow-list, access control, same-origin POST.
 
 One pure ASGI middleware, outside the routes (and outside the error pages), so it also
-covers /static, /openapi.json, /docs and the JSON twins. In order, for each request:
+covers /static, /openapi.json and the JSON twins. In order, for each request:
 
 1. Host allow-list (DNS rebinding): a page on another site whose name was made to resolve
    to 127.0.0.1 reaches webug with that site's name in `Host`: 400. Allowed: localhost,
@@ -42,7 +42,7 @@ from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-# Pages: scripts only from /static (no inline script, no eval: webug.js hands htmx
+# Every response: scripts only from /static (no inline script, no eval: webug.js hands htmx
 # precompiled trigger filters), styles only from /static, no framing, no plugins.
 PAGE_CSP = "; ".join([
     "default-src 'none'",
@@ -56,20 +56,6 @@ PAGE_CSP = "; ".join([
     "frame-ancestors 'none'",
     "base-uri 'none'",
 ])  # fmt: skip
-# FastAPI's /docs and /redoc are an inline script plus a CDN bundle; they show the
-# OpenAPI document only, never BMDB data.
-DOCS_CSP = "; ".join([
-    "default-src 'none'",
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
-    "font-src 'self' https://fonts.gstatic.com",
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
-    "connect-src 'self'",
-    "worker-src blob:",
-    "frame-ancestors 'none'",
-    "base-uri 'none'",
-])  # fmt: skip
-DOCS_PATHS = ("/docs", "/redoc")
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -266,12 +252,11 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else PAGE_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["content-security-policy"] = csp
+                headers["content-security-policy"] = PAGE_CSP
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
             await send(message)

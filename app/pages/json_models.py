@@ -1,7 +1,8 @@
 """Documented shapes of the JSON twins (`?format=json` or `Accept: application/json`).
 
-Every HTML page answers the same data as JSON; these models are what /docs shows.
-Timestamps are ISO 8601 in UTC; bytes are {hex, base64, length} (+ decoded protobuf).
+Every HTML page answers the same data as JSON; these models are what /api names and
+/openapi.json details. Timestamps are ISO 8601 in UTC; bytes are {hex, base64, length}
+(+ decoded protobuf).
 """
 
 from __future__ import annotations
