@@ -365,6 +365,31 @@ def test_no_path_traversal_through_static(client, raw):
     assert client.get(raw).status_code in (400, 404)  # and as the test client sends it
 
 
+# ------------------------------------------------------------- links from BMDB data
+
+
+def test_provider_id_is_url_encoded_in_the_console_link(migrated_db_dsn):
+    """A provider ID cannot change which console page (or site) the link opens."""
+    hostile = 'x/../../evil?next=//evil.example#frag "quoted" 100%'
+    run_sync(
+        execute(
+            migrated_db_dsn,
+            f"INSERT INTO machines VALUES ('{mid(1)}', now())",
+            f"""INSERT INTO machine_provided (machine_id, provider, provider_id)
+                VALUES ('{mid(1)}', 'Equinix', $${hostile}$$)""",
+        )
+    )
+    expected = (
+        "https://console.equinix.com/devices/x%2F..%2F..%2Fevil%3Fnext%3D%2F%2Fevil.example"
+        "%23frag%20%22quoted%22%20100%25/overview"
+    )
+    with webug_client(migrated_db_dsn) as c:
+        page = c.get(f"/machine/{mid(1)}").text
+        as_json = c.get(f"/machine/{mid(1)}?format=json").json()
+    assert f'href="{expected}"' in page
+    assert as_json["console_url"] == expected
+
+
 # ---------------------------------------------------------------------- huge values
 
 MB = 1024 * 1024

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -49,7 +50,10 @@ def console_url(request: Request, machine: repository.Machine) -> str | None:
     if not provided:
         return None
     template = request.app.state.settings.provider_console_urls.get(str(provided["provider"]))
-    return template.format(provider_id=provided["provider_id"]) if template else None
+    if not template:
+        return None
+    # One path segment, whatever the ID holds: a `/`, `?` or `#` must not pick the page.
+    return template.format(provider_id=quote(str(provided["provider_id"]), safe=""))
 
 
 def live_ptag(machine: repository.Machine, live: bool, every: int, schema: Schema) -> str:
