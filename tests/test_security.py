@@ -64,6 +64,37 @@ def test_every_response_has_the_security_headers(client, url):
     assert response.headers["x-frame-options"] == "DENY"
 
 
+def test_nothing_from_the_bmdb_is_stored_or_served_as_another_variant(client):
+    """HTML, JSON and htmx answers share URLs: no cache may store one for another (a
+    fragment shown as the whole page on Back), nor keep BMDB data on disk."""
+    fragment = client.get(f"/machine/{mid(2)}/live", headers={"HX-Request": "true"})
+    responses = {
+        "page": client.get(f"/machine/{mid(2)}"),
+        "fragment": fragment,
+        "unchanged fragment (304)": client.get(
+            f"/machine/{mid(2)}/live",
+            headers={"HX-Request": "true", "HX-PTag": fragment.headers["HX-PTag"]},
+        ),
+        "JSON twin": client.get("/sessions", headers={"Accept": "application/json"}),
+        "?format=json": client.get("/?format=json"),
+        "list fragment": client.get("/", headers={"HX-Request": "true"}),
+        "not found": client.get("/machine/00000000-0000-4000-8000-0000000000ff"),
+        "bad request": client.get("/machine/nope"),
+        "refused": client.get("/", headers={"Host": "evil.example"}),
+        "api": client.get("/api"),
+        "healthz": client.get("/healthz"),
+    }
+    assert responses["unchanged fragment (304)"].status_code == 304
+    for name, response in responses.items():
+        assert response.headers.get("cache-control") == "no-store", name
+        vary = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}
+        assert {"accept", "hx-request"} <= vary, name
+    static = client.get("/static/webug.css")  # app files keep their caching
+    assert "cache-control" not in static.headers and "vary" not in static.headers
+    revalidated = client.get("/static/webug.css", headers={"If-None-Match": static.headers["etag"]})
+    assert revalidated.status_code == 304
+
+
 def assert_security_headers(response) -> None:
     csp = directives(response.headers["content-security-policy"])
     assert csp["script-src"] == "'self'" and csp["default-src"] == "'none'"
@@ -71,6 +102,7 @@ def assert_security_headers(response) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "same-origin"
+    assert response.headers["cache-control"] == "no-store"
 
 
 def test_a_crashing_page_is_a_500_with_the_security_headers(small_fleet_dsn):

@@ -13,9 +13,13 @@ covers /static, /openapi.json and the JSON twins. In order, for each request:
 
 /healthz skips 1-3 (probes know neither the name nor the credentials; it tells only
 "ok" or "BMDB unreachable"); /metrics skips 1 (Prometheus scrapes by address) but not
-the access control. Every response, refusals and 500s included, carries the security
-headers: a Content-Security-Policy without inline script or eval, nosniff, a referrer
-policy and no framing. A page's crash is app/main.py's error page, inside this
+the access control.
+
+Every response, refusals and 500s included, carries the security headers: a
+Content-Security-Policy without inline script or eval (the same strict one on every
+path), nosniff, a referrer policy and no framing. Every one but /static's also has
+`Cache-Control: no-store` and `Vary: Accept, HX-Request`: one URL answers HTML, JSON and
+htmx fragments of BMDB data. A page's crash is app/main.py's error page, inside this
 middleware; a crash in a middleware is `last_resort_error`, which Starlette answers from
 outside every middleware, so it sets the headers itself.
 
@@ -56,6 +60,16 @@ PAGE_CSP = "; ".join([
     "frame-ancestors 'none'",
     "base-uri 'none'",
 ])  # fmt: skip
+
+# Every answer but /static is BMDB data of the moment (or about it), and the HTML page, its
+# JSON twin and its htmx fragment share one URL. `no-store` rather than `no-cache,
+# private`: browsers reuse a stored answer on Back/Forward without revalidating, which is
+# how an htmx fragment comes back as the whole page, and nothing of the BMDB stays on
+# disk. The hx-ptag 304s are unaffected: htmx sends HX-PTag from its own memory, not
+# from the HTTP cache. Vary, for any cache that stores anyway.
+NO_STORE = {"cache-control": "no-store"}
+VARY = "Accept, HX-Request"
+STATIC_PREFIX = "/static/"  # app files: they keep StaticFiles' ETag and Last-Modified
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -231,7 +245,6 @@ async def refuse(
     raw = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
     ]
     raw += [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -259,6 +272,9 @@ class SecurityMiddleware:
                 headers["content-security-policy"] = PAGE_CSP
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                if not path.startswith(STATIC_PREFIX):
+                    headers.update(NO_STORE)
+                    headers.add_vary_header(VARY)
             await send(message)
 
         if path not in OPEN_PATHS and (refusal := self._check(scope, path)) is not None:
@@ -324,10 +340,8 @@ async def last_resort_error(request: Request, exc: Exception) -> Response:
     body, content_type = _standalone_page(
         request.scope, 500, "Internal error", "webug failed to answer; the error is in its log."
     )
-    headers = {"content-security-policy": PAGE_CSP, **SECURITY_HEADERS}
-    return Response(
-        body, 500, headers={**headers, "cache-control": "no-store"}, media_type=content_type
-    )
+    headers = {"content-security-policy": PAGE_CSP, **SECURITY_HEADERS, **NO_STORE, "vary": VARY}
+    return Response(body, 500, headers=headers, media_type=content_type)
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
