@@ -99,11 +99,25 @@ class Settings(BaseSettings):
         " reused this long by every poll and watcher (0: count on every request)",
     )
 
+    # Set but empty would mean no access control (an empty token) or a guessable login:
+    # refused, as a typo in a deployment's secret should not open webug to everyone.
+    @field_validator("auth_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it for no token)")
+        return value
+
     @field_validator("basic_auth")
     @classmethod
     def _user_colon_password(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and ":" not in value.get_secret_value():
+        if value is None:
+            return value
+        user, colon, password = value.get_secret_value().partition(":")
+        if not colon:
             raise ValueError("must be user:password")
+        if not user.strip() or not password.strip():
+            raise ValueError("must be user:password, neither of them empty")
         return value
 
     @property

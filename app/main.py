@@ -20,11 +20,12 @@ from app.bmdb.connection import DB_UNAVAILABLE, Database
 from app.bmdb.counts import CountCache
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
-from app.http.errors import install_error_pages
+from app.http.errors import InternalErrorPage, install_error_pages
 from app.http.observability import install_observability
 from app.http.resilience import install_resilience
 from app.http.security import install_security
 from app.pages import (
+    api_page,
     health,
     machine,
     machines,
@@ -92,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="webug",
         description="Web debug interface for the BMDB",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc run a CDN's script on this origin: /api instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
@@ -105,8 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(schema_page.router)
     app.include_router(overview.router)
+    app.include_router(api_page.router)
     install_error_pages(app)
     install_resilience(app, app.state.settings)
+    app.add_middleware(InternalErrorPage)
     install_security(app, app.state.settings)
     install_observability(app, app.state.settings)
     return app

@@ -161,8 +161,8 @@ def test_hostile_values_show_as_text(hostile, page: Page):
     assert SCRIPT in body  # the backoff cause, as typed into the database
     console = page.locator("a[href^='https://console.equinix.com/']").first
     assert console.get_attribute("href") == (
-        "https://console.equinix.com/devices/" + PROVIDER_ID + "/overview"
-    )  # an https link, its text never markup
+        "https://console.equinix.com/devices/" + quote(PROVIDER_ID, safe="") + "/overview"
+    )  # an https link, the ID one URL-encoded path segment, its text never markup
 
 
 def _raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:

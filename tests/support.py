@@ -26,6 +26,8 @@ from app.bmdb.dsn import with_database
 
 T = TypeVar("T")
 
+BASE_URL = "http://localhost"  # what webug_client's requests go to (and their origin)
+
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code, on a thread of its own so no test loop is disturbed."""
@@ -118,12 +120,16 @@ def seeded_db_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def webug_client(dsn: str, **overrides: Any) -> Iterator[TestClient]:
-    """A webug app on `dsn`, lifespan running (pool, first reflection, refresh task)."""
+    """A webug app on `dsn`, lifespan running (pool, first reflection, refresh task).
+
+    Requests go to http://localhost, a name webug accepts by default: the tests run the
+    production Host allow-list, which does not accept the client's default `testserver`.
+    """
     from app.config import Settings
     from app.main import create_app
 
     app = create_app(Settings(dsn=dsn, **overrides))
-    with TestClient(app) as client:
+    with TestClient(app, base_url=BASE_URL) as client:
         yield client
 
 

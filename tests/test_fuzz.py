@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from app.config import Settings
 from app.main import create_app
-from tests.support import run_sync, webug_client
+from tests.support import BASE_URL, run_sync, webug_client
 
 EXAMPLES = 75  # per operation (and HTML/JSON/htmx variants of each)
 VARIANTS = [{}, {"Accept": "application/json"}, {"HX-Request": "true"}]
@@ -95,10 +95,10 @@ def test_no_input_makes_a_server_error(client, real_values, label):
     )
     @hypothesis.given(case=cases, variant=st.sampled_from(VARIANTS))
     def check(case, variant) -> None:
-        kwargs = case.as_transport_kwargs(base_url="http://testserver")
+        kwargs = case.as_transport_kwargs(base_url=BASE_URL)
         headers = {**(kwargs.get("headers") or {}), **variant}
         if kwargs["method"] not in ("GET", "HEAD"):
-            headers["Origin"] = "http://testserver"  # same-origin: reach the handler
+            headers["Origin"] = BASE_URL  # same-origin: reach the handler
         response = client.request(
             kwargs["method"],
             kwargs["url"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -135,6 +136,43 @@ def test_access_log_record_is_json_with_the_request_id(client, caplog):
     assert line["path"] == f"/machine/{mid(2)}"
     assert line["query"] == "live=0"
     assert line["status"] == 200 and line["level"] == "info" and line["duration_ms"] > 0
+
+
+def test_client_text_cannot_forge_a_text_log_line(client):
+    """A CR/LF in the (percent-decoded) path would start a line of the attacker's text."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda record: not record.name.startswith("httpx"))  # the client's
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        forged = "/%0d%0aINFO%20webug.access:%20GET%20/admin%20200%0bFAKE"
+        assert client.get(forged).status_code == 404
+        refused = client.post("/%0D%0AFAKE%1b[2J", headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = [line for line in out.getvalue().splitlines() if "FAKE" in line]
+    assert [line.split(":")[0] for line in lines] == [
+        "INFO webug.access",  # the GET
+        "WARNING app.http.security",  # the POST refused...
+        "INFO webug.access",  # ... and its access line
+    ], lines
+    assert "GET /\\x0d\\x0aINFO webug.access: GET /admin 200\\x0bFAKE 404" in lines[0]
+    assert all("/\\x0d\\x0aFAKE\\x1b[2J" in line for line in lines[1:])
+    assert not any("\x1b" in line for line in lines)
+
+
+def test_client_text_is_escaped_in_json_log_fields(client, caplog):
+    with caplog.at_level(logging.INFO, logger="webug.access"):
+        client.get("/%0d%0aFAKE?q=%0d")
+    line = json.loads(JsonFormatter().format(caplog.records[-1]))
+    assert line["path"] == "/\\x0d\\x0aFAKE" and line["query"] == "q=%0d"
+    assert re.fullmatch(r"GET /\\x0d\\x0aFAKE 404 [\d.]+ms", line["msg"]), line["msg"]
 
 
 def test_every_record_made_during_a_request_carries_its_id():

@@ -17,7 +17,7 @@ UPSTREAM = {
     "OSInstallationRequest": "machine_os_installation_request",
     "Provided": "machine_provided",
 }
-SAME_ORIGIN = {"Origin": "http://testserver"}
+SAME_ORIGIN = {"Origin": "http://localhost"}
 RACK = "CREATE TABLE machine_rack (machine_id uuid PRIMARY KEY, rack text)"
 
 
@@ -143,8 +143,8 @@ def test_dirty_flag_shows_a_red_banner_after_refresh(migrated_db_dsn):
     "headers",
     [
         {"Origin": "http://evil.example"},
-        {"Origin": "https://testserver"},  # another scheme is another origin
-        {"Origin": "http://testserver:8080"},
+        {"Origin": "https://localhost"},  # another scheme is another origin
+        {"Origin": "http://localhost:8080"},
         {"Origin": "null"},
         {"Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "same-site"},
@@ -169,8 +169,8 @@ def test_cross_origin_refresh_is_refused_and_does_not_refresh(migrated_db_dsn, h
     "headers",
     [
         SAME_ORIGIN,
-        {"Origin": "http://TESTSERVER:80"},  # same origin, spelled differently
-        {"Sec-Fetch-Site": "same-origin", "Referer": "http://testserver/schema"},
+        {"Origin": "http://LOCALHOST:80"},  # same origin, spelled differently
+        {"Sec-Fetch-Site": "same-origin", "Referer": "http://localhost/schema"},
         {},  # curl: no browser, no ambient credentials to abuse
     ],
 )

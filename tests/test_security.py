@@ -12,8 +12,9 @@ import time
 import pytest
 
 from app.config import load_settings
+from app.http.security import PAGE_CSP
 from tests.fleet import ALIVE, mid
-from tests.support import execute, run_sync, webug_client
+from tests.support import BASE_URL, execute, run_sync, webug_client
 
 PAGES = [
     "/",
@@ -24,6 +25,7 @@ PAGES = [
     f"/session/{ALIVE}",
     "/schema",
     "/search?q=eq-",
+    "/api",
 ]
 
 
@@ -62,10 +64,108 @@ def test_every_response_has_the_security_headers(client, url):
     assert response.headers["x-frame-options"] == "DENY"
 
 
-def test_api_docs_have_their_own_policy_still_unframeable(client):
-    docs = client.get("/docs")
-    csp = directives(docs.headers["content-security-policy"])
-    assert "'unsafe-eval'" not in csp["script-src"] and csp["frame-ancestors"] == "'none'"
+def test_nothing_from_the_bmdb_is_stored_or_served_as_another_variant(client):
+    """HTML, JSON and htmx answers share URLs: no cache may store one for another (a
+    fragment shown as the whole page on Back), nor keep BMDB data on disk."""
+    fragment = client.get(f"/machine/{mid(2)}/live", headers={"HX-Request": "true"})
+    responses = {
+        "page": client.get(f"/machine/{mid(2)}"),
+        "fragment": fragment,
+        "unchanged fragment (304)": client.get(
+            f"/machine/{mid(2)}/live",
+            headers={"HX-Request": "true", "HX-PTag": fragment.headers["HX-PTag"]},
+        ),
+        "JSON twin": client.get("/sessions", headers={"Accept": "application/json"}),
+        "?format=json": client.get("/?format=json"),
+        "list fragment": client.get("/", headers={"HX-Request": "true"}),
+        "not found": client.get("/machine/00000000-0000-4000-8000-0000000000ff"),
+        "bad request": client.get("/machine/nope"),
+        "refused": client.get("/", headers={"Host": "evil.example"}),
+        "api": client.get("/api"),
+        "healthz": client.get("/healthz"),
+    }
+    assert responses["unchanged fragment (304)"].status_code == 304
+    for name, response in responses.items():
+        assert response.headers.get("cache-control") == "no-store", name
+        vary = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}
+        assert {"accept", "hx-request"} <= vary, name
+    static = client.get("/static/webug.css")  # app files keep their caching
+    assert "cache-control" not in static.headers and "vary" not in static.headers
+    revalidated = client.get("/static/webug.css", headers={"If-None-Match": static.headers["etag"]})
+    assert revalidated.status_code == 304
+
+
+def assert_security_headers(response) -> None:
+    csp = directives(response.headers["content-security-policy"])
+    assert csp["script-src"] == "'self'" and csp["default-src"] == "'none'"
+    assert csp["frame-ancestors"] == "'none'"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_crashing_page_is_a_500_with_the_security_headers(small_fleet_dsn):
+    async def boom():
+        raise RuntimeError("secret internals")
+
+    with webug_client(small_fleet_dsn) as c:  # the client would raise what reached the server
+        c.app.add_api_route("/boom", boom)
+        for headers in ({}, {"Accept": "application/json"}, {"HX-Request": "true"}):
+            response = c.get("/boom", headers=headers)
+            assert response.status_code == 500
+            assert_security_headers(response)
+            assert "x-request-id" in response.headers
+            assert "secret internals" not in response.text and "Traceback" not in response.text
+        assert "Internal error" in c.get("/boom").text
+
+
+def test_a_crash_in_the_middleware_is_a_500_with_the_security_headers(small_fleet_dsn, monkeypatch):
+    """The last resort, outside every middleware: still the headers, nothing of the BMDB."""
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.http.security import Authenticator
+    from app.main import create_app
+
+    def broken(self, headers):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(Authenticator, "user", broken)
+    app = create_app(Settings(dsn=small_fleet_dsn, auth_token="s3cret-token-value"))
+    with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as c:
+        for headers in ({}, {"Accept": "application/json"}):
+            response = c.get("/", headers=headers)
+            assert response.status_code == 500
+            assert_security_headers(response)
+            assert "secret internals" not in response.text and "Traceback" not in response.text
+            assert "webug_test_" not in response.text and "s3cret" not in response.text
+        assert c.get("/", headers={"Accept": "application/json"}).json()["status"] == 500
+
+
+def strict_csp(response) -> bool:
+    return response.headers["content-security-policy"] == PAGE_CSP
+
+
+@pytest.mark.parametrize("url", ["/docs", "/redoc", "/docsfoo", "/docs/oauth2-redirect"])
+def test_no_third_party_script_pages(client, url):
+    """FastAPI's /docs and /redoc ran a CDN's JavaScript on webug's origin: gone."""
+    response = client.get(url)
+    assert response.status_code == 404 and strict_csp(response)
+
+
+def test_api_page_documents_the_json_twins_without_script(client):
+    page = client.get("/api")
+    assert page.status_code == 200 and strict_csp(page)
+    assert "/machine/{machine_id}" in page.text and "/sessions" in page.text
+    assert "MachinePage" in page.text and 'href="/openapi.json' in page.text
+    assert "poll interval, seconds" in page.text  # a query parameter's description
+    assert "/schema/refresh" not in page.text  # GET routes only
+    scripts = re.findall(r"<script[^>]*>", page.text)
+    assert scripts and all(
+        re.fullmatch(r'<script src="/static/[\w.-]+" defer>', s) for s in scripts
+    )
+    assert client.get("/openapi.json").json()["paths"]["/machine/{machine_id}"]
 
 
 @pytest.mark.parametrize("url", PAGES)
@@ -97,7 +197,11 @@ def test_loopback_host_names_are_accepted(client, host):
     assert client.get("/", headers={"Host": host}).status_code == 200
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io"])
+# testserver (Starlette's test client) and other single-label names can be answered by
+# LLMNR, mDNS or a search domain: not accepted unless configured.
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io", "testserver", "webug"]
+)
 def test_other_host_names_are_refused_against_dns_rebinding(client, host):
     response = client.get("/", headers={"Host": host})
     assert response.status_code == 400 and "unknown host" in response.text
@@ -153,6 +257,27 @@ def test_basic_auth_guards_every_route(small_fleet_dsn):
         assert c.get("/", headers={"Authorization": "Bearer pa:ss"}).status_code == 401
 
 
+MALFORMED_BASIC = [
+    b"Basic \xff\xfe",  # not ASCII (a raw byte, as a hostile client can send)
+    b"Basic " + base64.b64encode("m\u00e9:s3cret-token-value".encode("latin-1")),  # not UTF-8
+    b"Basic " + base64.b64encode(b"no-colon"),
+    b"Basic !!!notbase64",
+    b"Basic abc",  # bad padding
+    b"Basic",
+    b"Bearer \xff",
+]
+
+
+@pytest.mark.parametrize("auth", MALFORMED_BASIC)
+def test_malformed_credentials_are_a_401_never_a_500(small_fleet_dsn, auth):
+    for settings in ({"auth_token": "s3cret-token-value"}, {"basic_auth": "admin:pw"}):
+        with webug_client(small_fleet_dsn, **settings) as c:
+            response = c.get("/", headers=[(b"authorization", auth)])
+            assert response.status_code == 401, (settings, auth)
+            assert "webug_test_" not in response.text  # nothing of the BMDB
+            assert response.headers["www-authenticate"].startswith("Basic realm=")
+
+
 def test_trusted_proxy_header_is_required(small_fleet_dsn):
     with webug_client(small_fleet_dsn, trusted_user_header="X-Forwarded-User") as c:
         for url in PROTECTED:
@@ -172,6 +297,29 @@ def test_invalid_credentials_setting_stops_start_without_echoing_the_secret(monk
     assert "WEBUG_BASIC_AUTH" in str(stop.value) and "no-colon-secret" not in str(stop.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "secret"),
+    [
+        ("WEBUG_AUTH_TOKEN", "", None),  # would silently mean "no access control"
+        ("WEBUG_AUTH_TOKEN", "   ", None),
+        ("WEBUG_BASIC_AUTH", "admin-name:", "admin-name"),  # empty password
+        ("WEBUG_BASIC_AUTH", ":pass-word", "pass-word"),  # empty user name
+        ("WEBUG_BASIC_AUTH", ":", None),
+    ],
+)
+def test_empty_secrets_stop_start_naming_the_variable(monkeypatch, variable, value, secret):
+    for key in list(os.environ):
+        if key.startswith("WEBUG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stop:
+        load_settings()
+    message = str(stop.value)
+    assert message.startswith("webug: invalid configuration: ") and "\n" not in message
+    assert variable in message and "empty" in message
+    assert secret is None or secret not in message
+
+
 # ---------------------------------------------------------- cross-origin, methods
 
 
@@ -180,7 +328,7 @@ def test_state_changing_methods_from_another_origin_are_refused_everywhere(clien
     for url in ("/", "/schema/refresh", f"/machine/{mid(1)}"):
         refused = client.request(method, url, headers={"Origin": "http://evil.example"})
         assert refused.status_code == 403 and "Cross-origin request refused" in refused.text
-    same = client.request(method, "/", headers={"Origin": "http://testserver"})
+    same = client.request(method, "/", headers={"Origin": "http://localhost"})
     assert same.status_code == 405  # allowed through to the router, which has no such route
 
 
@@ -247,6 +395,31 @@ def test_no_path_traversal_through_static(client, raw):
     assert status in (400, 404), (raw, status)
     assert b"create_app" not in body and b"root:" not in body
     assert client.get(raw).status_code in (400, 404)  # and as the test client sends it
+
+
+# ------------------------------------------------------------- links from BMDB data
+
+
+def test_provider_id_is_url_encoded_in_the_console_link(migrated_db_dsn):
+    """A provider ID cannot change which console page (or site) the link opens."""
+    hostile = 'x/../../evil?next=//evil.example#frag "quoted" 100%'
+    run_sync(
+        execute(
+            migrated_db_dsn,
+            f"INSERT INTO machines VALUES ('{mid(1)}', now())",
+            f"""INSERT INTO machine_provided (machine_id, provider, provider_id)
+                VALUES ('{mid(1)}', 'Equinix', $${hostile}$$)""",
+        )
+    )
+    expected = (
+        "https://console.equinix.com/devices/x%2F..%2F..%2Fevil%3Fnext%3D%2F%2Fevil.example"
+        "%23frag%20%22quoted%22%20100%25/overview"
+    )
+    with webug_client(migrated_db_dsn) as c:
+        page = c.get(f"/machine/{mid(1)}").text
+        as_json = c.get(f"/machine/{mid(1)}?format=json").json()
+    assert f'href="{expected}"' in page
+    assert as_json["console_url"] == expected
 
 
 # ---------------------------------------------------------------------- huge values

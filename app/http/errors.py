@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb.connection import DB_UNAVAILABLE
 from app.bmdb.schema_cache import SchemaNotLoaded
@@ -75,8 +76,36 @@ def install_error_pages(app: FastAPI) -> None:
     for unavailable in DB_UNAVAILABLE:
         app.add_exception_handler(unavailable, db_down)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        detail = "webug failed to render this page; the error is in its log."
-        return error_response(request, 500, "Internal error", detail)
+
+class InternalErrorPage:
+    """Any other exception of a page is a 500 error page, never a stack trace.
+
+    A middleware, not `exception_handler(Exception)`: Starlette answers that one from
+    its outermost layer, outside every middleware, so the page would miss the security
+    headers and the request ID. app/main.py puts this one inside SecurityMiddleware and
+    outside ResilienceMiddleware, which must see schema-drift errors to retry.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # too late for a page: the server closes the connection
+                raise
+            log.exception("unhandled error on %s", scope["path"])
+            detail = "webug failed to render this page; the error is in its log."
+            response = error_response(Request(scope), 500, "Internal error", detail)
+            await response(scope, receive, send)

@@ -30,7 +30,9 @@ scrape time describe the worker that answered the scrape.
 
 Logs: WEBUG_LOG_FORMAT=json makes every log line (webug's, uvicorn's) one JSON object
 with `ts`, `level`, `logger`, `msg`, the `request_id` of the request it belongs to and
-any structured extras; uvicorn's own access log is replaced by `webug.access`.
+any structured extras; uvicorn's own access log is replaced by `webug.access`. In either
+format, control characters in a record made during a request (CR/LF in a decoded path,
+say) are escaped (`\\x0d`), so a client cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -309,16 +311,17 @@ class ObservabilityMiddleware:
         if route == "/healthz" and status in (200, 503):
             self.obs.reachability.saw(status == 200)
         if access_log.isEnabledFor(logging.INFO):
+            path = printable(scope.get("path", ""))  # the record factory escapes the args
             access_log.info(
                 "%s %s %d %.1fms",
                 method,
-                scope.get("path", ""),
+                path,
                 status,
                 elapsed * 1000,
                 extra={  # request_id: every record made now has it (record factory)
-                    "method": method,
-                    "path": scope.get("path", ""),
-                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "method": printable(method),
+                    "path": path,
+                    "query": printable(scope.get("query_string", b"").decode("latin-1")),
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
@@ -349,11 +352,48 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+# Client text in a log line (a percent-decoded path, a header): a CR, LF, VT, NEL or
+# Unicode line separator would start a forged line in a text log, an ESC would drive the
+# reader's terminal. Each control character becomes its \xNN (\uNNNN) escape.
+_CONTROL_ESCAPES = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def printable(text: str) -> str:
+    """`text` on one line, each control character escaped: CR LF is `\\x0d\\x0a`."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def _one_line(value: object) -> object:
+    """A log argument that prints on one line: numbers as they are (%d, %.1f still work)."""
+    if isinstance(value, str):
+        return printable(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    text = str(value)  # an exception's message, say, may quote the client
+    escaped = printable(text)
+    return value if escaped == text else escaped
+
+
+def _escape_record(record: logging.LogRecord) -> None:
+    """The message and arguments of a record made during a request, control characters
+    escaped: whatever a handler logs, a client cannot add a line to a text log."""
+    record.msg = _one_line(record.msg)
+    if isinstance(record.args, Mapping):
+        record.args = {key: _one_line(value) for key, value in record.args.items()}
+    elif record.args:
+        record.args = tuple(_one_line(arg) for arg in record.args)
+
+
 _factory_installed = False
 
 
 def _install_record_factory() -> None:
-    """Every log record made during a request carries that request's ID."""
+    """Every log record made during a request carries that request's ID, and no client
+    text can break it over lines."""
     global _factory_installed
     if _factory_installed:
         return
@@ -362,6 +402,8 @@ def _install_record_factory() -> None:
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.request_id = request_id_var.get()
+        if record.request_id is not None:
+            _escape_record(record)
         return record
 
     logging.setLogRecordFactory(factory)

@@ -60,8 +60,8 @@ KICK_TIMEOUT_S = 5.0  # ... and a request waits this long for it at most
 REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 
 # Paths that never touch the BMDB: no admission, no schema load.
-NO_DB_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
-NO_DB_GETS = frozenset({"/schema"})
+NO_DB_PREFIXES = ("/static/", "/openapi.json", "/favicon.ico")
+NO_DB_GETS = frozenset({"/schema", "/api"})
 PROBES = frozenset({"/healthz", "/metrics"})  # may use the connection pages leave free
 
 

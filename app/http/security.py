@@ -1,11 +1,11 @@
 """Security for every route: response headers, Host allow-list, access control, same-origin POST.
 
 One pure ASGI middleware, outside the routes (and outside the error pages), so it also
-covers /static, /openapi.json, /docs and the JSON twins. In order, for each request:
+covers /static, /openapi.json and the JSON twins. In order, for each request:
 
 1. Host allow-list (DNS rebinding): a page on another site whose name was made to resolve
    to 127.0.0.1 reaches webug with that site's name in `Host`: 400. Allowed: localhost,
-   127.0.0.1, [::1], testserver (Starlette's test client) and WEBUG_ALLOWED_HOSTS.
+   127.0.0.1, [::1] and WEBUG_ALLOWED_HOSTS.
 2. Oversized request lines: path over 2 KiB or query over 8 KiB: 414.
 3. Access control, when configured (WEBUG_AUTH_TOKEN, WEBUG_BASIC_AUTH,
    WEBUG_TRUSTED_USER_HEADER; any one that matches lets the request in): otherwise 401.
@@ -13,9 +13,15 @@ covers /static, /openapi.json, /docs and the JSON twins. In order, for each requ
 
 /healthz skips 1-3 (probes know neither the name nor the credentials; it tells only
 "ok" or "BMDB unreachable"); /metrics skips 1 (Prometheus scrapes by address) but not
-the access control. Every response, refusals included, carries the security
-headers: a Content-Security-Policy without inline script or eval, nosniff, a referrer
-policy and no framing.
+the access control.
+
+Every response, refusals and 500s included, carries the security headers: a
+Content-Security-Policy without inline script or eval (the same strict one on every
+path), nosniff, a referrer policy and no framing. Every one but /static's also has
+`Cache-Control: no-store` and `Vary: Accept, HX-Request`: one URL answers HTML, JSON and
+htmx fragments of BMDB data. A page's crash is app/main.py's error page, inside this
+middleware; a crash in a middleware is `last_resort_error`, which Starlette answers from
+outside every middleware, so it sets the headers itself.
 
 Refusals are small standalone pages: they never show the BMDB address or schema to a
 client that has not been let in.
@@ -24,7 +30,6 @@ client that has not been let in.
 from __future__ import annotations
 
 import base64
-import binascii
 import html
 import json
 import logging
@@ -34,13 +39,14 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-# Pages: scripts only from /static (no inline script, no eval: webug.js hands htmx
+# Every response: scripts only from /static (no inline script, no eval: webug.js hands htmx
 # precompiled trigger filters), styles only from /static, no framing, no plugins.
 PAGE_CSP = "; ".join([
     "default-src 'none'",
@@ -54,20 +60,16 @@ PAGE_CSP = "; ".join([
     "frame-ancestors 'none'",
     "base-uri 'none'",
 ])  # fmt: skip
-# FastAPI's /docs and /redoc are an inline script plus a CDN bundle; they show the
-# OpenAPI document only, never BMDB data.
-DOCS_CSP = "; ".join([
-    "default-src 'none'",
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
-    "font-src 'self' https://fonts.gstatic.com",
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
-    "connect-src 'self'",
-    "worker-src blob:",
-    "frame-ancestors 'none'",
-    "base-uri 'none'",
-])  # fmt: skip
-DOCS_PATHS = ("/docs", "/redoc")
+
+# Every answer but /static is BMDB data of the moment (or about it), and the HTML page, its
+# JSON twin and its htmx fragment share one URL. `no-store` rather than `no-cache,
+# private`: browsers reuse a stored answer on Back/Forward without revalidating, which is
+# how an htmx fragment comes back as the whole page, and nothing of the BMDB stays on
+# disk. The hx-ptag 304s are unaffected: htmx sends HX-PTag from its own memory, not
+# from the HTTP cache. Vary, for any cache that stores anyway.
+NO_STORE = {"cache-control": "no-store"}
+VARY = "Accept, HX-Request"
+STATIC_PREFIX = "/static/"  # app files: they keep StaticFiles' ETag and Last-Modified
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -78,7 +80,9 @@ SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
 
-DEFAULT_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "testserver"})
+# Loopback only. No single-label name (Starlette's test client sends `testserver`): LLMNR,
+# mDNS or a DNS search domain can make one resolve to a machine of someone else's.
+DEFAULT_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 OPEN_PATHS = frozenset({"/healthz"})  # no Host check, no credentials
 # Scraped by address (Host: 10.1.2.3:8000), with credentials when access control is on.
 ANY_HOST_PATHS = OPEN_PATHS | {"/metrics"}
@@ -188,7 +192,7 @@ class Authenticator:
         if scheme == "basic" and (self.basic or self.token):
             try:
                 decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not ASCII, not base64 (binascii.Error), not UTF-8
                 return None
             user, sep, password = decoded.partition(":")
             if not sep:
@@ -212,17 +216,9 @@ def _wants_json(scope: Scope, headers: Headers) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-async def refuse(
-    scope: Scope,
-    send: Send,
-    status: int,
-    title: str,
-    detail: str,
-    extra_headers: dict[str, str] | None = None,
-) -> None:
-    """A minimal page (or JSON) that shows nothing of the BMDB."""
-    headers = Headers(scope=scope)
-    if _wants_json(scope, headers):
+def _standalone_page(scope: Scope, status: int, title: str, detail: str) -> tuple[bytes, str]:
+    """A minimal page (or JSON) that shows nothing of the BMDB: (body, content type)."""
+    if _wants_json(scope, Headers(scope=scope)):
         body = json.dumps({"status": status, "error": title, "detail": detail}).encode()
         content_type = "application/json"
     else:
@@ -233,10 +229,22 @@ async def refuse(
             f"{html.escape(title)}</h1>\n<p>{html.escape(detail)}</p></section></body></html>\n"
         ).encode()
         content_type = "text/html; charset=utf-8"
+    return body, content_type
+
+
+async def refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    extra_headers: dict[str, str] | None = None,
+) -> None:
+    """A refusal, as a standalone page that shows nothing of the BMDB."""
+    body, content_type = _standalone_page(scope, status, title, detail)
     raw = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
     ]
     raw += [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -257,14 +265,16 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else PAGE_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["content-security-policy"] = csp
+                headers["content-security-policy"] = PAGE_CSP
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
+                if not path.startswith(STATIC_PREFIX):
+                    headers.update(NO_STORE)
+                    headers.add_vary_header(VARY)
             await send(message)
 
         if path not in OPEN_PATHS and (refusal := self._check(scope, path)) is not None:
@@ -320,6 +330,21 @@ class SecurityMiddleware:
         return None
 
 
+async def last_resort_error(request: Request, exc: Exception) -> Response:
+    """A crash in a middleware (this one included): Starlette's outermost layer answers
+    with this, outside SecurityMiddleware, so the page carries the headers itself.
+
+    Errors of the pages are app/main.py's error page, inside this middleware. The
+    exception is logged by the server, which Starlette re-raises it to.
+    """
+    body, content_type = _standalone_page(
+        request.scope, 500, "Internal error", "webug failed to answer; the error is in its log."
+    )
+    headers = {"content-security-policy": PAGE_CSP, **SECURITY_HEADERS, **NO_STORE, "vary": VARY}
+    return Response(body, 500, headers=headers, media_type=content_type)
+
+
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Headers, Host allow-list, access control and same-origin checks for every route."""
     app.add_middleware(SecurityMiddleware, settings=settings)
+    app.add_exception_handler(Exception, last_resort_error)

@@ -2,7 +2,7 @@
 
 Every HTML page answers the same data as JSON (`?format=json` or `Accept:
 application/json`): its page model (app/pages/models.py and each page's module)
-serialized. `/openapi.json` documents each with `twin`.
+serialized. `/openapi.json` documents each with `twin`; /api lists them.
 """
 
 from __future__ import annotations

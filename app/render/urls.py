@@ -28,6 +28,8 @@ OVERVIEW = "/overview"
 SCHEMA = "/schema"
 SCHEMA_REFRESH = "/schema/refresh"
 HEALTH = "/healthz"
+API = "/api"
+OPENAPI = "/openapi.json"
 STATIC = "/static"
 
 # Each live view's default poll interval (seconds).
@@ -157,6 +159,14 @@ def schema() -> str:
 
 def schema_refresh() -> str:
     return SCHEMA_REFRESH
+
+
+def api() -> str:
+    return API
+
+
+def openapi() -> str:
+    return OPENAPI
 
 
 def static(name: str) -> str:
