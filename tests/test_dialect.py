@@ -71,6 +71,14 @@ def test_cockroachdb_strict_reads_are_current():
     assert not any("AS OF SYSTEM TIME" in s for s in statements)
 
 
+def test_only_postgresql_gets_session_settings_and_in_one_statement():
+    # CockroachDB refuses settings it does not know (join_collapse_limit is PostgreSQL's).
+    assert FOLLOWER.session_statements() == STRICT.session_statements() == ()
+    assert POSTGRES.session_statements() == (
+        "SET join_collapse_limit = 1; SET from_collapse_limit = 1",
+    )
+
+
 def test_consistency_says_how_stale_the_data_may_be():
     assert "~4.8 s behind" in FOLLOWER.consistency
     assert "follower_read_timestamp()" in FOLLOWER.consistency
@@ -119,6 +127,31 @@ async def test_begin_sends_exactly_its_statements_and_gives_a_snapshot(migrated_
             assert not conn.is_in_transaction()  # the snapshot was ended
     finally:
         await writer.close()
+        await database.close()
+
+
+async def test_session_settings_are_applied_once_per_connection_not_per_page(migrated_db_dsn):
+    database = Database(migrated_db_dsn, Settings(dsn=migrated_db_dsn))
+    initialized = []
+    init = database._init_connection
+
+    async def counting_init(conn: asyncpg.Connection) -> None:
+        initialized.append(conn)
+        await init(conn)
+
+    database._init_connection = counting_init
+    await database.open()
+    try:
+        for _ in range(5):  # five pages, one after the other: one pooled connection
+            async with database.snapshot() as snap:
+                assert await snap.fetchval("SHOW join_collapse_limit") == "1"
+                assert await snap.fetchval("SHOW from_collapse_limit") == "1"
+        assert len(initialized) == 1 and database.dialect == POSTGRES
+        await database.expire_connections()  # a new connection is set up again
+        async with database.snapshot() as snap:
+            assert await snap.fetchval("SHOW join_collapse_limit") == "1"
+        assert len(initialized) == 2
+    finally:
         await database.close()
 
 
