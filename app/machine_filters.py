@@ -2,7 +2,8 @@
 
 The URL is the state: every filter is a query parameter, so a filtered view can be
 pasted into chat. Conditions are EXISTS subqueries on the machine (`m`), so they
-combine freely and never multiply rows; values are always bound parameters.
+combine freely and never multiply rows; values, enum labels included, are always bound
+parameters.
 
 Each condition costs the planner a join, so the conditions are bounded: a tag given
 twice is one condition, at most MAX_TAG_FILTERS tags at once, and the conditions are
@@ -18,7 +19,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
-from app.reflection import Field, Schema, TagType, quote_ident, quote_literal
+from app.reflection import Field, Schema, TagType, quote_ident
 
 PROVIDED = "machine_provided"
 HEARTBEAT = "machine_agent_heartbeat"
@@ -252,17 +253,17 @@ def _label_equals(column: str, field: Field | None, label: str, where: SqlWhere)
     """`column` equals this label, written so the planner can use the column's statistics.
 
     `column::text = $1` hides them: at 100k machines the planner guessed 2 rows for 56k
-    and sorted them all (90 ms, not 1 ms). A label reflection knows is compared as that
-    enum value, spelled from reflection's copy (the user's text only picked it), so the
-    planner sees which value; a label it does not know (an enum value added since) is
-    matched against the enum's labels at run time, matching nothing if there is none.
+    and sorted them all (90 ms, not 1 ms). A label reflection knows is bound as that enum
+    type (`$1::provider`), so the planner estimates from the value (the session forces
+    custom plans for that, app/db.py); a label it does not know (an enum value added
+    since) is matched against the enum's labels at run time, matching nothing if there
+    is none (a cast would fail on it).
     """
     if field is None or not field.is_enum or field.is_array:
         return f"{column}::text = {where.param(label)}"
     enum_type = quote_ident(field.udt_name)
-    known = next((value for value in field.enum_values if value == label), None)
-    if known is not None:
-        return f"{column} = {quote_literal(known)}::{enum_type}"
+    if label in field.enum_values:
+        return f"{column} = {where.param(label)}::{enum_type}"
     return (
         f"{column} = (SELECT e FROM unnest(enum_range(NULL::{enum_type})) e"
         f" WHERE e::text = {where.param(label)})"

@@ -75,7 +75,8 @@ def test_only_postgresql_gets_session_settings_and_in_one_statement():
     # CockroachDB refuses settings it does not know (join_collapse_limit is PostgreSQL's).
     assert FOLLOWER.session_statements() == STRICT.session_statements() == ()
     assert POSTGRES.session_statements() == (
-        "SET join_collapse_limit = 1; SET from_collapse_limit = 1",
+        "SET join_collapse_limit = 1; SET from_collapse_limit = 1;"
+        " SET plan_cache_mode = force_custom_plan",
     )
 
 
@@ -146,6 +147,7 @@ async def test_session_settings_are_applied_once_per_connection_not_per_page(mig
             async with database.snapshot() as snap:
                 assert await snap.fetchval("SHOW join_collapse_limit") == "1"
                 assert await snap.fetchval("SHOW from_collapse_limit") == "1"
+                assert await snap.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
         assert len(initialized) == 1 and database.dialect == POSTGRES
         await database.expire_connections()  # a new connection is set up again
         async with database.snapshot() as snap:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
+import asyncpg
 import pytest
 
 from app.config import Settings
@@ -345,5 +348,90 @@ async def test_no_filter_combination_spends_long_planning(migrated_db_dsn):
             assert slowest < 250, f"{slowest:.0f} ms planning: {snap.planning_ms}"
             with pytest.raises(FilterError, match=f"at most {MAX_TAG_FILTERS}"):
                 build_where(MachineFilters(has=tuple(names[: MAX_TAG_FILTERS + 1])), schema)
+    finally:
+        await database.close()
+
+
+# With backslash escapes honoured, `\'` ends a literal that quote_literal's doubling meant
+# to continue: this label, spliced as '...', ran pg_sleep for every Provided row.
+HOSTILE = "x\\' OR pg_sleep(3) IS NULL OR ($1::uuid, $2::int) IS NULL)--"
+
+
+async def _add_provider(conn: asyncpg.Connection, label: str, machine: int) -> None:
+    await conn.execute(
+        await conn.fetchval("SELECT format('ALTER TYPE provider ADD VALUE %L', $1::text)", label)
+    )
+    await conn.execute("INSERT INTO machines VALUES ($1, now())", mid(machine))
+    await conn.execute(
+        "INSERT INTO machine_provided (machine_id, provider, provider_id)"
+        " VALUES ($1, $2::text::provider, $3)",
+        mid(machine),
+        label,
+        f"x-{machine}",
+    )
+
+
+def test_a_hostile_enum_label_is_a_value_not_sql(migrated_db_dsn):
+    async def setup(*labels: tuple[str, int]) -> None:
+        conn = await asyncpg.connect(migrated_db_dsn)
+        try:
+            await conn.execute(
+                "DO $$ BEGIN EXECUTE format("
+                "'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());"
+                " END $$"
+            )
+            for label, machine in labels:
+                await _add_provider(conn, label, machine)
+        finally:
+            await conn.close()
+
+    # An operator's database where backslashes escape, an enum with a label ending in a
+    # quote and one that would close the literal after it.
+    run_sync(setup(("x'", 1), (HOSTILE, 2)))
+    with webug_client(migrated_db_dsn, statement_timeout_ms=2000) as client:
+        started = time.perf_counter()
+        assert listed(client, "provider=" + quote(HOSTILE)) == [str(mid(2))]
+        assert time.perf_counter() - started < 1.5  # no pg_sleep(3), no timeout
+        assert listed(client, "provider=" + quote("x'")) == [str(mid(1))]
+        # A label added after reflection is matched at run time, bound as well.
+        later = HOSTILE.replace("x", "y", 1)
+        run_sync(setup((later, 3)))
+        started = time.perf_counter()
+        assert listed(client, "provider=" + quote(later)) == [str(mid(3))]
+        assert time.perf_counter() - started < 1.5
+
+
+async def test_the_list_is_planned_for_each_provider_not_once_for_all(seeded_db_dsn):
+    """Enum labels are bound: each run still gets a plan estimated from its values (no
+    generic plan after five runs), so a rare provider is not planned like a common one."""
+    database = Database(seeded_db_dsn, Settings(dsn=seeded_db_dsn))
+    await database.open()
+    try:
+        async with database.snapshot() as snap:
+            schema = await reflect(snap.conn)
+            counts = dict(
+                await snap.fetch("SELECT provider::text, count(*) FROM machine_provided GROUP BY 1")
+            )
+            common, rare = max(counts, key=counts.get), min(counts, key=counts.get)
+            assert counts[common] > 5 * counts[rare]
+            wheres = {p: build_where(MachineFilters(provider=p), schema) for p in (common, rare)}
+            assert wheres[common].sql == wheres[rare].sql  # one statement, the label bound
+
+            async def estimate(provider: str) -> float:
+                where = wheres[provider]
+                sql = f"EXPLAIN (FORMAT JSON) SELECT count(*) FROM machines m WHERE {where.sql}"
+                plan = json.loads(await snap.conn.fetchval(sql, *where.params))[0]["Plan"]
+                return plan["Plans"][0]["Plan Rows"]
+
+            assert await estimate(common) > 2 * await estimate(rare)
+            for _ in range(4):
+                for provider in (common, rare):
+                    await repository.count_machines(snap, wheres[provider])
+            plans = await snap.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement = $1",
+                f"SELECT count(*) FROM machines m WHERE {wheres[common].sql}",
+            )
+            assert tuple(plans) == (0, 8)
     finally:
         await database.close()
