@@ -50,6 +50,15 @@ def test_cockroachdb_strict_reads_are_current():
     assert STRICT.statement("SELECT 1 AS doc") == "SELECT 1 AS doc"
 
 
+def test_only_postgresql_gets_session_settings_and_in_one_statement():
+    # CockroachDB refuses settings it does not know (join_collapse_limit is PostgreSQL's).
+    assert FOLLOWER.session_statements() == STRICT.session_statements() == ()
+    assert POSTGRES.session_statements() == (
+        "SET join_collapse_limit = 1; SET from_collapse_limit = 1;"
+        " SET plan_cache_mode = force_custom_plan",
+    )
+
+
 def test_consistency_says_how_stale_the_data_may_be():
     assert "~4.8 s behind" in FOLLOWER.consistency
     assert "follower_read_timestamp()" in FOLLOWER.consistency
@@ -81,6 +90,31 @@ async def test_a_statement_is_its_own_snapshot_and_read_only(migrated_db_dsn):
         assert [q.sql for q in reader.queries] == ["SELECT count(*) FROM machines"]
         async with database.connection() as conn:
             assert not conn.is_in_transaction()  # nothing left open between pages
+    finally:
+        await database.close()
+
+
+async def test_session_settings_are_applied_once_per_connection_not_per_page(migrated_db_dsn):
+    database = Database(migrated_db_dsn, Settings(dsn=migrated_db_dsn))
+    initialized = []
+    init = database._init_connection
+
+    async def counting_init(conn: asyncpg.Connection) -> None:
+        initialized.append(conn)
+        await init(conn)
+
+    database._init_connection = counting_init
+    await database.open()
+    try:
+        for _ in range(5):  # five statements, one after the other: one pooled connection
+            reader = Reader(database)
+            assert await reader.fetchval("SHOW join_collapse_limit") == "1"
+            assert await reader.fetchval("SHOW from_collapse_limit") == "1"
+            assert await reader.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        assert len(initialized) == 1 and database.dialect == POSTGRES
+        await database.expire_connections()  # a new connection is set up again
+        assert await Reader(database).fetchval("SHOW join_collapse_limit") == "1"
+        assert len(initialized) == 2
     finally:
         await database.close()
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from urllib.parse import quote
 
+import asyncpg
 import pytest
 
+from app.bmdb import machines as bmdb
+from app.bmdb.connection import Database
+from app.bmdb.filters import MAX_TAG_FILTERS, FilterError, MachineFilters, build_where
+from app.bmdb.reflection import reflect
+from app.config import Settings
 from tests.fleet import MACHINES, mid
 from tests.support import execute, run_sync, webug_client
 
@@ -131,6 +140,8 @@ def test_paused_table_is_served_without_its_poll_trigger(client):
         ("has=NoSuchTag", 400, "no tag type"),
         ("every=0", 400, "every"),
         ("q=" + "a" * 500, 400, "q"),
+        ("has=Provided&lacks=Provided", 400, "together match no machine"),
+        ("has=Provided&lacks=machine_provided", 400, "together match no machine"),
     ],
 )
 def test_bad_list_parameters_get_a_clear_400_page(client, query, status, says):
@@ -258,3 +269,164 @@ def test_enum_filters_match_labels_reflected_or_added_since(migrated_db_dsn):
         add_provider("Hetzner", 2)  # not reflected yet: matched against the enum at run time
         assert listed(client, "provider=Hetzner") == [str(mid(2))]
         assert listed(client, "provider=Nope") == []
+
+
+def test_a_filter_given_again_is_one_filter_in_the_url_the_chips_and_the_sql(client):
+    repeated = "&".join(["has=Provided"] * 25 + ["lacks=AgentStarted"] * 4)
+    data = client.get(f"/?{repeated}&format=json").json()
+    assert data["filters"] == {"has": ["Provided"], "lacks": ["AgentStarted"]}
+    assert [m["machine_id"] for m in data["machines"]] == [str(mid(2)), str(mid(3))]
+    page_query = next(q["sql"] for q in data["queries"] if "ORDER BY m.machine_id" in q["sql"])
+    assert page_query.count("EXISTS") == 2
+    page = client.get(f"/?{repeated}").text
+    assert page.count('title="remove this filter">has: Provided') == 1
+    assert 'href="/?lacks=AgentStarted&amp;limit=100" title="remove this filter">has' in page
+
+
+def test_adding_has_replaces_lacks_of_the_same_tag_and_back():
+    lacking = MachineFilters(lacks=("Provided",), provider="Lumen")
+    assert lacking.with_("has", "Provided") == MachineFilters(has=("Provided",), provider="Lumen")
+    assert lacking.with_("has", "Provided").with_("lacks", "Provided") == lacking
+
+
+async def planning_ms(conn: asyncpg.Connection, sql: str, params: list) -> float:
+    """How long PostgreSQL takes to plan `sql` (EXPLAIN: nothing is executed)."""
+    plan = await conn.fetchval("EXPLAIN (FORMAT JSON, SUMMARY) " + sql, *params)
+    return json.loads(plan)[0]["Planning Time"]
+
+
+async def test_no_filter_combination_spends_long_planning(migrated_db_dsn):
+    """Every filter at once, tags repeated, on a BMDB with 30 more tag types than upstream:
+    each statement of the list page plans in milliseconds, not seconds (before: 25 repeats
+    of has=Provided planned for 2.9 s at 100k machines, and hit the 5 s timeout here)."""
+    from tests.fleet import SMALL_FLEET
+
+    await execute(
+        migrated_db_dsn,
+        *SMALL_FLEET,
+        *(
+            f"CREATE TABLE machine_x{i} (machine_id uuid PRIMARY KEY REFERENCES machines, v text)"
+            for i in range(30)
+        ),
+        "ANALYZE",
+    )
+    database = Database(migrated_db_dsn, Settings(dsn=migrated_db_dsn))
+    await database.open()
+    try:
+        async with database.connection() as conn:
+            schema = await reflect(conn)
+            names = [t.name for t in schema.tag_types]
+            assert len(names) == 36
+            others = [n for n in names if n != "Provided"][: MAX_TAG_FILTERS - 1]
+            worst = MachineFilters(
+                has=("Provided",) * 25 + tuple(others[::2]),
+                lacks=tuple(others[1::2]) * 3,
+                provider="Equinix",
+                status="Running",
+                location="fr5",
+                work="ShepherdAccess",
+                backoff="ShepherdAccess",
+                stale=True,
+                heartbeat="recent",
+                installation="failed",
+                q="00",
+            )
+            where = build_where(worst, schema)
+            layout = bmdb.list_layout(schema, None)
+            page = bmdb.list_statement(
+                layout, where, after=None, limit=101, with_total=True, known_ptag=None
+            )
+            facets = (bmdb.facets_statement(schema, where), where.params)
+            # The list's two statements: the page with its total, and the facets.
+            planned = [await planning_ms(conn, sql, params) for sql, params in (page, facets)]
+            assert max(planned) < 250, f"planning took {planned} ms"
+            with pytest.raises(FilterError, match=f"at most {MAX_TAG_FILTERS}"):
+                build_where(MachineFilters(has=tuple(names[: MAX_TAG_FILTERS + 1])), schema)
+    finally:
+        await database.close()
+
+
+# With backslash escapes honoured, `\'` ends a literal that quote_literal's doubling meant
+# to continue: this label, spliced as '...', ran pg_sleep for every Provided row.
+HOSTILE = "x\\' OR pg_sleep(3) IS NULL OR ($1::uuid, $2::int) IS NULL)--"
+
+
+async def _add_provider(conn: asyncpg.Connection, label: str, machine: int) -> None:
+    await conn.execute(
+        await conn.fetchval("SELECT format('ALTER TYPE provider ADD VALUE %L', $1::text)", label)
+    )
+    await conn.execute("INSERT INTO machines VALUES ($1, now())", mid(machine))
+    await conn.execute(
+        "INSERT INTO machine_provided (machine_id, provider, provider_id)"
+        " VALUES ($1, $2::text::provider, $3)",
+        mid(machine),
+        label,
+        f"x-{machine}",
+    )
+
+
+def test_a_hostile_enum_label_is_a_value_not_sql(migrated_db_dsn):
+    async def setup(*labels: tuple[str, int]) -> None:
+        conn = await asyncpg.connect(migrated_db_dsn)
+        try:
+            await conn.execute(
+                "DO $$ BEGIN EXECUTE format("
+                "'ALTER DATABASE %I SET standard_conforming_strings = off', current_database());"
+                " END $$"
+            )
+            for label, machine in labels:
+                await _add_provider(conn, label, machine)
+        finally:
+            await conn.close()
+
+    # An operator's database where backslashes escape, an enum with a label ending in a
+    # quote and one that would close the literal after it.
+    run_sync(setup(("x'", 1), (HOSTILE, 2)))
+    with webug_client(migrated_db_dsn, statement_timeout_ms=2000) as client:
+        started = time.perf_counter()
+        assert listed(client, "provider=" + quote(HOSTILE)) == [str(mid(2))]
+        assert time.perf_counter() - started < 1.5  # no pg_sleep(3), no timeout
+        assert listed(client, "provider=" + quote("x'")) == [str(mid(1))]
+        # A label added after reflection is matched at run time, bound as well.
+        later = HOSTILE.replace("x", "y", 1)
+        run_sync(setup((later, 3)))
+        started = time.perf_counter()
+        assert listed(client, "provider=" + quote(later)) == [str(mid(3))]
+        assert time.perf_counter() - started < 1.5
+
+
+async def test_the_list_is_planned_for_each_provider_not_once_for_all(seeded_db_dsn):
+    """Enum labels are bound: each run still gets a plan estimated from its values (no
+    generic plan after five runs), so a rare provider is not planned like a common one."""
+    database = Database(seeded_db_dsn, Settings(dsn=seeded_db_dsn))
+    await database.open()
+    try:
+        async with database.connection() as conn:
+            schema = await reflect(conn)
+            counts = dict(
+                await conn.fetch("SELECT provider::text, count(*) FROM machine_provided GROUP BY 1")
+            )
+            common, rare = max(counts, key=counts.get), min(counts, key=counts.get)
+            assert counts[common] > 5 * counts[rare]
+            wheres = {p: build_where(MachineFilters(provider=p), schema) for p in (common, rare)}
+            assert wheres[common].sql == wheres[rare].sql  # one statement, the label bound
+
+            async def estimate(provider: str) -> float:
+                where = wheres[provider]
+                sql = f"EXPLAIN (FORMAT JSON) SELECT count(*) FROM machines m WHERE {where.sql}"
+                plan = json.loads(await conn.fetchval(sql, *where.params))[0]["Plan"]
+                return plan["Plans"][0]["Plan Rows"]
+
+            assert await estimate(common) > 2 * await estimate(rare)
+            count = f"SELECT count(*) FROM machines m WHERE {wheres[common].sql}"
+            for _ in range(4):
+                for provider in (common, rare):
+                    await conn.fetchval(count, *wheres[provider].params)
+            plans = await conn.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement = $1",
+                count,
+            )
+            assert tuple(plans) == (0, 8)
+    finally:
+        await database.close()

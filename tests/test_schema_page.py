@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
@@ -183,3 +185,34 @@ def test_refresh_with_htmx_follows_the_redirect_to_the_page(client):
     response = client.post("/schema/refresh", headers={**SAME_ORIGIN, "HX-Request": "true"})
     assert response.status_code == 200 and '<div id="schema-body">' in response.text
     assert client.get("/schema/refresh").status_code == 405  # GET never refreshes
+
+
+def test_concurrent_refreshes_share_one_reflection_and_a_recent_one_is_reused(
+    migrated_db_dsn, monkeypatch
+):
+    import app.bmdb.schema_cache
+
+    reflections = []
+    reflect = app.bmdb.schema_cache.reflect
+
+    async def slow_reflect(conn):
+        reflections.append(conn)
+        await asyncio.sleep(0.5)  # every POST below arrives while this one runs
+        return await reflect(conn)
+
+    with webug_client(migrated_db_dsn) as client:
+        started = client.get("/schema?format=json").json()["reflected_at"]
+        monkeypatch.setattr(app.bmdb.schema_cache, "reflect", slow_reflect)
+        run_sync(execute(migrated_db_dsn, RACK))
+        with ThreadPoolExecutor(10) as clients:
+            answers = list(clients.map(lambda _: refresh(client, SAME_ORIGIN), range(10)))
+        assert [a.status_code for a in answers] == [303] * 10
+        assert len(reflections) == 1  # not ten
+        after = client.get("/schema?format=json").json()
+        assert after["reflected_at"] > started and "Rack" in {t["name"] for t in after["tag_types"]}
+        # Within the minimum interval a refresh answers with that reflection, and says so.
+        assert refresh(client, SAME_ORIGIN).status_code == 303
+        assert len(reflections) == 1
+        page = client.get("/schema").text
+        assert client.get("/schema?format=json").json()["reflected_at"] == after["reflected_at"]
+        assert "at most once every 5s" in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from app.bmdb.connection import Database
 from app.bmdb.dsn import with_database
@@ -64,3 +65,19 @@ async def test_periodic_refresh_picks_up_a_new_tag_table_and_stops_cleanly(migra
         done, _ = await asyncio.wait([task], timeout=5)
         await db.close()
     assert done and task.cancelled()  # cancellation ends the loop promptly, no hang
+
+
+async def test_refresh_now_is_rate_limited_but_a_refresh_after_a_change_never_is(migrated_db_dsn):
+    db, cache = _cache(migrated_db_dsn)
+    await db.open()
+    try:
+        first = await cache.refresh_now()
+        again = await asyncio.gather(*(cache.refresh_now() for _ in range(5)))
+        assert all(schema is first for schema in again)  # within min_interval: reused
+        changed_at = time.monotonic()
+        await execute(migrated_db_dsn, "CREATE TABLE machine_rack (machine_id uuid PRIMARY KEY)")
+        assert (await cache.refresh_now()).tag("Rack") is None  # still the recent one
+        # What the drift retry asks for: a reflection that started after its failed query.
+        assert (await cache.refresh(since=changed_at)).tag("Rack") is not None
+    finally:
+        await db.close()

@@ -2,7 +2,13 @@
 
 The URL is the state: every filter is a query parameter, so a filtered view can be
 pasted into chat. Conditions are EXISTS subqueries on the machine (`m`), so they
-combine freely and never multiply rows; values are always bound parameters.
+combine freely and never multiply rows; values, enum labels included, are always bound
+parameters.
+
+Each condition costs the planner a join, so the conditions are bounded: a tag given
+twice is one condition, at most MAX_TAG_FILTERS tags at once, and the conditions are
+written with the rare ones first, because on PostgreSQL the session keeps that order
+(`join_collapse_limit`, app/db.py) instead of searching every order of a dozen joins.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
-from app.bmdb.reflection import Field, Schema, quote_ident, quote_literal
+from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 
 PROVIDED = "machine_provided"
 HEARTBEAT = "machine_agent_heartbeat"
@@ -39,6 +45,9 @@ HEARTBEAT_STATES = ("recent", "stale")
 INSTALLATION_STATES = ("pending", "complete", "failed")
 _INSTALLATION_RESULT = {"complete": "Success", "failed": "Error"}
 _HEX_PREFIX = re.compile(r"^[0-9a-fA-F-]{1,36}$")
+# has= and lacks= together, after repeats are merged: each is a join to plan, and planning
+# grows faster than their number (a BMDB with dozens of tag types must not allow dozens).
+MAX_TAG_FILTERS = 16
 
 
 class FilterError(ValueError):
@@ -58,6 +67,11 @@ class MachineFilters:
     heartbeat: str | None = None  # recent | stale (HEARTBEAT_WINDOW)
     installation: str | None = None  # pending | complete | failed (see INSTALLATION_STATES)
     q: str | None = None  # machine ID prefix or provider ID prefix
+
+    def __post_init__(self) -> None:
+        # A tag given twice is one filter: kept once, in the URL, the chips and the SQL.
+        for name in ("has", "lacks"):
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
 
     def active(self) -> list[tuple[str, str]]:
         """(parameter, value) pairs of the filters in use, for chips and links."""
@@ -86,8 +100,13 @@ class MachineFilters:
     def with_(self, name: str, value: str) -> MachineFilters:
         current = getattr(self, name)
         if isinstance(current, tuple):
-            return _replace(self, name, current if value in current else (*current, value))
+            added = _replace(self, name, current if value in current else (*current, value))
+            opposite = _OPPOSITE.get(name)  # has=X replaces lacks=X: both would match nothing
+            return added.without(opposite, value) if opposite else added
         return _replace(self, name, True if isinstance(current, bool) else value)
+
+
+_OPPOSITE = {"has": "lacks", "lacks": "has"}
 
 
 def _replace(filters: MachineFilters, name: str, value: object) -> MachineFilters:
@@ -128,24 +147,14 @@ def like_prefix(text: str) -> str:
 
 
 def build_where(filters: MachineFilters, schema: Schema) -> SqlWhere:
+    """The filters' conditions, rare ones first: PostgreSQL joins them in this order.
+
+    Work, backoffs and stale sessions concern few machines; provider fields, heartbeats,
+    installations and tags concern many. Starting from the few keeps the plan cheap.
+    """
     where = SqlWhere()
-    provided = _provided_conditions(filters, where, schema)
-    if provided:
-        if schema.tag(PROVIDED) is None:
-            raise FilterError("this BMDB has no machine_provided tag table")
-        where.add(
-            f"EXISTS (SELECT 1 FROM machine_provided p WHERE p.machine_id = m.machine_id"
-            f" AND {' AND '.join(provided)})"
-        )
-    for names, negate in ((filters.has, False), (filters.lacks, True)):
-        for name in names:
-            tag = schema.tag(name)
-            if tag is None:
-                raise FilterError(f"no tag type {name!r} in this BMDB")
-            where.add(
-                f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {quote_ident(tag.table)} t"
-                " WHERE t.machine_id = m.machine_id)"
-            )
+    if filters.q:  # a condition on `m` itself (an OR, not a join): anywhere is the same
+        where.add(_id_or_provider_prefix(filters.q.strip(), where, schema))
     if filters.work:
         where.add(
             "EXISTS (SELECT 1 FROM work w WHERE w.machine_id = m.machine_id"
@@ -161,13 +170,44 @@ def build_where(filters: MachineFilters, schema: Schema) -> SqlWhere:
             "EXISTS (SELECT 1 FROM work w JOIN sessions s ON s.session_id = w.session_id"
             " WHERE w.machine_id = m.machine_id AND s.session_deadline <= now())"
         )
+    provided = _provided_conditions(filters, where, schema)
+    if provided:
+        if schema.tag(PROVIDED) is None:
+            raise FilterError("this BMDB has no machine_provided tag table")
+        where.add(
+            f"EXISTS (SELECT 1 FROM machine_provided p WHERE p.machine_id = m.machine_id"
+            f" AND {' AND '.join(provided)})"
+        )
     if filters.heartbeat:
         where.add(_heartbeat_condition(filters.heartbeat, where, schema))
     if filters.installation:
         where.add(_installation_condition(filters.installation, where, schema))
-    if filters.q:
-        where.add(_id_or_provider_prefix(filters.q.strip(), where, schema))
+    has, lacks = _tags(filters.has, schema), _tags(filters.lacks, schema)
+    if len(has) + len(lacks) > MAX_TAG_FILTERS:
+        raise FilterError(f"at most {MAX_TAG_FILTERS} has/lacks filters at once")
+    if both := [t.name for t in has if t in lacks]:
+        raise FilterError(
+            f"has={both[0]} and lacks={both[0]} together match no machine: keep one of them"
+        )
+    for tags, negate in ((has, False), (lacks, True)):
+        for tag in tags:
+            where.add(
+                f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {quote_ident(tag.table)} t"
+                " WHERE t.machine_id = m.machine_id)"
+            )
     return where
+
+
+def _tags(names: tuple[str, ...], schema: Schema) -> list[TagType]:
+    """The tag types named (by name or table), each once: at most one condition per tag."""
+    tags: list[TagType] = []
+    for name in names:
+        tag = schema.tag(name)
+        if tag is None:
+            raise FilterError(f"no tag type {name!r} in this BMDB")
+        if tag not in tags:
+            tags.append(tag)
+    return tags
 
 
 def _require(schema: Schema, table: str, column: str, what: str) -> None:
@@ -213,17 +253,17 @@ def _label_equals(column: str, field: Field | None, label: str, where: SqlWhere)
     """`column` equals this label, written so the planner can use the column's statistics.
 
     `column::text = $1` hides them: at 100k machines the planner guessed 2 rows for 56k
-    and sorted them all (90 ms, not 1 ms). A label reflection knows is compared as that
-    enum value, spelled from reflection's copy (the user's text only picked it), so the
-    planner sees which value; a label it does not know (an enum value added since) is
-    matched against the enum's labels at run time, matching nothing if there is none.
+    and sorted them all (90 ms, not 1 ms). A label reflection knows is bound as that enum
+    type (`$1::provider`), so the planner estimates from the value (the session forces
+    custom plans for that, app/db.py); a label it does not know (an enum value added
+    since) is matched against the enum's labels at run time, matching nothing if there
+    is none (a cast would fail on it).
     """
     if field is None or not field.is_enum or field.is_array:
         return f"{column}::text = {where.param(label)}"
     enum_type = quote_ident(field.udt_name)
-    known = next((value for value in field.enum_values if value == label), None)
-    if known is not None:
-        return f"{column} = {quote_literal(known)}::{enum_type}"
+    if label in field.enum_values:
+        return f"{column} = {where.param(label)}::{enum_type}"
     return (
         f"{column} = (SELECT e FROM unnest(enum_range(NULL::{enum_type})) e"
         f" WHERE e::text = {where.param(label)})"

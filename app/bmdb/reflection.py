@@ -128,13 +128,6 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def quote_literal(text: str) -> str:
-    """Quote a string that came from the database (an enum label from reflection) as an
-    SQL literal (standard_conforming_strings, the default of PostgreSQL and CockroachDB).
-    Values a user typed are bound parameters, never literals."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 async def reflect(conn: asyncpg.Connection) -> Schema:
     version, dirty = await _schema_version(conn)
     columns: dict[str, list[asyncpg.Record]] = {}

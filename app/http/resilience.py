@@ -30,7 +30,6 @@ import asyncpg
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.bmdb.connection import Database
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
 from app.http.errors import error_response
@@ -71,9 +70,7 @@ class _LoopState:
     def __init__(self, page_slots: int) -> None:
         self.loop = asyncio.get_running_loop()
         self.pages = asyncio.Semaphore(page_slots)
-        self.refresh_lock = asyncio.Lock()
         self.last_kick = float("-inf")
-        self.last_refresh_started = float("-inf")  # of the last successful refresh
 
 
 class ResilienceMiddleware:
@@ -125,33 +122,27 @@ class ResilienceMiddleware:
     async def _kick(self, state: _LoopState, cache: SchemaCache) -> None:
         """No schema yet: try to load it now, at most once per KICK_INTERVAL_S, one at a time."""
         now = time.monotonic()
-        if state.refresh_lock.locked() or now - state.last_kick < KICK_INTERVAL_S:
+        if cache.refreshing or now - state.last_kick < KICK_INTERVAL_S:
             return
         state.last_kick = now
-        async with state.refresh_lock:
-            try:
-                await asyncio.wait_for(cache.refresh(), timeout=KICK_TIMEOUT_S)
-                state.last_refresh_started = now
-                log.info("BMDB reachable again: schema loaded")
-            except Exception as exc:  # whatever it is, the request itself answers
-                log.debug("BMDB still unreachable: %s: %s", type(exc).__name__, exc)
+        try:
+            await asyncio.wait_for(cache.refresh(), timeout=KICK_TIMEOUT_S)
+            log.info("BMDB reachable again: schema loaded")
+        except Exception as exc:  # whatever it is, the request itself answers
+            log.debug("BMDB still unreachable: %s: %s", type(exc).__name__, exc)
 
-    async def _refresh_after_drift(
-        self, state: _LoopState, db: Database, cache: SchemaCache, since: float
-    ) -> None:
-        """Re-reflect, unless a reflection that started after `since` already succeeded."""
-        async with state.refresh_lock:
-            if state.last_refresh_started >= since:
-                return
-            started = time.monotonic()
+    async def _refresh_after_drift(self, cache: SchemaCache, since: float) -> None:
+        """Re-reflect, unless a reflection that started after `since` already did (or is
+        doing) it: one that started earlier may predate the change, so it never answers,
+        however recent (the "refresh now" minimum interval does not apply here)."""
+        try:
             # Every pooled connection caches prepared statements and type codecs of the old
             # schema (InvalidCachedStatementError next): let the pool replace them all.
-            await db.expire_connections()
-            try:
-                await asyncio.wait_for(cache.refresh(), timeout=REFRESH_TIMEOUT_S)
-                state.last_refresh_started = started
-            except Exception as exc:  # the retry below answers with whatever it finds
-                log.warning("re-reflection after schema drift failed: %s", exc)
+            await asyncio.wait_for(
+                cache.refresh(since=since, fresh_connections=True), timeout=REFRESH_TIMEOUT_S
+            )
+        except Exception as exc:  # the retry below answers with whatever it finds
+            log.warning("re-reflection after schema drift failed: %s", exc)
 
     async def _call_with_drift_retry(
         self,
@@ -214,7 +205,7 @@ class ResilienceMiddleware:
                 exc,
             )
         assert cache is not None
-        await self._refresh_after_drift(state, scope["app"].state.db, cache, begun)
+        await self._refresh_after_drift(cache, begun)
         try:
             await self.app(dict(scope), receive, send)
         except SCHEMA_DRIFT as exc:

@@ -1,1 +1,1 @@
-"""One module per view; each handler says where its data comes from (app.repository)."""
+"""One module per view; each handler says where its data comes from (app.bmdb)."""

@@ -134,11 +134,14 @@ async def schema_page(request: Request):
     },
 )
 async def schema_refresh(request: Request):
-    """Re-reflect the schema now (reads only), then back to /schema (POST-redirect-GET)."""
-    # Cross-origin POSTs never get here: app/http/security.py refuses them for every route.
+    """Re-reflect the schema now (reads only), then back to /schema (POST-redirect-GET).
+
+    At most one reflection runs at a time, shared by concurrent POSTs, and POSTs reflect
+    at most once per `SchemaCache.min_interval`: one sooner gets that reflection.
+    Cross-origin POSTs never get here: app/http/security.py refuses them for every route."""
     cache: SchemaCache = request.app.state.schema_cache
     try:
-        await cache.refresh()
+        await cache.refresh_now()  # one at a time, and a recent one is reused
     except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
         return _schema_page(request, refresh_error=f"{type(exc).__name__}: {exc}", status_code=503)
     return RedirectResponse(urls.schema(), status_code=303)
