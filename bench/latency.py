@@ -11,12 +11,14 @@ Measured at delay 0 (the proxy's own overhead is in the baseline) and each given
 interleaved (every round of requests visits every delay, so a drift of this shared
 machine's speed affects all delays alike), on one server:
 
-- the added round-trip time, measured: the median of `SELECT 1` (prepared) through the
-  proxy at the delay minus at delay 0 (about 2 x delay, plus timer slack);
+- the added round-trip time, measured: the median of `SELECT 1` (prepared, on the
+  bench's own connection through the proxy, run after every page request at that
+  request's delay) minus the same at delay 0: about 2 x delay, plus timer slack;
 - per page, after 3 warm-up requests, `requests` rounds: webug's server time (its
   Server-Timing header, median per delay), and the statements and round trips the proxy
-  counted over all of them divided by their number (the proxy is let go idle before and
-  after, so statements sent after the response, e.g. a ROLLBACK, count);
+  counted on webug's connections over all of them divided by their number (the proxy is
+  let go idle before and after, so statements sent after the response, e.g. a ROLLBACK,
+  count); polls echo HX-PTag as htmx does;
 - the round trips implied: (server time at the delay - at 0) / added round-trip time.
 
 The server runs with WEBUG_COUNT_CACHE_SECONDS=3600: totals and facets are counted once
@@ -33,14 +35,15 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
 import webug_process
-from latency_proxy import ProxyThread
-from pages import Page, request_headers
+from latency_proxy import ConnectionStats, ProxyThread, dsn_target, dsn_through
+from pages import Page, get, request_headers
 
 WARM_UP = 3
 COUNTS_DUE_REQUESTS = 3
@@ -55,8 +58,8 @@ class PageCost:
     statements: float = math.nan  # per request, steady state
     round_trips: float = math.nan
     statements_counts_due: float = math.nan  # per request with WEBUG_COUNT_CACHE_SECONDS=0
-    status: int | None = None
-    body_bytes: int | None = None
+    status: int | None = None  # the most frequent
+    body_bytes: int | None = None  # the largest body of a response with that status
     ms: dict[float, float] = field(default_factory=dict)  # delay -> median ms
 
 
@@ -84,25 +87,26 @@ async def measure(
     delays: list[float],
     requests: int,
 ) -> LatencyResult:
-    """The latency table of webug serving the BMDB at `dsn` (a TCP address)."""
+    """The latency table of webug serving the BMDB at `dsn`."""
     result = LatencyResult([0.0, *delays])
     pages = [p for p in pages if p.path is not None]
-    proxy = ProxyThread(webug_process.address(dsn))
-    proxied = webug_process.with_address(dsn, *proxy.start())
+    proxy = ProxyThread(dsn_target(dsn))
+    proxied = dsn_through(dsn, proxy.start())
     conn = await asyncpg.connect(proxied)
+    own = proxy.proxy.connections[-1]  # the bench's connection, the only one yet
+    select_1: dict[float, list[float]] = {d: [] for d in result.delays}
+    probe = Probe(_client_ms(lambda: conn.fetchval("SELECT 1")), select_1)
     try:
-        select_1 = await _interleaved(
-            proxy, result.delays, _client_ms(lambda: conn.fetchval("SELECT 1")), max(requests, 20)
-        )
-        result.select_1 = {d: statistics.median(v) for d, v in select_1.items()}
+        await _interleaved(proxy, result.delays, probe.call, max(requests, 20))
         async with (
             webug_process.running(proxied, SETTINGS_STEADY) as (base, _),
             httpx.AsyncClient(base_url=base, timeout=60) as client,
         ):
             for page in pages:
-                cost = await _measure_page(client, proxy, page, result.delays, requests)
+                cost = await _measure_page(client, proxy, own, page, result.delays, requests, probe)
                 if cost is not None:
                     result.pages[page.name] = cost
+        result.select_1 = {d: statistics.median(v) for d, v in select_1.items()}
         for name, fetch in one_query.items():
             times = await _interleaved(
                 proxy, result.delays, _client_ms(lambda f=fetch: f(conn)), requests
@@ -134,8 +138,21 @@ def _client_ms(call: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[
     return timed
 
 
+@dataclass
+class Probe:
+    """`SELECT 1` on the bench's own connection, after each request at the same delay:
+    the added round-trip time is measured in the same conditions as the pages."""
+
+    call: Callable[[], Awaitable[float]]
+    times: dict[float, list[float]]  # delay -> ms
+
+
 async def _interleaved(
-    proxy: ProxyThread, delays: list[float], call: Callable[[], Awaitable[float]], n: int
+    proxy: ProxyThread,
+    delays: list[float],
+    call: Callable[[], Awaitable[float]],
+    n: int,
+    probe: Probe | None = None,
 ) -> dict[float, list[float]]:
     """`n` rounds, each calling `call` once at every delay (after warm-up calls at 0):
     a drift of the machine's speed, shared with others, affects every delay alike."""
@@ -147,36 +164,46 @@ async def _interleaved(
         for delay in delays:
             proxy.delay = delay / 1000
             times[delay].append(await call())
+            if probe is not None:
+                probe.times[delay].append(await probe.call())
     proxy.delay = 0.0
     return times
 
 
 async def _measure_page(
-    client: httpx.AsyncClient, proxy: ProxyThread, page: Page, delays: list[float], n: int
+    client: httpx.AsyncClient,
+    proxy: ProxyThread,
+    own: ConnectionStats,
+    page: Page,
+    delays: list[float],
+    n: int,
+    probe: Probe,
 ) -> PageCost | None:
-    """Server time at each delay; statements and round trips counted over all requests."""
+    """Server time at each delay; statements and round trips counted over all requests
+    (but for the probe's, on the bench's own connection `own`)."""
     headers = await request_headers(client, page)
-    response = await client.get(page.path, headers=headers)
+    response = await get(client, page, headers)
     if response.status_code >= 400:
         print(f"  {page.name}: HTTP {response.status_code}, skipped")
         return None
+    responses: list[tuple[int, int]] = []  # (status, body bytes)
 
     async def server_ms() -> float:
-        nonlocal response
-        response = await client.get(page.path, headers=headers)
+        response = await get(client, page, headers)
+        responses.append((response.status_code, len(response.content)))
         return webug_process.server_ms(response)
 
     await proxy.settle()
-    before = proxy.total
-    times = await _interleaved(proxy, delays, server_ms, n)
+    before, own_before = proxy.total, own.counters.copy()
+    times = await _interleaved(proxy, delays, server_ms, n, probe)
     await proxy.settle()
-    spent = proxy.total - before
-    requests = WARM_UP + n * len(delays)
+    spent = (proxy.total - before) - (own.counters - own_before)
+    status = Counter(s for s, _ in responses).most_common(1)[0][0]
     return PageCost(
-        statements=spent.statements / requests,
-        round_trips=spent.round_trips / requests,
-        status=response.status_code,
-        body_bytes=len(response.content),
+        statements=spent.statements / len(responses),
+        round_trips=spent.round_trips / len(responses),
+        status=status,
+        body_bytes=max(size for s, size in responses if s == status),
         ms={d: statistics.median(v) for d, v in times.items()},
     )
 
@@ -184,11 +211,11 @@ async def _measure_page(
 async def _statements(client: httpx.AsyncClient, proxy: ProxyThread, page: Page) -> float:
     """Statements per request of a few requests in a row (after one to prepare them)."""
     headers = await request_headers(client, page)
-    await client.get(page.path, headers=headers)
+    await get(client, page, headers)
     await proxy.settle()
     before = proxy.total
     for _ in range(COUNTS_DUE_REQUESTS):
-        await client.get(page.path, headers=headers)
+        await get(client, page, headers)
     await proxy.settle()
     return (proxy.total - before).statements / COUNTS_DUE_REQUESTS
 

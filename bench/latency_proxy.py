@@ -47,10 +47,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 CHUNK = 256 * 1024
+
+Target = tuple[str, int] | str  # a server's TCP (host, port), or its Unix socket's path
 
 
 @dataclass
@@ -141,7 +145,7 @@ class FrontendParser:
 class LatencyProxy:
     """Listens on `listen`, forwards to `target`, delays each direction by `delay` s."""
 
-    def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
+    def __init__(self, target: Target, delay: float = 0.0) -> None:
         self.target = target
         self.delay = delay
         self.total = Counters()
@@ -171,7 +175,10 @@ class LatencyProxy:
         stats = ConnectionStats(f"{peer[0]}:{peer[1]}" if peer else "?")
         self.connections.append(stats)
         try:
-            server_r, server_w = await asyncio.open_connection(*self.target)
+            if isinstance(self.target, str):
+                server_r, server_w = await asyncio.open_unix_connection(self.target)
+            else:
+                server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
             stats.open = False
             client_w.close()
@@ -250,7 +257,7 @@ class ProxyThread:
     Counters and `delay` are plain attributes: read and set them from the caller's thread.
     """
 
-    def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
+    def __init__(self, target: Target, delay: float = 0.0) -> None:
         self.proxy = LatencyProxy(target, delay)
         self._loop = select_loop()
         self._thread = threading.Thread(target=self._run, name="latency-proxy", daemon=True)
@@ -294,8 +301,35 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def dsn_target(dsn: str) -> Target:
+    """Where a PostgreSQL URI connects: (host, port), or the Unix socket's path when its
+    host is a directory (`postgresql://u@/db?host=/run/postgresql`)."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
+    port = query.get("port", [parts.port])[0]
+    if not host.startswith("/"):
+        return host, int(port or 5432)
+    if port is None:  # the one server whose socket is in that directory
+        sockets = [p for p in Path(host).glob(".s.PGSQL.*") if not p.name.endswith(".lock")]
+        if len(sockets) == 1:
+            return str(sockets[0])
+    return str(Path(host) / f".s.PGSQL.{port or 5432}")
+
+
+def dsn_through(dsn: str, address: tuple[str, int]) -> str:
+    """The same URI (user, database, options) to a proxy listening at `address`."""
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query, True) if k not in ("host", "port")]
+    credentials = parts.netloc.rpartition("@")[0]
+    host, port = address
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
 async def serve(args: argparse.Namespace) -> None:
-    proxy = LatencyProxy(host_port(args.target), args.delay_ms / 1000)
+    target = args.target if args.target.startswith("/") else host_port(args.target)
+    proxy = LatencyProxy(target, args.delay_ms / 1000)
     host, port = await proxy.start(*host_port(args.listen))
     print(
         f"listening on {host}:{port} -> {args.target}, {args.delay_ms} ms per direction",
@@ -327,7 +361,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--listen", default="127.0.0.1:0")
-    parser.add_argument("--target", default="127.0.0.1:5432")
+    parser.add_argument(
+        "--target", default="127.0.0.1:5432", help="host:port, or a Unix socket's path"
+    )
     parser.add_argument("--delay-ms", type=float, default=1.0, help="per direction")
     parser.add_argument("--report-every", type=float, default=1.0, help="seconds")
     args = parser.parse_args()

@@ -64,3 +64,13 @@ async def request_headers(client: httpx.AsyncClient, page: Page) -> dict[str, st
         fresh = await client.get(page.path, headers={"HX-Request": "true"})
         headers["HX-PTag"] = fresh.headers["HX-PTag"]
     return headers
+
+
+async def get(client: httpx.AsyncClient, page: Page, headers: dict[str, str]) -> httpx.Response:
+    """One request of the page. A poll echoes the HX-PTag of the response before, as htmx
+    does: when the fragment's data changed (a session expired), the next poll is a 304
+    again."""
+    response = await client.get(page.path, headers=headers)
+    if "HX-PTag" in headers and "HX-PTag" in response.headers:
+        headers["HX-PTag"] = response.headers["HX-PTag"]
+    return response

@@ -33,22 +33,6 @@ def with_database(dsn: str, database: str) -> str:
     return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
 
 
-def with_address(dsn: str, host: str, port: int) -> str:
-    """The same credentials and database on another host and port (a proxy's)."""
-    parts = urlsplit(dsn)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def address(dsn: str) -> tuple[str, int]:
-    """(host, port) of a TCP DSN; ValueError for a Unix socket (nothing to proxy)."""
-    parts = urlsplit(dsn)
-    if not parts.hostname or parts.hostname.startswith("/") or "host=" in parts.query:
-        raise ValueError(f"not a TCP address: {parts.hostname or parts.query}")
-    return parts.hostname, parts.port or 5432
-
-
 def server_ms(response: httpx.Response) -> float:
     """webug's own latency for this response, from its Server-Timing header: from the
     request reaching the app to the response starting, no client overhead."""
