@@ -9,7 +9,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -24,14 +23,8 @@ _spec.loader.exec_module(latency_proxy)
 @pytest.fixture
 def proxied(pg_server_dsn: str):
     """(the proxy on its thread, a DSN to the test server through it)."""
-    parts = urlsplit(pg_server_dsn)
-    if not parts.hostname or parts.hostname.startswith("/"):
-        pytest.skip("the test server is reached over a Unix socket: nothing to proxy")
-    proxy = latency_proxy.ProxyThread((parts.hostname, parts.port or 5432))
-    host, port = proxy.start()
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
-    yield proxy, urlunsplit(parts._replace(netloc=netloc))
+    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(pg_server_dsn))
+    yield proxy, latency_proxy.dsn_through(pg_server_dsn, proxy.start())
     proxy.stop()
 
 
