@@ -66,6 +66,7 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
     asyncpg, without HTTP or rendering. The only place the bench imports webug's data
     layer: when the repository is rewritten, this function changes. Yields {} (printed
     as n/a) when those imports or the setup fail."""
+    db = None
     try:
         from app.config import Settings
         from app.db import Database
@@ -76,13 +77,15 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
 
         db = Database(dsn, Settings(dsn=dsn))
         await db.open()
+        async with db.connection() as conn:
+            schema = await reflect(conn)
     except Exception as exc:  # an import, a renamed class, a changed signature
         print(f"  raw side '{REPOSITORY}': n/a ({type(exc).__name__}: {exc})")
+        if db is not None:
+            await db.close()
         yield {}
         return
     try:
-        async with db.connection() as conn:
-            schema = await reflect(conn)
         filtered = MachineFilters(provider="Equinix", status="Running")
         unfiltered = MachineFilters()
 
@@ -119,19 +122,18 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
             async with db.snapshot() as snap:
                 await overview_repo.fleet_counts(snap, schema)
 
-        p = pages
         yield {
-            p.LIST: list_rows,
+            pages.LIST: list_rows,
             "list: filtered": lambda: list_rows(filtered),
             "list: deep keyset page": lambda: list_rows(after=ids["deep"]),
-            p.LIST_POLL: list_rows,
+            pages.LIST_POLL: list_rows,
             "list: total + facets, once per view (raw only)": counts,
             "list: filtered total + facets (raw only)": lambda: counts(filtered),
-            p.DETAIL: lambda: detail(ids["work"]),
-            p.DETAIL_LONG: lambda: detail(ids["long"]),
-            p.LIVE: lambda: detail(ids["work"]),
-            p.LIVE_304: lambda: detail(ids["work"]),
-            p.HISTORY: lambda: history(ids["long"]),
+            pages.DETAIL: lambda: detail(ids["work"]),
+            pages.DETAIL_LONG: lambda: detail(ids["long"]),
+            pages.LIVE: lambda: detail(ids["work"]),
+            pages.LIVE_304: lambda: detail(ids["work"]),
+            pages.HISTORY: lambda: history(ids["long"]),
             "overview": overview,
         }
     finally:
@@ -193,7 +195,7 @@ WARM_UP = 3  # requests and raw fetches not timed: caches, prepared statements
 
 
 async def measure_page(
-    client: httpx.AsyncClient | None, page: pages.Page, raws: list[RawSide], n: int
+    client: httpx.AsyncClient, page: pages.Page, raws: list[RawSide], n: int
 ) -> Result:
     """n requests of the page, each followed by every raw side's fetch of it."""
     result = Result()
