@@ -112,7 +112,7 @@ async def measure(
                 proxy, result.delays, _client_ms(lambda f=fetch: f(conn)), requests
             )
             result.one_query[name] = PageCost(
-                1, 1, 1, ms={d: statistics.median(v) for d, v in times.items()}
+                1, 1, ms={d: statistics.median(v) for d, v in times.items()}
             )
         async with (
             webug_process.running(proxied, SETTINGS_COUNTS_DUE) as (base, _),
