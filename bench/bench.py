@@ -88,7 +88,7 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
     try:
         filtered = MachineFilters(provider="Equinix", status="Running")
         unfiltered = MachineFilters()
-        summary = repo.list_layout(schema, {t.table: summary_fields(t) for t in schema.tag_types})
+        summary = repo.list_layout(schema, summary_fields)
         full = repo.MachineLayout.full(schema)
 
         async def list_rows(f: MachineFilters = unfiltered, after: str | None = None) -> None:

@@ -7,13 +7,16 @@ its other columns are the tag's fields. A migration may add one to a running BMD
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TypeVar
 
 import asyncpg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Types asyncpg decodes itself (element types for arrays too). Anything else is read
 # through its text form, so an unknown type added by a migration still shows.
@@ -104,6 +107,17 @@ class Schema:
     tag_types: tuple[TagType, ...]
     skipped_tables: tuple[str, ...] = ()
     reflected_at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
+    # What pages compute from the schema once (app/bmdb/machines.py's layouts), dropped
+    # with it when a refresh swaps in a new one.
+    _derived: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, once per schema and `key`."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = compute()
+            return value
 
     @cached_property
     def layout_key(self) -> int:

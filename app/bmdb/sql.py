@@ -25,9 +25,12 @@ def unchunk(values: list, count: int) -> list:
 def polled(document_sql: str, ptag_param: str) -> str:
     """`document_sql` (one row, one column `doc`) with the md5 of its document; the
     document itself only when the md5 differs from `ptag_param`, the one the client holds:
-    a poll whose data is unchanged costs one small statement and no transfer."""
+    a poll whose data is unchanged costs one small statement and no transfer.
+
+    OFFSET 0 keeps the document a subquery of its own: pulled up into this SELECT, its
+    expression would be planned and computed once for each of the three uses of `doc`."""
     return (
         "SELECT md5(page.doc::text) AS ptag,"
         f" CASE WHEN md5(page.doc::text) IS DISTINCT FROM {ptag_param} THEN page.doc END AS doc"
-        f" FROM ({document_sql}) page"
+        f" FROM ({document_sql} OFFSET 0) page"
     )

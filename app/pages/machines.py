@@ -150,9 +150,7 @@ async def machine_list(
         counts.store(("total", count_key), facets_doc["total"])
     kept_total = counts.fresh(("total", count_key))
     # HTML rows show a summary of each tag; the JSON twin carries every field.
-    layout = bmdb.list_layout(
-        schema, None if as_json else {t.table: summary_fields(t) for t in schema.tag_types}
-    )
+    layout = bmdb.list_layout(schema, None if as_json else summary_fields)
     total_view = kept_total[0] if kept_total is not None else None
     tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, total_view)
     doc = await bmdb.machine_list(

@@ -9,7 +9,6 @@ wrote (`PgSpecial`) in HTML and JSON alike.
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -25,11 +24,10 @@ from pydantic import (
     computed_field,
 )
 
-from app.bmdb.columns import PgSpecial, decoder, parse_timestamp
+from app.bmdb.columns import PgSpecial, parse_timestamp
 from app.bmdb.connection import QueryRecord
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import TagType
-from app.bmdb.sql import unchunk
 from app.render import urls
 from app.render.values import value_to_json
 
@@ -132,31 +130,11 @@ class TagValues(dict):
         self.types = types
 
 
-@functools.lru_cache(maxsize=64)
-def _tag_decoders(layout: MachineLayout) -> tuple:
-    return tuple(
-        (tag, len(fields), tuple((f.name, decoder(f)) for f in fields))
-        for tag, fields in layout.tags
-    )
-
-
 def _decode_tags(value: object, info: ValidationInfo) -> TagValues:
     if isinstance(value, TagValues):
         return value
     layout: MachineLayout = info.context["layout"]
-    decoders = _tag_decoders(layout)
-    entries = unchunk(value, len(decoders))  # type: ignore[arg-type]
-    tags, types = {}, {}
-    for (tag, count, fields), entry in zip(decoders, entries, strict=True):
-        if entry is None:
-            continue
-        raw = unchunk(entry, count)
-        tags[tag.name] = {
-            name: None if item is None else decode(item)
-            for (name, decode), item in zip(fields, raw, strict=True)
-        }
-        types[tag.name] = tag
-    return TagValues(tags, types)
+    return TagValues(*layout.decode_tags(value))  # type: ignore[arg-type]
 
 
 def _tags_json(tags: TagValues) -> dict[str, dict[str, object]]:
