@@ -35,6 +35,7 @@ from app.pages import (
     session,
     sessions,
 )
+from app.render import protobuf_names, urls
 from app.render.templating import APP_DIR
 
 log = logging.getLogger("webug")
@@ -100,7 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
     app.state.count_cache = CountCache(ttl=app.state.settings.count_cache_seconds)
-    app.mount("/static", StaticFiles(directory=APP_DIR / "static"), name="static")
+    app.state.proto_names = protobuf_names.from_settings(
+        app.state.settings.proto_descriptors, app.state.settings.proto_columns
+    )
+    app.mount(urls.STATIC, StaticFiles(directory=APP_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(machines.router)
     app.include_router(machine.router)

@@ -22,6 +22,7 @@ from app.render.protobuf_names import (
     reset,
     use,
 )
+from app.render.values import render_value
 from tests.support import execute, run_sync, webug_client
 
 PROTO_SOURCE = """
@@ -153,7 +154,7 @@ def active(descriptor_set):
 
 
 def test_named_html_shows_field_names_types_enums_and_well_known_types(active):
-    html = named_html(COLUMN, encoded_report())
+    html = named_html(COLUMN, encoded_report(), render_value)
     assert html is not None
     assert TYPE in html
     for text in (
@@ -197,21 +198,21 @@ def test_named_json_uses_field_names(active):
 
 
 def test_falls_back_when_not_configured_unmapped_or_unparseable(active, descriptor_set):
-    assert named_html("some_other_column", encoded_report()) is None
-    assert named_html(COLUMN, b"\xff\xff\xff\xff") is None  # not a message at all
+    assert named_html("some_other_column", encoded_report(), render_value) is None
+    assert named_html(COLUMN, b"\xff\xff\xff\xff", render_value) is None  # not a message at all
     # Parses, but only into fields the type does not have: not that message.
-    assert named_html(COLUMN, bytes([0xF8, 0x06, 0x01])) is None
-    assert named_html(COLUMN, b"") is None
+    assert named_html(COLUMN, bytes([0xF8, 0x06, 0x01]), render_value) is None
+    assert named_html(COLUMN, b"", render_value) is None
     token = use(None)
     try:
-        assert named_html(COLUMN, encoded_report()) is None
+        assert named_html(COLUMN, encoded_report(), render_value) is None
     finally:
         reset(token)
 
 
 def test_unknown_fields_are_mentioned(active):
     extra = bytes([0xF8, 0x06, 0x01])  # field 111, varint 1: newer than our schema
-    html = named_html(COLUMN, encoded_report() + extra)
+    html = named_html(COLUMN, encoded_report() + extra, render_value)
     assert html is not None and "hostname" in html
     assert "1 unknown field " in html
 

@@ -8,23 +8,23 @@ parameters.
 Each condition costs the planner a join, so the conditions are bounded: a tag given
 twice is one condition, at most MAX_TAG_FILTERS tags at once, and the conditions are
 written with the rare ones first, because on PostgreSQL the session keeps that order
-(`join_collapse_limit`, app/db.py) instead of searching every order of a dozen joins.
+(`join_collapse_limit`, app/bmdb/connection.py) instead of searching every order of a dozen joins.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlencode
+from typing import Annotated, Literal
 from uuid import UUID
 
-from app.bmdb.reflection import Field, Schema, TagType, quote_ident
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PROVIDED = "machine_provided"
-HEARTBEAT = "machine_agent_heartbeat"
-INSTALLATION_REQUEST = "machine_os_installation_request"
-INSTALLATION_REPORT = "machine_os_installation_report"
+from app.bmdb import reflection
+from app.bmdb.reflection import Schema, TagType, quote_ident
+from app.bmdb.tables import HEARTBEAT, INSTALLATION_REPORT, INSTALLATION_REQUEST, PROVIDED
+
 NULL_STATUS = "NULL"  # how the query string names "provider_status IS NULL"
 
 # heartbeat=recent|stale, on the AgentHeartbeat tag alone (a machine without one is neither;
@@ -54,65 +54,77 @@ class FilterError(ValueError):
     """A filter value that cannot mean anything (unknown tag, bad prefix): a 400."""
 
 
-@dataclass(frozen=True)
-class MachineFilters:
-    provider: str | None = None
-    status: str | None = None
-    location: str | None = None
-    has: tuple[str, ...] = ()  # tag names the machine must have
-    lacks: tuple[str, ...] = ()  # tag names it must not have
-    work: str | None = None  # process with work on the machine
-    backoff: str | None = None  # process with an active backoff
-    stale: bool = False  # only machines with work held by an expired session
-    heartbeat: str | None = None  # recent | stale (HEARTBEAT_WINDOW)
-    installation: str | None = None  # pending | complete | failed (see INSTALLATION_STATES)
-    q: str | None = None  # machine ID prefix or provider ID prefix
+Label = Annotated[str | None, Field(max_length=200)]
+TagNames = Annotated[tuple[Annotated[str, Field(max_length=200)], ...], Field(max_length=50)]
 
-    def __post_init__(self) -> None:
+
+class MachineFilters(BaseModel):
+    """The machine list's filters: each field is a query parameter (the list's handler
+    reads them as one model), and `build_where` turns each into one SQL condition. A new
+    filter is a field here and its condition there."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    provider: Label = None
+    status: Label = Field(None, description=f"provider_status ({NULL_STATUS}: none)")
+    location: Label = None
+    has: TagNames = Field((), description="tag names the machine has (repeatable)")
+    lacks: TagNames = Field((), description="tag names it lacks (repeatable)")
+    work: Label = Field(None, description="process with work on the machine")
+    backoff: Label = Field(None, description="active backoff process")
+    stale: bool = Field(False, description="work held by an expired session")
+    heartbeat: Literal["recent", "stale"] | None = Field(
+        None, description="agent heartbeat within / older than 10 minutes"
+    )
+    installation: Literal["pending", "complete", "failed"] | None = Field(
+        None,
+        description="OS installation request not yet answered by a report of the same or"
+        " newer generation / answered with Success / answered with Error",
+    )
+    q: Label = Field(None, description="machine ID or provider ID prefix")
+
+    @field_validator("has", "lacks")
+    @classmethod
+    def _once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         # A tag given twice is one filter: kept once, in the URL, the chips and the SQL.
-        for name in ("has", "lacks"):
-            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
+        return tuple(dict.fromkeys(names))
+
+    @field_validator("q")
+    @classmethod
+    def _empty_is_none(cls, text: str | None) -> str | None:
+        return text or None
 
     def active(self) -> list[tuple[str, str]]:
         """(parameter, value) pairs of the filters in use, for chips and links."""
         pairs = []
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
             if isinstance(value, tuple):
-                pairs += [(f.name, v) for v in value]
+                pairs += [(name, v) for v in value]
             elif value is True:
-                pairs.append((f.name, "1"))
+                pairs.append((name, "1"))
             elif value:
-                pairs.append((f.name, value))
+                pairs.append((name, value))
         return pairs
-
-    def query(self, **extra: object) -> str:
-        """The query string for these filters plus `extra` (None values dropped)."""
-        pairs = self.active() + [(k, str(v)) for k, v in extra.items() if v is not None]
-        return urlencode(pairs)
 
     def without(self, name: str, value: str) -> MachineFilters:
         current = getattr(self, name)
         if isinstance(current, tuple):
-            return _replace(self, name, tuple(v for v in current if v != value))
-        return _replace(self, name, False if isinstance(current, bool) else None)
+            return self.model_copy(update={name: tuple(v for v in current if v != value)})
+        return self.model_copy(update={name: False if isinstance(current, bool) else None})
 
     def with_(self, name: str, value: str) -> MachineFilters:
         current = getattr(self, name)
         if isinstance(current, tuple):
-            added = _replace(self, name, current if value in current else (*current, value))
+            added = self.model_copy(
+                update={name: current if value in current else (*current, value)}
+            )
             opposite = _OPPOSITE.get(name)  # has=X replaces lacks=X: both would match nothing
             return added.without(opposite, value) if opposite else added
-        return _replace(self, name, True if isinstance(current, bool) else value)
+        return self.model_copy(update={name: True if isinstance(current, bool) else value})
 
 
 _OPPOSITE = {"has": "lacks", "lacks": "has"}
-
-
-def _replace(filters: MachineFilters, name: str, value: object) -> MachineFilters:
-    return MachineFilters(
-        **{**{f.name: getattr(filters, f.name) for f in fields(filters)}, name: value}
-    )
 
 
 @dataclass
@@ -249,7 +261,7 @@ def _installation_condition(state: str, where: SqlWhere, schema: Schema) -> str:
     )
 
 
-def _label_equals(column: str, field: Field | None, label: str, where: SqlWhere) -> str:
+def _label_equals(column: str, field: reflection.Field | None, label: str, where: SqlWhere) -> str:
     """`column` equals this label, written so the planner can use the column's statistics.
 
     `column::text = $1` hides them: at 100k machines the planner guessed 2 rows for 56k
@@ -274,7 +286,7 @@ def _provided_conditions(filters: MachineFilters, where: SqlWhere, schema: Schem
     conditions = []
     provided = schema.tag(PROVIDED)
 
-    def provided_field(name: str) -> Field | None:
+    def provided_field(name: str) -> reflection.Field | None:
         return provided.field(name) if provided is not None else None
 
     if filters.provider:

@@ -14,13 +14,14 @@ scanning it is cheap. Values are always bound parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.bmdb.connection import Reader
 from app.bmdb.filters import SqlWhere
 from app.bmdb.sql import polled
-
-STATES = ("alive", "expired", "all")
 
 SESSION_DOC = (
     "json_build_object('session_id', s.session_id, 'component', s.session_component_name,"
@@ -31,10 +32,18 @@ SESSION_DOC = (
 )
 
 
-@dataclass(frozen=True)
-class SessionFilters:
-    component: str | None = None
-    state: str = "all"  # alive | expired | all
+class SessionFilters(BaseModel):
+    """The sessions list's filters, each a query parameter."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    component: str | None = Field(None, max_length=200, description="session_component_name")
+    state: Literal["alive", "expired", "all"] = Field("all", description="alive, expired or all")
+
+    @field_validator("component")
+    @classmethod
+    def _empty_is_none(cls, text: str | None) -> str | None:
+        return text or None
 
     def where(self, params: SqlWhere, *, state: bool = True) -> str:
         """Conditions on `sessions s` (without the state one, for the state tabs)."""

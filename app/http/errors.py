@@ -8,23 +8,17 @@ import logging
 import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb.connection import DB_UNAVAILABLE
 from app.bmdb.schema_cache import SchemaNotLoaded
+from app.pages.models import ErrorPage
 from app.render.templating import respond
 
 log = logging.getLogger("webug")
 
 TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
-
-
-class ErrorPage(BaseModel):
-    status: int
-    error: str
-    detail: str
 
 
 def error_response(request: Request, status: int, title: str, detail: str) -> Response:

@@ -5,8 +5,6 @@ per request: take the request ID from `X-Request-ID` when it is sane, else make 
 it in the response and attach it to every log record of the request; time the request
 into a histogram labelled by the route *template* (`/machine/{machine_id}`, never the
 raw path, so one series per page rather than per machine); write one access log line.
-It also makes the app's protobuf descriptor set current for the request
-(app/render/protobuf_names.py), which values.py consults while rendering.
 
 /metrics (text format) has:
 
@@ -61,8 +59,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb import connection as db_module
 from app.config import Settings
-from app.render import protobuf_names
-from app.render.protobuf_names import ProtoConfigError, ProtoNames, load_proto_names
+from app.render import urls
 
 access_log = logging.getLogger("webug.access")
 
@@ -120,7 +117,6 @@ class AppObservability:
 
     app: FastAPI
     reachability: Reachability = field(default_factory=Reachability)
-    proto_names: ProtoNames | None = None
 
 
 _current: ContextVar[AppObservability | None] = ContextVar("webug_observability", default=None)
@@ -262,7 +258,6 @@ class ObservabilityMiddleware:
         tokens = (
             request_id_var.set(rid),
             _current.set(self.obs),
-            protobuf_names.use(self.obs.proto_names),
         )
         status = 500  # unless a response starts: an exception escaped to the server
         start = time.perf_counter()
@@ -296,7 +291,6 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             record()  # no response, or it failed half-way
-            protobuf_names.reset(tokens[2])
             _current.reset(tokens[1])
             request_id_var.reset(tokens[0])
 
@@ -308,7 +302,7 @@ class ObservabilityMiddleware:
         REQUEST_SECONDS.labels(
             method if method in _METHODS else "OTHER", route, str(status)
         ).observe(elapsed)
-        if route == "/healthz" and status in (200, 503):
+        if route == urls.HEALTH and status in (200, 503):
             self.obs.reachability.saw(status == 200)
         if access_log.isEnabledFor(logging.INFO):
             path = printable(scope.get("path", ""))  # the record factory escapes the args
@@ -430,21 +424,12 @@ def configure_logging(log_format: str) -> None:
 # --- installation ----------------------------------------------------------------------
 
 
-def _load_proto_names(settings: Settings) -> ProtoNames | None:
-    if settings.proto_descriptors is None:
-        return None
-    try:
-        return load_proto_names(settings.proto_descriptors, settings.proto_columns)
-    except ProtoConfigError as exc:
-        raise SystemExit(f"webug: invalid configuration: WEBUG_PROTO_DESCRIPTORS: {exc}") from None
-
-
 def install_observability(app: FastAPI, settings: Settings) -> None:
-    """Request IDs, access logs, /metrics; and the app's protobuf descriptor set."""
+    """Request IDs, access logs, /metrics."""
     _install_record_factory()
     configure_logging(settings.log_format)
     db_module.query_hook = _on_query
-    obs = AppObservability(app, proto_names=_load_proto_names(settings))
+    obs = AppObservability(app)
     app.state.observability = obs
     scrape_time = CollectorRegistry(auto_describe=False)
     scrape_time.register(_ScrapeTimeCollector(obs))
@@ -461,7 +446,7 @@ def install_observability(app: FastAPI, settings: Settings) -> None:
         body = generate_latest(fed) + generate_latest(scrape_time)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    app.add_api_route(urls.METRICS, metrics, methods=["GET"], include_in_schema=False)
     # Added last, so outermost: it times and tags everything the other middleware does.
     app.add_middleware(ObservabilityMiddleware, obs=obs)
 

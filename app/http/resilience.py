@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
 from app.http.errors import error_response
+from app.render import urls
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ KICK_TIMEOUT_S = 5.0  # ... and a request waits this long for it at most
 REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 
 # Paths that never touch the BMDB: no admission, no schema load.
-NO_DB_PREFIXES = ("/static/", "/openapi.json", "/favicon.ico")
-NO_DB_GETS = frozenset({"/schema", "/api"})
-PROBES = frozenset({"/healthz", "/metrics"})  # may use the connection pages leave free
+NO_DB_PREFIXES = (urls.STATIC + "/", urls.OPENAPI, "/favicon.ico")
+NO_DB_GETS = frozenset({urls.SCHEMA, urls.API})
+PROBES = frozenset({urls.HEALTH, urls.METRICS})  # may use the connection pages leave free
 
 
 class _LoopState:

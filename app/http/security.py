@@ -43,6 +43,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.render import urls
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ PAGE_CSP = "; ".join([
 # from the HTTP cache. Vary, for any cache that stores anyway.
 NO_STORE = {"cache-control": "no-store"}
 VARY = "Accept, HX-Request"
-STATIC_PREFIX = "/static/"  # app files: they keep StaticFiles' ETag and Last-Modified
+STATIC_PREFIX = urls.STATIC + "/"  # app files: they keep StaticFiles' ETag and Last-Modified
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -83,9 +84,9 @@ SECURITY_HEADERS = {
 # Loopback only. No single-label name (Starlette's test client sends `testserver`): LLMNR,
 # mDNS or a DNS search domain can make one resolve to a machine of someone else's.
 DEFAULT_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
-OPEN_PATHS = frozenset({"/healthz"})  # no Host check, no credentials
+OPEN_PATHS = frozenset({urls.HEALTH})  # no Host check, no credentials
 # Scraped by address (Host: 10.1.2.3:8000), with credentials when access control is on.
-ANY_HOST_PATHS = OPEN_PATHS | {"/metrics"}
+ANY_HOST_PATHS = OPEN_PATHS | {urls.METRICS}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PATH_BYTES = 2048
 MAX_QUERY_BYTES = 8192

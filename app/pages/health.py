@@ -3,10 +3,12 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
+from app.render import urls
+
 router = APIRouter()
 
 
-@router.get("/healthz", response_class=PlainTextResponse)
+@router.get(urls.HEALTH, response_class=PlainTextResponse)
 async def healthz(request: Request) -> PlainTextResponse:
     if await request.app.state.db.ping():
         return PlainTextResponse("ok\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from app.http.errors import ErrorPage
+from app.pages.models import ErrorPage
 
 
 def twin(model: type[BaseModel], what: str) -> dict:

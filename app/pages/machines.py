@@ -10,7 +10,7 @@ statement that returns no document, and answers 304.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -29,7 +29,6 @@ from app.render.templating import CurrentSchema, PageReader, is_htmx, json_reque
 
 router = APIRouter()
 
-Text = Annotated[str | None, Query(max_length=200)]
 PAGE_SIZES = (50, 100, 500)
 MAX_PAGE = 5000  # rows per page, HTML or JSON
 
@@ -93,47 +92,11 @@ async def machine_list(
     request: Request,
     reader: PageReader,
     schema: CurrentSchema,
+    filters: Annotated[MachineFilters, Query()],
     poll: Annotated[Poll, Depends(list_poll)],
-    provider: Text = None,
-    status: Text = None,
-    location: Text = None,
-    has: Annotated[list[str], Query(max_length=50, description="tag names it has")] = [],  # noqa: B006
-    lacks: Annotated[list[str], Query(max_length=50, description="tag names it lacks")] = [],  # noqa: B006
-    work: Text = None,
-    backoff: Annotated[
-        str | None, Query(max_length=200, description="active backoff process")
-    ] = None,
-    stale: bool = False,
-    heartbeat: Annotated[
-        Literal["recent", "stale"] | None,
-        Query(description="agent heartbeat within / older than 10 minutes"),
-    ] = None,
-    installation: Annotated[
-        Literal["pending", "complete", "failed"] | None,
-        Query(
-            description="OS installation request not yet answered by a report of the same or"
-            " newer generation / answered with Success / answered with Error"
-        ),
-    ] = None,
-    q: Annotated[
-        str | None, Query(max_length=200, description="machine/provider ID prefix")
-    ] = None,
     after: Annotated[UUID | None, Query(description="keyset: machine IDs after this one")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
-    filters = MachineFilters(
-        provider=provider,
-        status=status,
-        location=location,
-        has=tuple(has),
-        lacks=tuple(lacks),
-        work=work,
-        backoff=backoff,
-        stale=stale,
-        heartbeat=heartbeat,
-        installation=installation,
-        q=q or None,
-    )
     try:
         where = build_where(filters, schema)
     except FilterError as exc:

@@ -232,3 +232,11 @@ class Session(Model):
     def last_heartbeat_estimate(self) -> Timestamp | None:
         """deadline − interval: when the owner last renewed it (it sets now() + interval)."""
         return minus_seconds(self.deadline, self.interval_seconds)
+
+
+class ErrorPage(Model):
+    """Every error page's model (app/http/errors.py renders them)."""
+
+    status: int
+    error: str
+    detail: str

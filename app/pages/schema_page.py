@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from app.bmdb.connection import DB_UNAVAILABLE
 from app.bmdb.reflection import Field, Schema, TagType
 from app.bmdb.schema_cache import SchemaCache
-from app.http.errors import ErrorPage
 from app.pages.json_models import twin
+from app.pages.models import ErrorPage
 from app.render import urls
 from app.render.templating import respond
 

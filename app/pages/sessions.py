@@ -7,7 +7,7 @@ work and, on a full page, the state tabs and the component facet. The table poll
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -24,9 +24,6 @@ router = APIRouter()
 
 STALE_LIMIT = 200  # stale work items listed (the count is always exact)
 PAGE_SIZES = (50, 100, 500)
-
-State = Literal["alive", "expired", "all"]
-
 
 class StaleWork(Model):
     """Work held by an expired session: nobody is doing it, and nobody else may."""
@@ -100,15 +97,11 @@ class SessionListPage(PageModel):
 async def session_list(
     request: Request,
     reader: PageReader,
+    filters: Annotated[bmdb.SessionFilters, Query()],
     poll: Annotated[Poll, Depends(list_poll)],
-    component: Annotated[
-        str | None, Query(max_length=200, description="session_component_name")
-    ] = None,
-    state: Annotated[State, Query(description="alive, expired or all")] = "all",
     after: Annotated[UUID | None, Query(description="keyset: session IDs after this one")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
 ):
-    filters = bmdb.SessionFilters(component=component or None, state=state)
     fragment = is_htmx(request)
     doc = await bmdb.session_list(
         reader,

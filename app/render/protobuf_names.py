@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -155,6 +155,19 @@ def _library_file(name: str) -> Any | None:
 _current: ContextVar[ProtoNames | None] = ContextVar("webug_proto_names", default=None)
 
 
+def from_settings(
+    proto_descriptors: Path | None, proto_columns: Mapping[str, str]
+) -> ProtoNames | None:
+    """The configured descriptor set (WEBUG_PROTO_DESCRIPTORS), or None; a bad one stops
+    webug at start with one line."""
+    if proto_descriptors is None:
+        return None
+    try:
+        return load_proto_names(proto_descriptors, proto_columns)
+    except ProtoConfigError as exc:
+        raise SystemExit(f"webug: invalid configuration: WEBUG_PROTO_DESCRIPTORS: {exc}") from None
+
+
 def use(names: ProtoNames | None) -> Token:
     """Make `names` the descriptor set of the current request (undo with `reset`)."""
     return _current.set(names)
@@ -181,7 +194,12 @@ def _parse(column: str | None, data: bytes) -> tuple[ProtoNames, Any] | None:
     return None if msg is None else (names, msg)
 
 
-def named_html(column: str | None, data: bytes) -> Markup | None:
+# How a scalar leaf is shown: app/render/values.py's render_value (passed in, so that
+# module can use this one without the two importing each other).
+RenderLeaf = Callable[..., Markup]
+
+
+def named_html(column: str | None, data: bytes, render_leaf: RenderLeaf) -> Markup | None:
     """The message type and a tree of named fields; None = render schema-less instead."""
     parsed = _parse(column, data)
     if parsed is None:
@@ -189,7 +207,7 @@ def named_html(column: str | None, data: bytes) -> Markup | None:
     names, msg = parsed
     budget = [MAX_FIELDS]
     try:
-        tree = _message_html(msg, budget, datetime.now(UTC))
+        tree = _message_html(msg, _Walk(budget, datetime.now(UTC), render_leaf))
     except _TooBig:
         return None
     return Markup(' <code class="pb-type" title="decoded with {}">{}</code>{}').format(
@@ -215,20 +233,29 @@ class _TooBig(Exception):
     pass
 
 
-def _message_html(msg: Any, budget: list[int], now: datetime) -> Markup:
+@dataclass
+class _Walk:
+    """What rendering one message tree carries along."""
+
+    budget: list[int]  # fields left before the tree is too big to show
+    now: datetime
+    render_leaf: RenderLeaf
+
+
+def _message_html(msg: Any, walk: _Walk) -> Markup:
     items: list[Markup] = []
     for fd, value in msg.ListFields():
         if _is_map(fd):
             value_fd = fd.message_type.fields_by_name["value"]
             for key in sorted(value):
                 label = Markup('{}<span class="pb-key">[{}]</span>').format(fd.name, repr(key))
-                items.append(_field_html(label, value_fd, value[key], budget, now))
+                items.append(_field_html(label, value_fd, value[key], walk))
         elif _is_repeated(fd):
             for i, item in enumerate(value):
                 label = Markup('{}<span class="pb-key">[{}]</span>').format(fd.name, i)
-                items.append(_field_html(label, fd, item, budget, now))
+                items.append(_field_html(label, fd, item, walk))
         else:
-            items.append(_field_html(Markup("{}").format(fd.name), fd, value, budget, now))
+            items.append(_field_html(Markup("{}").format(fd.name), fd, value, walk))
     unknown = _unknown_count(msg)
     if unknown:
         items.append(
@@ -242,12 +269,10 @@ def _message_html(msg: Any, budget: list[int], now: datetime) -> Markup:
     return Markup('<ul class="pb pb-named">{}</ul>').format(Markup("").join(items))
 
 
-def _field_html(label: Markup, fd: Any, value: Any, budget: list[int], now: datetime) -> Markup:
-    budget[0] -= 1
-    if budget[0] < 0:
+def _field_html(label: Markup, fd: Any, value: Any, walk: _Walk) -> Markup:
+    walk.budget[0] -= 1
+    if walk.budget[0] < 0:
         raise _TooBig
-    from app.render.values import render_value
-
     kind = _type_name(fd)
     head = Markup(
         '<span class="pb-name" title="field {}">{}</span> <span class="pb-kind">{}</span> '
@@ -255,15 +280,15 @@ def _field_html(label: Markup, fd: Any, value: Any, budget: list[int], now: date
     if fd.message_type is not None:
         full_name = fd.message_type.full_name
         if full_name == _TIMESTAMP:
-            shown = _well_known(lambda: value.ToDatetime(tzinfo=UTC), now)
+            shown = _well_known(lambda: value.ToDatetime(tzinfo=UTC), walk)
         elif full_name == _DURATION:
             shown = _well_known(
-                lambda: timedelta(seconds=value.seconds, microseconds=value.nanos / 1000), now
+                lambda: timedelta(seconds=value.seconds, microseconds=value.nanos / 1000), walk
             )
         else:
             shown = None
         if shown is None:
-            shown = _message_html(value, budget, now)
+            shown = _message_html(value, walk)
     elif fd.enum_type is not None:
         enum_value = fd.enum_type.values_by_number.get(value)
         if enum_value is None:
@@ -275,15 +300,13 @@ def _field_html(label: Markup, fd: Any, value: Any, budget: list[int], now: date
                 fd.enum_type.full_name, value, enum_value.name
             )
     else:
-        shown = render_value(None, value, now=now)
+        shown = walk.render_leaf(None, value, now=walk.now)
     return Markup("<li>{}{}</li>").format(head, shown)
 
 
-def _well_known(convert: Any, now: datetime) -> Markup | None:
-    from app.render.values import render_value
-
+def _well_known(convert: Any, walk: _Walk) -> Markup | None:
     try:
-        return render_value(None, convert(), now=now)
+        return walk.render_leaf(None, convert(), now=walk.now)
     except (OverflowError, ValueError):
         return None  # out of datetime's range: show the raw seconds/nanos
 

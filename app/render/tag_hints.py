@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.bmdb import tables
 from app.bmdb.reflection import Field, TagType
 
 # The Provided chip in the list shows these (partials/machine_row.html).
@@ -35,7 +36,7 @@ def tag_hint(tag: TagType, values: dict[str, object]) -> tuple[str, datetime | N
 def summary_fields(tag: TagType) -> tuple[Field, ...]:
     """The fields the list's short form of this tag reads; the list fetches only these
     (a page of 100 rows need not carry 100 hardware reports)."""
-    if tag.table == "machine_provided":
+    if tag.table == tables.PROVIDED:
         return tuple(f for f in tag.fields if f.name in PROVIDED_SUMMARY)
     enum = _hint_enum(tag)
     return tuple(
@@ -49,7 +50,7 @@ def detail_order(tag_types: tuple[TagType, ...]) -> list[TagType]:
     """Provided first (what an operator checks first), tags holding blobs last."""
 
     def rank(tag: TagType) -> tuple[int, str]:
-        if tag.table == "machine_provided":
+        if tag.table == tables.PROVIDED:
             return 0, tag.name
         return (2 if any(f.element_udt == "bytea" for f in tag.fields) else 1), tag.name
 

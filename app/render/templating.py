@@ -22,11 +22,12 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel
 
+from app.bmdb import tables
 from app.bmdb.columns import PgSpecial
 from app.bmdb.connection import Database, Reader
 from app.bmdb.reflection import Schema
 from app.bmdb.schema_cache import SchemaCache
-from app.render import formatting, urls
+from app.render import formatting, protobuf_names, urls
 from app.render.fragment_cache import FragmentCache
 from app.render.relative_times import fill, later
 from app.render.tag_hints import detail_order, tag_hint
@@ -46,6 +47,7 @@ templates.filters["relative"] = later  # filled in per response: rendered HTML s
 templates.tests["special"] = lambda value: isinstance(value, PgSpecial)
 templates.globals.update(
     urls=urls,
+    tables=tables,
     tag_hint=tag_hint,
     detail_order=detail_order,
     render_value=render_value,
@@ -132,6 +134,23 @@ def respond(
     """
     if reader is not None and page is not None and "queries" in type(page).model_fields:
         page = page.model_copy(update={"queries": list(reader.queries)})
+    # Protobuf columns are decoded with the app's descriptor set, if it has one.
+    names = protobuf_names.use(getattr(request.app.state, "proto_names", None))
+    try:
+        return _respond(request, template, page, reader, status_code, headers, view)
+    finally:
+        protobuf_names.reset(names)
+
+
+def _respond(
+    request: Request,
+    template: str,
+    page: BaseModel | None,
+    reader: Reader | None,
+    status_code: int,
+    headers: dict[str, str] | None,
+    view: dict[str, Any],
+) -> Response:
     if page is not None and json_requested(request):
         return Response(
             page.model_dump_json(),

@@ -307,7 +307,7 @@ def _nbytes(n: int) -> str:
 
 def _bytes(field: Field | None, data: bytes) -> Markup:
     # With field names when a descriptor set maps this column (app/render/protobuf_names.py).
-    tree = named_html(field.name if field is not None else None, data)
+    tree = named_html(field.name if field is not None else None, data, render_value)
     if tree is not None:
         return _protobuf_value(data, tree)
     known = field is not None and field.name in PROTOBUF_COLUMNS
