@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.render import urls
+from app.render.templating import wants_json
 
 log = logging.getLogger(__name__)
 
@@ -209,17 +210,10 @@ class Authenticator:
 # ---------------------------------------------------------------------- refusals
 
 
-def _wants_json(scope: Scope, headers: Headers) -> bool:
-    query = scope.get("query_string", b"").decode("latin-1")
-    if "format=json" in query.split("&"):
-        return True
-    accept = headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
-
-
 def _standalone_page(scope: Scope, status: int, title: str, detail: str) -> tuple[bytes, str]:
     """A minimal page (or JSON) that shows nothing of the BMDB: (body, content type)."""
-    if _wants_json(scope, Headers(scope=scope)):
+    request = Request(scope)
+    if wants_json(request.headers, request.query_params.get("format")):
         body = json.dumps({"status": status, "error": title, "detail": detail}).encode()
         content_type = "application/json"
     else:
