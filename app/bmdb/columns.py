@@ -235,6 +235,13 @@ def _float(value: object) -> object:
     return float(value) if isinstance(value, int) else value
 
 
+def _int(value: object) -> object:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return value
+
+
 def _decimal(value: object) -> object:
     try:
         return Decimal(str(value))
@@ -299,6 +306,7 @@ def aware_utc(value: datetime) -> datetime:
 
 
 _ELEMENT_DECODERS: dict[str, Decoder] = {
+    "oid": _int,  # PostgreSQL writes oid into JSON as a string
     "float4": _float,
     "float8": _float,
     "numeric": _decimal,

@@ -17,6 +17,10 @@ class CountCache:
         self._max = max_entries
         self._entries: OrderedDict[object, tuple[float, datetime, Any]] = OrderedDict()
 
+    def clear(self) -> None:
+        """Forget every count: the next request of each view counts again."""
+        self._entries.clear()
+
     def fresh(self, key: object) -> tuple[Any, datetime] | None:
         """(value, when it was counted) while younger than the TTL, else None: count again."""
         entry = self._entries.get(key)

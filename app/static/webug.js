@@ -34,6 +34,14 @@
     b.hidden = false;
   };
   document.addEventListener("htmx:error", () => disconnected(""));
+  // "updated HH:MM:SSZ" of a polled fragment moves on with every good answer, including a
+  // 304 (unchanged, nothing swapped): the server's copy says when the data last changed.
+  document.addEventListener("htmx:after:request", (e) => {
+    const status = e.detail?.ctx?.response?.status ?? 0;
+    if (status !== 200 && status !== 304) return;
+    const shown = e.target?.querySelector?.("[data-updated]");
+    if (shown) shown.textContent = "· updated " + new Date().toISOString().slice(11, 19) + "Z";
+  });
   // A 5xx error page (503 BMDB unreachable or busy, 504 query timed out, a proxy's 502) is
   // never swapped over a live fragment: keep the last good content and say what happened.
   // A 5xx that is a page of its own (the schema page after a failed refresh) is swapped.

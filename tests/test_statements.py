@@ -1,0 +1,111 @@
+"""One statement per page, counted on the wire: bench/latency_proxy.py sits between webug
+and the test PostgreSQL and counts what asyncpg sends (Query and Execute messages), so
+nothing webug does (a BEGIN, a SET, a ROLLBACK after the response) goes uncounted."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fleet import ALIVE, mid
+from tests.support import run_sync, webug_client
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "latency_proxy.py"
+_spec = importlib.util.spec_from_file_location("latency_proxy", _PATH)
+latency_proxy = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("latency_proxy", latency_proxy)  # bench/ is no package
+_spec.loader.exec_module(latency_proxy)
+
+HTMX = {"HX-Request": "true"}
+
+# Every page and fragment that reads the BMDB, as a browser or a poll asks for it.
+PAGES = [
+    ("/", {}),
+    ("/?provider=Lumen&has=AgentStarted", {}),
+    ("/", HTMX),
+    (f"/machine/{mid(2)}", {}),
+    (f"/machine/{mid(2)}/live", HTMX),
+    (f"/machine/{mid(2)}/history", HTMX),
+    (f"/machine/{mid(2)}/history", {}),
+    ("/sessions", {}),
+    ("/sessions", HTMX),
+    (f"/session/{ALIVE}", {}),
+    (f"/session/{ALIVE}/live", HTMX),
+    ("/search?q=0000", {}),
+    ("/search?q=lumen-0002", {}),
+    (f"/machine/{mid(2)}?format=json", {}),
+    ("/?format=json", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def proxied(small_fleet_dsn: str) -> Iterator[tuple]:
+    """(the proxy, a webug client whose BMDB connections all go through it)."""
+    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(small_fleet_dsn))
+    dsn = latency_proxy.dsn_through(small_fleet_dsn, proxy.start())
+    try:
+        with webug_client(dsn) as client:
+            yield proxy, client
+    finally:
+        proxy.stop()
+
+
+def sent(proxy, request) -> tuple[int, int, object]:
+    """(statements, round trips) `request()` made webug send, and its response."""
+    run_sync(proxy.settle())
+    before = proxy.total
+    response = request()
+    run_sync(proxy.settle())
+    spent = proxy.total - before
+    return spent.statements, spent.round_trips, response
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"), PAGES, ids=[p + (" htmx" if h else "") for p, h in PAGES]
+)
+def test_each_page_is_one_statement_in_one_round_trip(proxied, path, headers):
+    proxy, client = proxied
+    def get():
+        return client.get(path, headers=headers, follow_redirects=False)
+
+    get()  # prepares the statement, counts what is due
+    statements, round_trips, response = sent(proxy, get)
+    assert response.status_code in (200, 303), response.text[:300]
+    assert (statements, round_trips) == (1, 1)
+
+
+def test_an_unchanged_poll_is_one_statement_and_a_304_without_a_body(proxied):
+    proxy, client = proxied
+    for path in (f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/"):
+        first = client.get(path, headers=HTMX)
+        ptag = first.headers["HX-PTag"]
+        statements, round_trips, again = sent(
+            proxy, lambda p=path, t=ptag: client.get(p, headers={**HTMX, "HX-PTag": t})
+        )
+        assert again.status_code == 304 and again.content == b"", path
+        assert again.headers["HX-PTag"] == ptag
+        assert (statements, round_trips) == (1, 1), path
+
+
+def test_a_first_view_of_a_list_counts_in_one_more_statement(proxied):
+    proxy, client = proxied
+    fresh = "/?lacks=AgentHeartbeat&limit=7"  # a view whose counts nobody took yet
+    statements, _, response = sent(proxy, lambda: client.get(fresh))
+    assert response.status_code == 200 and "Exact counts as of" in response.text
+    assert statements == 2  # the facets (with the total), then the page
+    statements, _, _ = sent(proxy, lambda: client.get(fresh))
+    assert statements == 1  # the counts are shared for WEBUG_COUNT_CACHE_SECONDS
+
+
+def test_the_overview_counts_in_one_statement_then_shares_them(proxied):
+    proxy, client = proxied
+    client.get("/overview")
+    client.app.state.count_cache.clear()  # its counts are due again
+    statements, round_trips, response = sent(proxy, lambda: client.get("/overview"))
+    assert response.status_code == 200 and (statements, round_trips) == (1, 1)
+    statements, _, _ = sent(proxy, lambda: client.get("/overview", headers=HTMX))
+    assert statements == 0  # every poll and tab shares them for WEBUG_COUNT_CACHE_SECONDS
