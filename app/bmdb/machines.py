@@ -118,20 +118,21 @@ def machine_doc(layout: MachineLayout, m: str = "m") -> str:
 def page_documents(layout: MachineLayout, page_sql: str) -> str:
     """SQL: (machine_id, doc) of each machine of `page_sql` (machine_id, machine_created_at).
 
-    Each tag table is joined to exactly the page's machines (at most one row per machine)
-    and work and backoffs are aggregated per machine over the page's IDs: index and hash
-    joins over the page, about half the time of a correlated subquery per machine and tag.
+    Each tag table, work and backoffs are read for exactly the page's machines, by their
+    primary key or unique index (`machine_id = ANY(the page's IDs)`: an index scan of as
+    many keys as the page has, whatever the fleet's size), then joined to the page, at
+    most one row per machine (work and backoffs aggregated per machine first).
     """
+    page_ids = "ANY(ARRAY(SELECT machine_id FROM ids))"
     joins, tags = [], []
     for i, (tag, fields) in enumerate(layout.tags):
         alias = f"t{i}"
         joins.append(
-            f" LEFT JOIN {quote_ident(tag.table)} {alias} ON {alias}.machine_id = m.machine_id"
+            f" LEFT JOIN (SELECT t.machine_id, {tag_expr(fields, 't', blob_cap=layout.blob_cap)}"
+            f" AS v FROM {quote_ident(tag.table)} t WHERE t.machine_id = {page_ids}) {alias}"
+            f" ON {alias}.machine_id = m.machine_id"
         )
-        tags.append(
-            f"CASE WHEN {alias}.machine_id IS NOT NULL"
-            f" THEN {tag_expr(fields, alias, blob_cap=layout.blob_cap)} END"
-        )
+        tags.append(f"{alias}.v")
     return (
         f"WITH ids AS ({page_sql})"
         " SELECT m.machine_id, json_build_object('machine_id', m.machine_id,"
@@ -139,10 +140,10 @@ def page_documents(layout: MachineLayout, page_sql: str) -> str:
         " 'work', coalesce(w.work, '[]'::json), 'backoffs', coalesce(b.backoffs, '[]'::json))"
         f" AS doc FROM ids m{''.join(joins)}"
         f" LEFT JOIN (SELECT w.machine_id, {WORK_AGG} AS work FROM {WORK_FROM}"
-        " WHERE w.machine_id IN (SELECT machine_id FROM ids) GROUP BY w.machine_id) w"
+        f" WHERE w.machine_id = {page_ids} GROUP BY w.machine_id) w"
         " ON w.machine_id = m.machine_id"
         f" LEFT JOIN (SELECT b.machine_id, {BACKOFFS_AGG} AS backoffs FROM work_backoff b"
-        " WHERE b.machine_id IN (SELECT machine_id FROM ids) GROUP BY b.machine_id) b"
+        f" WHERE b.machine_id = {page_ids} GROUP BY b.machine_id) b"
         " ON b.machine_id = m.machine_id"
     )
 
