@@ -14,7 +14,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import Field, computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import machines as bmdb
 from app.bmdb.counts import CountCache
@@ -65,8 +65,27 @@ def facets_from(doc: dict, schema: Schema) -> Facets:
     )
 
 
+class ListRow:
+    """One machine of the list as its document came, decoded only when asked: a row
+    whose HTML is reused (keyed by `key`, the document's md5) is never decoded."""
+
+    __slots__ = ("document", "key", "layout", "_machine")
+
+    def __init__(self, key: str, document: dict, layout: bmdb.MachineLayout) -> None:
+        self.key, self.document, self.layout = key, document, layout
+        self._machine: Machine | None = None
+
+    @property
+    def machine(self) -> Machine:
+        if self._machine is None:
+            self._machine = machine_from(self.document, self.layout, self.key)
+        return self._machine
+
+
 class MachineListPage(PageModel):
-    machines: list[Machine]
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    rows: list[ListRow] = Field(exclude=True)  # the page's machines, decoded on demand
     total: int
     limit: int
     after: UUID | None
@@ -74,6 +93,11 @@ class MachineListPage(PageModel):
     view: MachineFilters = Field(exclude=True)  # the filters as the links change them
     facets: Facets | None  # full pages only; a poll of the table has none
     counted_at: datetime  # when the total (and facets) were counted
+
+    @computed_field
+    @property
+    def machines(self) -> list[Machine]:
+        return [row.machine for row in self.rows]
 
     @computed_field
     @property
@@ -131,14 +155,13 @@ async def machine_list(
         kept_total = counts.store(("total", count_key), doc.total)
         tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, doc.total)
     total, counted_at = kept_total
-    rows = doc.machines[: limit + 1]
-    machines = [machine_from(document, layout, key) for key, document in rows[:limit]]
+    rows = [ListRow(key, document, layout) for key, document in doc.machines]
     page = MachineListPage(
-        machines=machines,
+        rows=rows[:limit],
         total=total,
         limit=limit,
         after=after,
-        next_after=machines[-1].machine_id if len(rows) > limit else None,
+        next_after=rows[limit - 1].document["machine_id"] if len(rows) > limit else None,
         view=filters,
         facets=facets,
         counted_at=counted_at,

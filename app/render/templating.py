@@ -71,12 +71,13 @@ templates.filters["fingerprint"] = fingerprint
 machine_rows: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1024)
 
 
-def machine_rows_html(machines: list, schema: Schema) -> Markup:
-    """The <tr>s of the machine list (partials/machine_row.html for each machine)."""
+def machine_rows_html(rows: list, schema: Schema) -> Markup:
+    """The <tr>s of the machine list (partials/machine_row.html for each of its rows,
+    app/pages/machines.py's ListRow: a reused row's machine is never decoded)."""
     macro = templates.get_template("partials/machine_row.html").module.machine_row
     return Markup("").join(
-        machine_rows.get((schema.layout_key, m.key), lambda m=m: macro(m, schema.tag_types))
-        for m in machines
+        machine_rows.get((schema.layout_key, r.key), lambda r=r: macro(r.machine, schema.tag_types))
+        for r in rows
     )
 
 
