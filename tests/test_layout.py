@@ -1,0 +1,101 @@
+"""The code's shape, checked: layers import one way, no import cycle, and every URL a page
+links to is built by app/render/urls.py."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[1] / "app"
+
+# A layer may import the ones listed after it, never the ones before.
+LAYERS = ("http", "pages", "render", "bmdb")
+
+
+def _imports() -> dict[str, set[str]]:
+    """module -> the app modules it imports (at any depth of its code)."""
+    modules = {}
+    for path in APP.rglob("*.py"):
+        parts = path.relative_to(APP.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("app"):
+                for alias in node.names:
+                    candidate = f"{node.module}.{alias.name}"
+                    found.add(candidate if candidate in modules else node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("app")}
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else None
+
+
+def test_no_import_cycle():
+    graph = _imports()
+    visiting, done, cycles = set(), set(), []
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in visiting:
+            cycles.append(path[path.index(module) :])
+            return
+        if module in done:
+            return
+        visiting.add(module)
+        for dependency in sorted(graph[module]):
+            visit(dependency, [*path, dependency])
+        visiting.discard(module)
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert cycles == []
+
+
+def test_layers_import_downwards_only():
+    upward = [
+        (module, dependency)
+        for module, dependencies in _imports().items()
+        for dependency in dependencies
+        if _layer(module) and _layer(dependency)
+        and LAYERS.index(_layer(dependency)) < LAYERS.index(_layer(module))
+    ]
+    assert upward == []
+
+
+PAGE_PATHS = ("/machine", "/session", "/search", "/overview", "/provider", "/schema", "/api")
+
+
+def _code_strings(path: Path) -> list[str]:
+    """The string constants of a module's code (f-string parts too), docstrings aside."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_no_page_url_is_spelled_outside_the_url_module():
+    literal = re.compile(r"""(?:href|action|hx-get|src)="/""")
+    for template in [*APP.glob("templates/*.html"), *APP.glob("partials/*.html")]:
+        assert not literal.search(template.read_text()), template.name
+    for path in APP.rglob("*.py"):
+        if path == APP / "render" / "urls.py" or "demo" in path.parts:
+            continue
+        spelled = [s for s in _code_strings(path) if s.startswith(PAGE_PATHS)]
+        assert spelled == [], path
