@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,6 +82,21 @@ def machine_rows_html(rows: list, schema: Schema) -> Markup:
 
 
 templates.globals["machine_rows_html"] = machine_rows_html
+
+# Blocks rendered from counts (the list's facets): hundreds of links, the same for every
+# view of a filter until its counts are taken again.
+blocks: FragmentCache[Markup] = FragmentCache(max_chars=8 * 1024 * 1024)
+
+
+def reused_block(template: str, key: Hashable, **context: Any) -> Markup:
+    """`template` rendered with `context`, reused while `key` is unchanged: `key` must
+    identify everything in `context` (e.g. the view and when its counts were taken)."""
+    return blocks.get(
+        (template, key), lambda: Markup(templates.get_template(template).render(context))
+    )
+
+
+templates.globals["reused_block"] = reused_block
 
 
 def is_htmx(request: Request) -> bool:
