@@ -162,7 +162,7 @@ def test_history_is_newest_first_and_the_timeline_runs_left_to_right(migrated_db
         older = client.get(url + "?limit=4&offset=4", headers=HTMX).text
     for text in (page, fragment):
         assert re.findall(r'<span class="event">(\w+)</span>', text) == NEWEST_FIRST
-        times = re.findall(r'<td class="mono ts">([^<]+)</td>', text)
+        times = re.findall(r'<td class="mono ts"><time [^>]+>([^<]+)</time></td>', text)
         assert len(times) == 6 and times == sorted(set(times), reverse=True)
     assert [e["event"] for e in body["events"]] == NEWEST_FIRST
     stamps = [datetime.fromisoformat(e["timestamp"]) for e in body["events"]]

@@ -126,7 +126,7 @@ def _seconds_ago(row_html: str) -> list[int]:
 
 def test_each_table_tells_its_own_update_time_and_keeps_each_view_apart(small_fleet_dsn):
     def updated(html: str) -> str:
-        return re.search(r"updated (\d\d:\d\d:\d\dZ)", html)[1]
+        return re.search(r"updated <time [^>]+>(\d\d:\d\d:\d\dZ)</time>", html)[1]
 
     with webug_client(small_fleet_dsn) as client:
         first = client.get("/?every=5", headers=HTMX).text

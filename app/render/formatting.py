@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from markupsafe import Markup
+
 from app.bmdb.columns import PgSpecial
 
 
@@ -15,6 +17,33 @@ def utc(ts: datetime | PgSpecial | None) -> str:
     if ts.tzinfo is None:  # `timestamp without time zone`: shown as stored
         return ts.strftime("%Y-%m-%d %H:%M:%S")
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# How `absolute` shows an instant besides in full (`utc`), by variant; app/static/times.js
+# knows the same variants and shows them in the browser's zone when the user picks "local".
+_VARIANTS = {
+    "time": "%H:%M:%SZ",
+    "minutes": "%m-%d %H:%M",  # the timeline's axis
+}
+
+
+def absolute(ts: datetime | PgSpecial | None, variant: str = "full", tag: str = "time") -> Markup:
+    """An absolute time as HTML: its UTC text in a `<time datetime data-absolute>` that
+    app/static/times.js re-renders in the user's zone when asked. `tag` names another
+    element (SVG text has no <time>: `tspan`), the instant then in `data-datetime`. Times
+    that are no instant (NULL, 'infinity', `timestamp without time zone`) are shown as
+    stored, without markup."""
+    if not isinstance(ts, datetime) or ts.tzinfo is None:
+        return Markup("{}").format(utc(ts))
+    if variant == "full":
+        text, marker = utc(ts), Markup("data-absolute")
+    else:
+        text = ts.astimezone(UTC).strftime(_VARIANTS[variant])
+        marker = Markup('data-absolute="{}"').format(variant)
+    attribute = Markup("datetime" if tag == "time" else "data-datetime")
+    return Markup('<{tag} {attribute}="{iso}" {marker}>{text}</{tag}>').format(
+        tag=Markup(tag), attribute=attribute, iso=ts.isoformat(), marker=marker, text=text
+    )
 
 
 def duration(seconds: float) -> str:
@@ -46,4 +75,5 @@ def relative_seconds(delta: float) -> str:
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
 
 
-FILTERS = {"utc": utc, "duration": duration}  # `relative`: app/render/relative_times.py
+# `relative`: app/render/relative_times.py
+FILTERS = {"utc": utc, "absolute": absolute, "duration": duration}

@@ -177,6 +177,7 @@ def _respond(
     started = time.perf_counter()
     app_state = request.app.state
     cache: SchemaCache = app_state.schema_cache
+    now = datetime.now(UTC)
     context = {
         "request": request,
         "bmdb": app_state.bmdb_label,
@@ -184,8 +185,8 @@ def _respond(
         "schema": cache.schema if cache.loaded else None,
         "tag_types": cache.schema.tag_types if cache.loaded else (),
         "reader": reader,
-        "now": datetime.now(UTC),
-        "now_utc": datetime.now(UTC).strftime("%H:%M:%SZ"),
+        "now": now,
+        "now_utc": formatting.absolute(now, "time"),  # HH:MM:SSZ, local in the browser if asked
         "render_ms": _RENDER_MS,
         "page": page,
         **view,

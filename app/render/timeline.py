@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.render.formatting import utc
-
 WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
 END_EVENTS = {"Finished", "Failed", "Canceled"}
+
+# A tooltip: text and times, which the template marks up so the browser can show them in
+# the user's zone (formatting.absolute).
+Title = tuple[str | datetime, ...]
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class Bar:
     y: float
     width: float
     kind: str  # finished, failed, canceled, running, stale, open, backoff
-    title: str
+    title: Title
 
 
 @dataclass
@@ -32,8 +34,8 @@ class Timeline:
     end: datetime
     lanes: list[tuple[str, float]] = field(default_factory=list)  # (process, y)
     bars: list[Bar] = field(default_factory=list)
-    failures: list[tuple[float, float, str]] = field(default_factory=list)  # x, y, title
-    axis: list[tuple[float, str]] = field(default_factory=list)  # x, label
+    failures: list[tuple[float, float, Title]] = field(default_factory=list)  # x, y, title
+    axis: list[tuple[float, datetime]] = field(default_factory=list)  # x, time there
     width: int = WIDTH
     label_width: int = LABEL_WIDTH
 
@@ -79,7 +81,9 @@ def build_timeline(
     timeline.lanes = [(p, lane_y[p]) for p in processes]
     running = {w.process: w for w in work}
 
-    def bar(begin: datetime, finish: datetime, process: str, kind: str, title: str) -> None:
+    def bar(
+        begin: datetime, finish: datetime, process: str, kind: str, *title: str | datetime
+    ) -> None:
         left = x(begin)
         timeline.bars.append(
             Bar(left, lane_y[process] + 3, max(x(finish) - left, 2.0), kind, title)
@@ -99,34 +103,30 @@ def build_timeline(
                 e.timestamp,
                 e.process,
                 e.event.lower(),
-                f"{e.process} {e.event} {utc(e.timestamp)}{cause}",
+                f"{e.process} {e.event} ",
+                e.timestamp,
+                cause,
             )
             if e.event == "Failed":
                 timeline.failures.append(
-                    (x(e.timestamp), lane_y[e.process] + 9, f"Failed {utc(e.timestamp)}{cause}")
+                    (x(e.timestamp), lane_y[e.process] + 9, ("Failed ", e.timestamp, cause))
                 )
     for process, began in open_since.items():
         item = running.get(process)
         if item is None:
-            bar(began, now, process, "open", f"{process} started {utc(began)}, no end recorded")
+            bar(began, now, process, "open", f"{process} started ", began, ", no end recorded")
         elif item.stale and _placeable(item.session_deadline):
             # Nobody has worked on it since its session expired: the bar ends there.
-            title = f"{process} started {utc(began)}, STALE: session expired"
-            bar(
-                began,
-                item.session_deadline,
-                process,
-                "stale",
-                f"{title} {utc(item.session_deadline)}",
-            )
+            deadline = item.session_deadline
+            title = (f"{process} started ", began, ", STALE: session expired ", deadline)
+            bar(began, deadline, process, "stale", *title)
         else:
-            bar(began, now, process, "running", f"{process} started {utc(began)}, still running")
+            bar(began, now, process, "running", f"{process} started ", began, ", still running")
     for begin, until, b in backoff_spans:
-        bar(
-            begin, until, b.process, "backoff", f"{b.process} backoff until {utc(until)}: {b.cause}"
-        )
+        cause = f": {b.cause}"
+        bar(begin, until, b.process, "backoff", f"{b.process} backoff until ", until, cause)
     timeline.axis = [
-        (LABEL_WIDTH + i * (WIDTH - LABEL_WIDTH) / 4, utc(start + (end - start) * i / 4)[5:16])
+        (LABEL_WIDTH + i * (WIDTH - LABEL_WIDTH) / 4, start + (end - start) * i / 4)
         for i in range(5)
     ]
     return timeline

@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from app.bmdb.columns import Blob, PgSpecial
 from app.bmdb.reflection import Field
-from app.render.formatting import duration, relative, utc
+from app.render.formatting import absolute, duration, relative
 from app.render.fragment_cache import FragmentCache
 from app.render.protobuf_decode import (
     PbField,
@@ -151,8 +151,9 @@ def _timestamp(ts: datetime, now: datetime) -> Markup:
         rel_html = shown.format(ts.isoformat(), rel)
     else:
         rel_html = _rel(rel)
+    # `absolute`: a <time> the browser may show in the user's zone (app/static/times.js).
     return Markup('<span class="ts" title="{}">{}</span>{}').format(
-        ts.isoformat(), utc(ts), rel_html
+        ts.isoformat(), absolute(ts), rel_html
     )
 
 
