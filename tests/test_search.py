@@ -167,7 +167,8 @@ def test_header_box_submits_here_and_slash_script_is_served(client):
     home = client.get("/").text
     assert re.search(r'<form class="search" method="get" action="/search"', home)
     assert 'id="search-box" type="search" name="q"' in home
-    script = client.get("/static/search.js")
+    assert '<script src="/static/keys.js" defer></script>' in home
+    script = client.get("/static/keys.js")
     assert script.status_code == 200
     assert 'getElementById("search-box")' in script.text and '"/"' in script.text
 

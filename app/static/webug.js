@@ -17,6 +17,10 @@
   };
   document.addEventListener("DOMContentLoaded", () => remember(document, false));
 
+  // A time of day as times.js shows times (UTC, or the user's zone when chosen).
+  const clock = (date) =>
+    window.webugTimes ? webugTimes.format(date, "time") : date.toISOString().slice(11, 19) + "Z";
+
   // Connection state of live fragments: say so when polls fail, instead of going stale silently.
   let lastUpdate = new Date();
   const banner = () => document.getElementById("conn-status");
@@ -29,7 +33,7 @@
   const disconnected = (why) => {
     const b = banner();
     if (!b) return;
-    b.textContent = "disconnected — last update at " + lastUpdate.toLocaleTimeString() +
+    b.textContent = "disconnected — last update at " + clock(lastUpdate) +
       (why ? " — " + why : "") + (/retrying/.test(why) ? "" : ", retrying");
     b.hidden = false;
   };
@@ -39,8 +43,11 @@
   document.addEventListener("htmx:after:request", (e) => {
     const status = e.detail?.ctx?.response?.status ?? 0;
     if (status !== 200 && status !== 304) return;
-    const shown = e.target?.querySelector?.("[data-updated]");
-    if (shown) shown.textContent = "· updated " + new Date().toISOString().slice(11, 19) + "Z";
+    const shown = e.target?.querySelector?.("[data-updated] time");
+    if (!shown) return;
+    const now = new Date();
+    shown.setAttribute("datetime", now.toISOString());
+    shown.textContent = clock(now);
   });
   // A 5xx error page (503 BMDB unreachable or busy, 504 query timed out, a proxy's 502) is
   // never swapped over a live fragment: keep the last good content and say what happened.

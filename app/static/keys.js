@@ -1,0 +1,140 @@
+// keys.js: every keyboard shortcut, in one place; "?" lists them (partials/shortcuts.html).
+//   /        focus the header search box (#search-box); Esc leaves it
+//   g m/s/o/f  go to machines, sessions, overview, failures: the #shortcuts help's
+//            data-go links, so the URLs are the server's (app/render/urls.py)
+//   j / k    select the next / previous row of a list; Enter opens it
+//   p        pause or resume live updates: clicks the live bar's link, so the URL says it
+// Keys are ignored while typing in a field and with Ctrl, Alt or Meta. Every page works
+// without this file: the search box is a plain GET form, the live bar plain links.
+(() => {
+  "use strict";
+  const typing = (el) =>
+    el instanceof Element &&
+    (el.isContentEditable || el.closest("input, textarea, select, [contenteditable]") !== null);
+  const help = () => document.getElementById("shortcuts");
+
+  const toggleHelp = () => {
+    const dialog = help();
+    if (!dialog) return;
+    if (dialog.open) dialog.close();
+    else dialog.showModal();
+  };
+
+  const focusSearch = () => {
+    const box = document.getElementById("search-box");
+    if (!box) return false;
+    if (help()?.open) help().close(); // the modal help makes the page behind it inert
+    box.focus();
+    box.select();
+    return true;
+  };
+
+  // "g" then a letter within this long goes somewhere.
+  const CHORD_MS = 1500;
+  let gPressedAt = 0;
+  const go = (letter) => {
+    const link = help()?.querySelector(`a[data-go="${CSS.escape(letter)}"]`);
+    if (link) location.assign(link.href);
+    else if (help() && !help().open) help().showModal(); // says what this version lacks
+  };
+
+  // --- list rows -------------------------------------------------------------------------
+  // A row is a <tr> with a link in a main table.grid (machine list, sessions, search
+  // results, history and work tables). It is known by its id (m-<machine>, s-<session>) or
+  // its first link, so the selection survives a live poll's morph, which puts back the
+  // server's class attribute: `restore` marks the same row again after every swap.
+  const SELECTED = "kb-selected";
+  let selected = null; // { key, index }
+  const rows = () =>
+    [...document.querySelectorAll("main table.grid > tbody > tr")].filter(
+      (row) => row.querySelector("a[href]") && row.getClientRects().length > 0
+    );
+  const keyOf = (row) => row.id || row.querySelector("a[href]").getAttribute("href");
+  const mark = (row) => {
+    document.querySelectorAll("tr." + SELECTED).forEach((r) => {
+      if (r !== row) r.classList.remove(SELECTED);
+    });
+    row.classList.add(SELECTED);
+  };
+  const move = (step) => {
+    const list = rows();
+    if (!list.length) return;
+    const at = selected ? list.findIndex((row) => keyOf(row) === selected.key) : -1;
+    const index = at < 0 ? (step > 0 ? 0 : list.length - 1)
+      : Math.min(Math.max(at + step, 0), list.length - 1);
+    const row = list[index];
+    selected = { key: keyOf(row), index };
+    mark(row);
+    row.scrollIntoView({ block: "nearest" });
+  };
+  const restore = () => {
+    if (!selected) return;
+    const list = rows();
+    if (!list.length) return;
+    let index = list.findIndex((row) => keyOf(row) === selected.key);
+    if (index < 0) index = Math.min(selected.index, list.length - 1); // gone: its place
+    selected = { key: keyOf(list[index]), index };
+    mark(list[index]);
+  };
+  document.addEventListener("htmx:after:swap", restore);
+  const openSelected = () => {
+    if (!selected) return false;
+    const row = rows().find((r) => keyOf(r) === selected.key);
+    const link = row?.querySelector("a[href]");
+    if (!link) return false;
+    link.click();
+    return true;
+  };
+
+  // --- live updates ---------------------------------------------------------------------
+  const toggleLive = () => {
+    const link =
+      document.querySelector('.live-bar a[data-live-toggle="pause"]') ||
+      document.querySelector('.live-bar a[data-live-toggle="resume"]');
+    if (!link) return false;
+    link.click();
+    return true;
+  };
+
+  // --- dispatch ---------------------------------------------------------------------------
+  const KEYS = {
+    "?": () => { toggleHelp(); return true; },
+    "/": focusSearch,
+    j: () => { move(1); return true; },
+    k: () => { move(-1); return true; },
+    Enter: openSelected,
+    p: toggleLive,
+  };
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.defaultPrevented) return;
+    if (e.key === "Shift") return; // "?" is Shift+/ on many layouts
+    if (e.key === "Escape" && e.target instanceof Element && e.target.id === "search-box") {
+      e.target.blur(); // so the shortcuts work again
+      return;
+    }
+    if (typing(e.target)) return;
+    // Enter on a focused link or button is theirs.
+    if (e.key === "Enter" && e.target instanceof Element && e.target.closest("a, button")) return;
+    if (gPressedAt && Date.now() - gPressedAt < CHORD_MS && e.key.length === 1) {
+      gPressedAt = 0;
+      e.preventDefault();
+      go(e.key);
+      return;
+    }
+    gPressedAt = 0;
+    if (e.key === "g") {
+      gPressedAt = Date.now();
+      return;
+    }
+    const action = KEYS[e.key];
+    if (action && action()) e.preventDefault(); // e.g. don't type the "/" into the box
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const button = document.querySelector(".keys-button");
+    if (!button) return;
+    button.hidden = false;
+    button.addEventListener("click", toggleHelp);
+  });
+})();
