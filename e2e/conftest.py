@@ -215,12 +215,27 @@ def page_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser, e2e_server: str, page_errors: list[str], request: pytest.FixtureRequest):
+def context_options() -> dict[str, Any]:
+    """More options for `page`'s browser context: a module overrides this fixture to run
+    its tests in, say, another time zone (`timezone_id`)."""
+    return {}
+
+
+@pytest.fixture
+def page(
+    browser,
+    e2e_server: str,
+    page_errors: list[str],
+    context_options: dict[str, Any],
+    request: pytest.FixtureRequest,
+):
     """A fresh browser tab whose relative URLs go to the e2e server.
 
     At teardown its final state is saved to artifacts/screenshots/<test-name>.png.
     """
-    context = browser.new_context(base_url=e2e_server, viewport={"width": 1280, "height": 800})
+    context = browser.new_context(
+        base_url=e2e_server, viewport={"width": 1280, "height": 800}, **context_options
+    )
     context.set_default_timeout(10_000)
     p = context.new_page()
     p.on("pageerror", lambda exc: page_errors.append(f"pageerror: {exc}"))
