@@ -59,8 +59,10 @@ def insert_machines(*ns: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(small_fleet_dsn):
-    with webug_client(small_fleet_dsn) as c:
+def client(module_fleet_dsn):
+    # The fleet is loaded when this module runs: its expired session is about five minutes
+    # past its deadline here, however long the tests before took.
+    with webug_client(module_fleet_dsn) as c:
         yield c
 
 
