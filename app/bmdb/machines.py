@@ -27,6 +27,7 @@ from app.bmdb import tables
 from app.bmdb.columns import BLOB_PREVIEW_BYTES, decoder, tag_expr
 from app.bmdb.connection import Reader
 from app.bmdb.filters import SqlWhere
+from app.bmdb.ordering import ID_ORDER, Cursor, Order
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 from app.bmdb.sql import json_array, polled, unchunk
 
@@ -116,7 +117,8 @@ def machine_doc(layout: MachineLayout, m: str = "m") -> str:
 
 
 def page_documents(layout: MachineLayout, page_sql: str) -> str:
-    """SQL: (machine_id, doc) of each machine of `page_sql` (machine_id, machine_created_at).
+    """SQL: (machine_id, sort_key, pos, doc) of each machine of `page_sql` (machine_id,
+    sort_key, pos: see app/bmdb/ordering.py's `Order.page_sql`).
 
     Each tag table, work and backoffs are read for exactly the page's machines, by their
     primary key or unique index (`machine_id = ANY(the page's IDs)`: an index scan of as
@@ -135,10 +137,11 @@ def page_documents(layout: MachineLayout, page_sql: str) -> str:
         tags.append(f"{alias}.v")
     return (
         f"WITH ids AS ({page_sql})"
-        " SELECT m.machine_id, json_build_object('machine_id', m.machine_id,"
+        " SELECT m.machine_id, i.sort_key, i.pos, json_build_object('machine_id', m.machine_id,"
         f" 'created_at', m.machine_created_at, 'tags', {json_array(tags)},"
         " 'work', coalesce(w.work, '[]'::json), 'backoffs', coalesce(b.backoffs, '[]'::json))"
-        f" AS doc FROM ids m{''.join(joins)}"
+        " AS doc FROM ids i JOIN machines m ON m.machine_id = i.machine_id"
+        f"{''.join(joins)}"
         f" LEFT JOIN (SELECT w.machine_id, {WORK_AGG} AS work FROM {WORK_FROM}"
         f" WHERE w.machine_id = {page_ids} GROUP BY w.machine_id) w"
         " ON w.machine_id = m.machine_id"
@@ -152,30 +155,29 @@ def list_statement(
     layout: MachineLayout,
     where: SqlWhere,
     *,
-    after: UUID | None,
+    after: Cursor | UUID | None,
     limit: int,
     with_total: bool,
     known_ptag: str | None,
+    order: Order = ID_ORDER,
+    schema: Schema | None = None,
 ) -> tuple[str, list[object]]:
-    """One keyset page of filtered machines by ID, each as [md5 of its document, document];
-    with the count of all filtered machines when `with_total`.
+    """One keyset page of filtered machines in `order` (by ID unless given; `schema` is
+    needed for the heartbeat order), each as [md5 of its document, document, its sort
+    key's text]; with the count of all filtered machines when `with_total`.
 
-    The page is read off machines_pkey in ID order; `after` changes the SQL rather than
-    being a `$n IS NULL OR` condition, so the plan is the same for every value.
+    `after` (a UUID: a machine ID in ID order) changes the SQL rather than being a
+    `$n IS NULL OR` condition, so the plan is the same for every value.
     """
+    if isinstance(after, UUID):
+        after = Cursor(None, after)
     params = SqlWhere(list(where.conditions), list(where.params))
-    conditions = params.sql
-    if after is not None:
-        conditions += f" AND m.machine_id > {params.param(after)}::uuid"
+    page = order.page_sql(schema, params, after, limit)
     total = f"(SELECT count(*) FROM machines m WHERE {where.sql})" if with_total else "NULL"
-    page = (
-        "SELECT m.machine_id, m.machine_created_at FROM machines m"
-        f" WHERE {conditions} ORDER BY m.machine_id LIMIT {int(limit)}"
-    )
     document = (
         "SELECT json_build_object("
-        "'machines', coalesce(json_agg(json_build_array(md5(r.doc::text), r.doc)"
-        " ORDER BY r.machine_id), '[]'::json),"
+        "'machines', coalesce(json_agg(json_build_array(md5(r.doc::text), r.doc, r.sort_key)"
+        " ORDER BY r.pos), '[]'::json),"
         f" 'total', {total}) AS doc"
         f" FROM ({page_documents(layout, page)}) r"
     )
@@ -187,6 +189,7 @@ class ListDocument:
     ptag: str  # md5 of the page's document
     machines: list[tuple[str, dict]] | None  # (md5, document) per machine; None: unchanged
     total: int | None  # when asked for
+    sort_keys: list[str | None] | None = None  # per machine: its sort key's text (cursors)
 
 
 async def machine_list(
@@ -194,19 +197,25 @@ async def machine_list(
     layout: MachineLayout,
     where: SqlWhere,
     *,
-    after: UUID | None,
+    after: Cursor | UUID | None,
     limit: int,
     with_total: bool,
     known_ptag: str | None = None,
+    order: Order = ID_ORDER,
+    schema: Schema | None = None,
 ) -> ListDocument:
     sql, params = list_statement(
-        layout, where, after=after, limit=limit, with_total=with_total, known_ptag=known_ptag
-    )
+        layout, where, after=after, limit=limit, with_total=with_total, known_ptag=known_ptag,
+        order=order, schema=schema,
+    )  # fmt: skip
     row = await reader.fetchrow(sql, *params)
     doc = reader.parse(row["doc"])
     if doc is None:
         return ListDocument(row["ptag"], None, None)
-    return ListDocument(row["ptag"], [tuple(pair) for pair in doc["machines"]], doc["total"])
+    rows = doc["machines"]
+    return ListDocument(
+        row["ptag"], [(md5, d) for md5, d, _ in rows], doc["total"], [k for _, _, k in rows]
+    )
 
 
 # --- one machine ------------------------------------------------------------------------
@@ -391,4 +400,12 @@ def list_layout(
     return schema.derived(("machine layout", "list", fields), lambda: MachineLayout(
         tuple((t, t.fields if fields is None else fields(t)) for t in schema.tag_types),
         blob_cap=LIST_BLOB_BYTES,
+    ))  # fmt: skip
+
+
+def csv_layout(schema: Schema) -> MachineLayout:
+    """Every field of every tag, blobs as their length only: a CSV row carries no bytes
+    (app/render/csv_export.py). One per schema."""
+    return schema.derived(("machine layout", "csv"), lambda: MachineLayout(
+        tuple((t, t.fields) for t in schema.tag_types), blob_cap=0
     ))  # fmt: skip

@@ -57,6 +57,27 @@ class SessionFilters(BaseModel):
         return " AND ".join(conditions)
 
 
+def _page(filters: SessionFilters, params: SqlWhere, after: UUID | None, limit: int) -> str:
+    """SQL: the documents of a keyset page of the filtered sessions, by ID, as a JSON array."""
+    where = filters.where(params)
+    if after is not None:
+        where += f" AND s.session_id > {params.param(after)}::uuid"
+    return (
+        f"(SELECT coalesce(json_agg({SESSION_DOC} ORDER BY s.session_id), '[]'::json)"
+        f" FROM (SELECT * FROM sessions s WHERE {where} ORDER BY s.session_id"
+        f" LIMIT {params.param(limit)}) s)"
+    )
+
+
+async def session_page(
+    reader: Reader, filters: SessionFilters, *, after: UUID | None, limit: int
+) -> list[dict]:
+    """A keyset page of the filtered sessions' documents and nothing else (a CSV's page)."""
+    params = SqlWhere()
+    sql = f"SELECT {_page(filters, params, after, limit)} AS doc"
+    return reader.parse(await reader.fetchval(sql, *params.params))
+
+
 def list_statement(
     filters: SessionFilters,
     *,
@@ -69,10 +90,8 @@ def list_statement(
     stale work (longest-expired first, bounded, with its count) and, for a full page, the
     state tabs' counts and every component's sessions and work."""
     params = SqlWhere()
+    page = _page(filters, params, after, limit)
     where = filters.where(params)
-    page_where = where
-    if after is not None:
-        page_where += f" AND s.session_id > {params.param(after)}::uuid"
     component = params.param(filters.component)
     facets = "'states', NULL, 'components', NULL"
     if with_facets:
@@ -95,9 +114,7 @@ def list_statement(
         )
     sql = (
         "SELECT json_build_object("
-        f"'sessions', (SELECT coalesce(json_agg({SESSION_DOC} ORDER BY s.session_id), '[]'::json)"
-        f" FROM (SELECT * FROM sessions s WHERE {page_where} ORDER BY s.session_id"
-        f" LIMIT {params.param(limit)}) s),"
+        f"'sessions', {page},"
         f" 'total', (SELECT count(*) FROM sessions s WHERE {where}),"
         " 'stale', (SELECT json_build_object('total', (SELECT count(*) FROM work w"
         " JOIN sessions s ON s.session_id = w.session_id WHERE s.session_deadline <= now()"
