@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         description="list totals and facets and the overview's counts scan the fleet: each is"
         " reused this long by every poll and watcher (0: count on every request)",
     )
+    csv_row_cap: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="rows of a ?format=csv download at most (stated in its X-Webug-Row-Cap"
+        " header and next to the download link)",
+    )
 
     # Set but empty would mean no access control (an empty token) or a guessable login:
     # refused, as a typo in a deployment's secret should not open webug to everyone.

@@ -41,7 +41,6 @@ from app.bmdb.filters import SORT_KEYS, FilterError, SqlWhere
 from app.bmdb.reflection import Schema
 from app.bmdb.tables import HEARTBEAT
 
-
 # How the page names each order: (its key, ascending, descending).
 WORDS = {
     "id": ("machine ID", "ascending", "descending"),

@@ -5,25 +5,30 @@ total when it is due); the facets are one more when they are due. Totals and fac
 scan the filtered fleet, so they are counted once per view and reused by its polls and
 by other watchers for WEBUG_COUNT_CACHE_SECONDS. A poll of an unchanged page costs one
 statement that returns no document, and answers 304.
+
+Orders (`sort=`) and their keyset cursors: app/bmdb/ordering.py. `?format=csv` streams
+every machine of the filter in the page's order (app/render/csv_export.py), up to
+WEBUG_CSV_ROW_CAP rows.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import machines as bmdb
+from app.bmdb.connection import Reader
 from app.bmdb.counts import CountCache
-from app.bmdb.filters import FilterError, MachineFilters, build_where
+from app.bmdb.filters import FilterError, MachineFilters, SqlWhere, build_where, text_searched
+from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
-from app.render import urls
+from app.render import csv_export, urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
 
@@ -31,6 +36,7 @@ router = APIRouter()
 
 PAGE_SIZES = (50, 100, 500)
 MAX_PAGE = 5000  # rows per page, HTML or JSON
+CSV_PAGE = 1000  # machines per statement of a CSV download
 
 
 class Facets(Model):
@@ -88,9 +94,11 @@ class MachineListPage(PageModel):
     rows: list[ListRow] = Field(exclude=True)  # the page's machines, decoded on demand
     total: int
     limit: int
-    after: UUID | None
-    next_after: UUID | None
+    sort: str  # the order (app/bmdb/ordering.py)
+    after: str | None  # this page's cursor: a machine ID in ID order, else a token
+    next_after: str | None  # the next page's
     view: MachineFilters = Field(exclude=True)  # the filters as the links change them
+    text_searched: list[str] | None  # the columns text= searched, when given
     facets: Facets | None  # full pages only; a poll of the table has none
     counted_at: datetime  # when the total (and facets) were counted
 
@@ -118,13 +126,24 @@ async def machine_list(
     schema: CurrentSchema,
     filters: Annotated[MachineFilters, Query()],
     poll: Annotated[Poll, Depends(list_poll)],
-    after: Annotated[UUID | None, Query(description="keyset: machine IDs after this one")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="keyset: the page after this cursor (`next_after` of the page before;"
+            " in ID order a machine ID)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
     try:
         where = build_where(filters, schema)
+        order = Order.parse(filters.sort, schema)
+        cursor = order.cursor(after) if after else None
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
+    if request.query_params.get("format") == "csv":
+        return _csv(request, reader, schema, where, order)
     fragment, as_json = is_htmx(request), json_requested(request)
     counts: CountCache = request.app.state.count_cache
     count_key = (schema.version, schema.layout_key, where.sql, *where.params)
@@ -144,10 +163,12 @@ async def machine_list(
         reader,
         layout,
         where,
-        after=after,
+        after=cursor,
         limit=limit + 1,
         with_total=kept_total is None,
         known_ptag=tag.known if kept_total is not None else None,
+        order=order,
+        schema=schema,
     )
     if doc.machines is None:  # unchanged: the browser keeps what it shows
         return Response(status_code=304, headers={"HX-PTag": tag.of(doc.ptag)})
@@ -156,13 +177,18 @@ async def machine_list(
         tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, doc.total)
     total, counted_at = kept_total
     rows = [ListRow(key, document, layout) for key, document in doc.machines]
+    next_after = None
+    if len(rows) > limit:
+        next_after = order.token(doc.sort_keys[limit - 1], rows[limit - 1].document["machine_id"])
     page = MachineListPage(
         rows=rows[:limit],
         total=total,
         limit=limit,
+        sort=order.sort,
         after=after,
-        next_after=rows[limit - 1].document["machine_id"] if len(rows) > limit else None,
+        next_after=next_after,
         view=filters,
+        text_searched=text_searched(schema) if filters.text else None,
         facets=facets,
         counted_at=counted_at,
     )
@@ -170,5 +196,32 @@ async def machine_list(
     ptag = tag.of(doc.ptag)
     return respond(
         request, template, page, reader=reader, headers={"HX-PTag": ptag},
-        poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES,
+        poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order,
+        csv_row_cap=request.app.state.settings.csv_row_cap,
+    )  # fmt: skip
+
+
+def _csv(request: Request, reader: Reader, schema: Schema, where: SqlWhere, order: Order):
+    """Every machine of the filter in `order`, up to the row cap, as a streamed CSV.
+
+    A CSV of the whole fleet is many pages by design: keyset pages of CSV_PAGE machines,
+    one statement each (each its own consistent read), written out as they arrive, so
+    neither webug nor the BMDB ever holds the whole fleet.
+    """
+    layout = bmdb.csv_layout(schema)
+    base_url = str(request.base_url).rstrip("/")
+
+    async def read(after: Cursor | None, size: int) -> tuple[list[list[object]], Cursor | None]:
+        doc = await bmdb.machine_list(
+            Reader(reader.db), layout, where, after=after, limit=size, with_total=False,
+            order=order, schema=schema,
+        )  # fmt: skip
+        assert doc.machines is not None and doc.sort_keys is not None
+        machines = [machine_from(d, layout) for _, d in doc.machines]
+        last = Cursor(doc.sort_keys[-1], machines[-1].machine_id) if machines else None
+        return [csv_export.machine_row(m, layout, base_url) for m in machines], last
+
+    return csv_export.stream(
+        csv_export.machine_header(layout), read, CSV_PAGE,
+        request.app.state.settings.csv_row_cap, "webug-machines.csv",
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 Data: app/bmdb/sessions.py, one statement: the page of sessions, their total, the stale
 work and, on a full page, the state tabs and the component facet. The table polls.
+`?format=csv` streams every session of the filter (app/render/csv_export.py).
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, computed_field
 
 from app.bmdb import sessions as bmdb
+from app.bmdb.connection import Reader
 from app.pages.common import Poll, list_poll
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel, Session, Timestamp, seconds_until
-from app.render import urls
+from app.render import csv_export, urls
 from app.render.templating import PageReader, is_htmx, respond
 
 router = APIRouter()
 
 STALE_LIMIT = 200  # stale work items listed (the count is always exact)
 PAGE_SIZES = (50, 100, 500)
+CSV_PAGE = 1000  # sessions per statement of a CSV download
 
 class StaleWork(Model):
     """Work held by an expired session: nobody is doing it, and nobody else may."""
@@ -102,6 +105,8 @@ async def session_list(
     after: Annotated[UUID | None, Query(description="keyset: session IDs after this one")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
 ):
+    if request.query_params.get("format") == "csv":
+        return _csv(request, reader, filters)
     fragment = is_htmx(request)
     doc = await bmdb.session_list(
         reader,
@@ -124,4 +129,23 @@ async def session_list(
         stale_work=doc["stale"],
     )
     template = "partials/session_table.html" if fragment else "templates/sessions.html"
-    return respond(request, template, page, reader=reader, poll=poll, page_sizes=PAGE_SIZES)
+    return respond(
+        request, template, page, reader=reader, poll=poll, page_sizes=PAGE_SIZES,
+        csv_row_cap=request.app.state.settings.csv_row_cap,
+    )  # fmt: skip
+
+
+def _csv(request: Request, reader: Reader, filters: bmdb.SessionFilters):
+    """Every session of the filter by ID, up to the row cap, as a streamed CSV: keyset
+    pages of CSV_PAGE sessions, one statement each."""
+
+    async def read(after: UUID | None, size: int) -> tuple[list[list[object]], UUID | None]:
+        docs = await bmdb.session_page(Reader(reader.db), filters, after=after, limit=size)
+        sessions = [Session.model_validate(d) for d in docs]
+        last = sessions[-1].session_id if sessions else None
+        return [csv_export.session_row(s) for s in sessions], last
+
+    return csv_export.stream(
+        csv_export.SESSION_HEADER, read, CSV_PAGE, request.app.state.settings.csv_row_cap,
+        "webug-sessions.csv",
+    )  # fmt: skip

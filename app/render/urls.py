@@ -61,20 +61,23 @@ def _poll(live: bool, every: int | None) -> list[tuple[str, object]]:
 def machines(
     filters: MachineFilters | None = None,
     *,
-    after: UUID | None = None,
+    after: UUID | str | None = None,
     limit: int | None = None,
     live: bool = True,
     every: int | None = None,
+    format: str | None = None,
     **filter_values: object,
 ) -> str:
-    """The machine list: these filters (or `filter_values`, such as has=["Provided"]), this
-    keyset page, this poll."""
+    """The machine list: these filters and order (or `filter_values`, such as
+    has=["Provided"]), this keyset page, this poll; `format="csv"`: its CSV download."""
     if filter_values:
         filters = MachineFilters(**{
             name: tuple(value) if isinstance(value, list | tuple) else value
             for name, value in filter_values.items()
         })  # type: ignore[arg-type]
-    pairs: list[tuple[str, object]] = list(filters.active()) if filters else []
+    pairs: list[tuple[str, object]] = list(filters.query()) if filters else []
+    if format is not None:  # a download: every page, no poll
+        return _with_query(MACHINES, [*pairs, ("format", format)])
     pairs += [("after", after), ("limit", limit), *_poll(live, every)]
     return _with_query(MACHINES, pairs)
 
@@ -122,7 +125,14 @@ def sessions(
     limit: int | None = None,
     live: bool = True,
     every: int | None = None,
+    format: str | None = None,
 ) -> str:
+    """The sessions list; `format="csv"`: its CSV download (every page)."""
+    if format is not None:
+        return _with_query(SESSIONS, [
+            ("component", component), ("state", state if state != "all" else None),
+            ("format", format),
+        ])  # fmt: skip
     pairs = [
         ("component", component),
         ("state", state if state != "all" else None),
