@@ -27,6 +27,10 @@ PAGES = [
     ("/", {}),
     ("/?provider=Lumen&has=AgentStarted", {}),
     ("/", HTMX),
+    ("/?sort=-heartbeat", {}),
+    ("/?sort=backoff&provider=Lumen", {}),
+    ("/?sort=created", HTMX),
+    ("/?text=pid&sort=-created", {}),
     (f"/machine/{mid(2)}", {}),
     (f"/machine/{mid(2)}/live", HTMX),
     (f"/machine/{mid(2)}/history", HTMX),
@@ -109,3 +113,22 @@ def test_the_overview_counts_in_one_statement_then_shares_them(proxied):
     assert response.status_code == 200 and (statements, round_trips) == (1, 1)
     statements, _, _ = sent(proxy, lambda: client.get("/overview", headers=HTMX))
     assert statements == 0  # every poll and tab shares them for WEBUG_COUNT_CACHE_SECONDS
+
+
+def test_a_csv_download_is_one_statement_per_keyset_page(proxied, monkeypatch):
+    from app.pages import machines as machines_page
+    from app.pages import sessions as sessions_page
+
+    proxy, client = proxied
+    monkeypatch.setattr(machines_page, "CSV_PAGE", 5)
+    monkeypatch.setattr(sessions_page, "CSV_PAGE", 1)
+    for path, rows, statements in [
+        ("/?format=csv", 12, 3),  # 5 + 5 + 2
+        ("/?sort=-heartbeat&format=csv", 12, 3),
+        ("/?lacks=Provided&format=csv", 9, 2),  # 5 + 4
+        ("/sessions?format=csv", 2, 3),  # 1 + 1 + an empty page that says it is the end
+    ]:
+        spent, _, response = sent(proxy, lambda p=path: client.get(p))
+        assert response.status_code == 200
+        assert response.text.count("\r\n") == 1 + rows, path
+        assert spent == statements, path
