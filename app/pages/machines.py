@@ -7,7 +7,7 @@ by other watchers for WEBUG_COUNT_CACHE_SECONDS. A poll of an unchanged page cos
 statement that returns no document, and answers 304.
 
 Orders (`sort=`) and their keyset cursors: app/bmdb/ordering.py. `?format=csv` streams
-every machine of the filter in the page's order (app/render/csv_export.py), up to
+every machine of the filter in the page's order (app/pages/csv_export.py), up to
 WEBUG_CSV_ROW_CAP rows.
 """
 
@@ -25,10 +25,11 @@ from app.bmdb.counts import CountCache
 from app.bmdb.filters import FilterError, MachineFilters, SqlWhere, build_where, text_searched
 from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
+from app.pages import csv_export
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
-from app.render import csv_export, urls
+from app.render import urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
 

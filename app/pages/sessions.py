@@ -2,7 +2,7 @@
 
 Data: app/bmdb/sessions.py, one statement: the page of sessions, their total, the stale
 work and, on a full page, the state tabs and the component facet. The table polls.
-`?format=csv` streams every session of the filter (app/render/csv_export.py).
+`?format=csv` streams every session of the filter (app/pages/csv_export.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from pydantic import Field, computed_field
 
 from app.bmdb import sessions as bmdb
 from app.bmdb.connection import Reader
+from app.pages import csv_export
 from app.pages.common import Poll, list_poll
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel, Session, Timestamp, seconds_until
-from app.render import csv_export, urls
+from app.render import urls
 from app.render.templating import PageReader, is_htmx, respond
 
 router = APIRouter()
