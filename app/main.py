@@ -34,6 +34,7 @@ from app.pages import (
     search,
     session,
     sessions,
+    watch,
 )
 from app.render import protobuf_names, urls
 from app.render.templating import APP_DIR
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(session.router)
     app.include_router(search.router)
+    app.include_router(watch.router)
     app.include_router(schema_page.router)
     app.include_router(overview.router)
     app.include_router(api_page.router)

@@ -25,6 +25,7 @@ from app.bmdb.counts import CountCache
 from app.bmdb.filters import FilterError, MachineFilters, SqlWhere, build_where, text_searched
 from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
+from app.bmdb.watch import MAX_IDS as MAX_WATCH
 from app.pages import csv_export
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.json_models import twin
@@ -198,6 +199,7 @@ async def machine_list(
     return respond(
         request, template, page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order,
+        max_watch=MAX_WATCH,
         csv_row_cap=request.app.state.settings.csv_row_cap,
     )  # fmt: skip
 

@@ -24,6 +24,8 @@ SESSIONS = "/sessions"
 SESSION = "/session/{session_id}"
 SESSION_LIVE = "/session/{session_id}/live"
 SEARCH = "/search"
+WATCH = "/watch"
+WATCH_FILTERED = "/watch/filtered"
 OVERVIEW = "/overview"
 SCHEMA = "/schema"
 SCHEMA_REFRESH = "/schema/refresh"
@@ -40,8 +42,8 @@ DETAIL_EVERY = 2
 OVERVIEW_EVERY = 10
 
 
-def _with_query(path: str, pairs: Iterable[tuple[str, object]]) -> str:
-    query = urlencode([(k, str(v)) for k, v in pairs if v is not None])
+def _with_query(path: str, pairs: Iterable[tuple[str, object]], safe: str = "") -> str:
+    query = urlencode([(k, str(v)) for k, v in pairs if v is not None], safe=safe)
     return f"{path}?{query}" if query else path
 
 
@@ -151,6 +153,24 @@ def session_live(session_id: UUID, *, live: bool = True, every: int | None = Non
     return _with_query(
         SESSION_LIVE.format(session_id=session_id), _poll(live, every)
     )
+
+
+# --- watch lists ------------------------------------------------------------------------
+
+
+def watch(
+    ids: Iterable[object] = (), capped: bool = False, *, live: bool = True,
+    every: int | None = None,
+) -> str:
+    """The watch list of these machine IDs or prefixes (commas left readable); `capped`:
+    they are the first of a longer list."""
+    pairs = [("ids", ",".join(str(i) for i in ids) or None), ("capped", 1 if capped else None)]
+    return _with_query(WATCH, [*pairs, *_poll(live, every)], safe=",")
+
+
+def watch_filtered(filters: MachineFilters) -> str:
+    """Opens the first machines of the list's filter as a watch list."""
+    return _with_query(WATCH_FILTERED, filters.active())
 
 
 # --- the rest ---------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""The watch list: machines named by IDs or ID prefixes, resolved and read in ONE statement.
+
+Each token is a range of machine IDs (a full ID is a range of one): an index range scan
+of machines_pkey, at most CANDIDATES rows, tells unknown (none), unique (one) and
+ambiguous (several) apart. The uniquely named machines' documents are the list's
+(`page_documents`), with their heartbeat's freshness decided by the BMDB:
+
+    {"tokens": [[token index, machine_id], ...],  (up to CANDIDATES per token)
+     "machines": [[md5 of the document, document, heartbeat], ...]}
+
+where heartbeat is [agent_heartbeat_at or null, recent], or null when this BMDB has no
+heartbeat tag. Everything
+time-dependent (active backoffs, alive sessions, a recent heartbeat) is computed with
+now() inside the document, so its md5 changes when one flips: a poll answers 304 only
+when nothing an operator would see has changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from app.bmdb import tables
+from app.bmdb.connection import Reader
+from app.bmdb.filters import HEARTBEAT_WINDOW, SqlWhere
+from app.bmdb.machines import MachineLayout, page_documents
+from app.bmdb.reflection import Schema
+from app.bmdb.sql import polled
+
+MAX_IDS = 100  # machines a watch list names: each poll reads them all
+CANDIDATES = 5  # machines listed for an ambiguous prefix (one more is read, to say "more")
+
+
+def _heartbeat(schema: Schema, params: SqlWhere) -> str:
+    """[agent_heartbeat_at or null, whether it is recent] of machine `d`; NULL when this
+    BMDB has no heartbeat tag. An aggregate, so a machine without a heartbeat has a row."""
+    tag = schema.tag(tables.HEARTBEAT)
+    if tag is None or tag.field("agent_heartbeat_at") is None:
+        return "NULL::json"
+    return (
+        "(SELECT json_build_array(max(h.agent_heartbeat_at),"
+        " coalesce(bool_or(h.agent_heartbeat_at > now()"
+        f" - {params.param(HEARTBEAT_WINDOW)}::interval), false))"
+        f" FROM {tables.HEARTBEAT} h WHERE h.machine_id = d.machine_id)"
+    )
+
+
+def watch_statement(
+    schema: Schema,
+    layout: MachineLayout,
+    ranges: list[tuple[UUID, UUID]],
+    candidates: int,
+    known_ptag: str | None,
+) -> tuple[str, list[object]]:
+    """The polled watch document of the machines `ranges` (low, high) name; `candidates`
+    machines at most per range."""
+    p = SqlWhere()
+    lows, highs = p.param([r[0] for r in ranges]), p.param([r[1] for r in ranges])
+    resolved = (
+        f"SELECT t.i, x.machine_id, x.machine_created_at,"
+        " count(*) OVER (PARTITION BY t.i) AS n"
+        f" FROM (SELECT g.i, ({lows}::uuid[])[g.i] AS low, ({highs}::uuid[])[g.i] AS high"
+        f" FROM generate_series(1, array_length({lows}::uuid[], 1)) AS g(i)) t"
+        " CROSS JOIN LATERAL (SELECT m.machine_id, m.machine_created_at FROM machines m"
+        " WHERE m.machine_id BETWEEN t.low AND t.high"
+        f" ORDER BY m.machine_id LIMIT {int(candidates)}) x"
+    )
+    unique = "SELECT DISTINCT r.machine_id, r.machine_created_at FROM resolved r WHERE r.n = 1"
+    document = (
+        f"WITH resolved AS ({resolved})"
+        " SELECT json_build_object("
+        "'tokens', (SELECT coalesce(json_agg(json_build_array(r.i, r.machine_id)"
+        " ORDER BY r.i, r.machine_id), '[]'::json) FROM resolved r),"
+        " 'machines', (SELECT coalesce(json_agg(json_build_array(md5(d.doc::text), d.doc,"
+        f" {_heartbeat(schema, p)}) ORDER BY d.machine_id), '[]'::json)"
+        f" FROM ({page_documents(layout, unique)}) d)) AS doc"
+    )
+    return polled(document, f"{p.param(known_ptag)}::text"), p.params
+
+
+@dataclass
+class WatchDocument:
+    ptag: str
+    tokens: dict[int, list[UUID]] | None  # token index (from 0) -> machines; None: unchanged
+    machines: list[tuple[str, dict, list | None]] | None  # (md5, document, heartbeat)
+
+
+async def watch(
+    reader: Reader,
+    schema: Schema,
+    layout: MachineLayout,
+    ranges: list[tuple[UUID, UUID]],
+    *,
+    candidates: int,
+    known_ptag: str | None = None,
+) -> WatchDocument:
+    sql, params = watch_statement(schema, layout, ranges, candidates, known_ptag)
+    row = await reader.fetchrow(sql, *params)
+    doc = reader.parse(row["doc"])
+    if doc is None:
+        return WatchDocument(row["ptag"], None, None)
+    tokens: dict[int, list[UUID]] = {}
+    for i, machine_id in doc["tokens"]:
+        tokens.setdefault(i - 1, []).append(UUID(machine_id))
+    return WatchDocument(row["ptag"], tokens, [tuple(m) for m in doc["machines"]])
+
+
+async def filtered_ids(reader: Reader, where: SqlWhere, limit: int) -> list[UUID]:
+    """The first `limit` machine IDs of the list's filter, in ID order."""
+    rows = await reader.fetch(
+        f"SELECT m.machine_id FROM machines m WHERE {where.sql}"
+        f" ORDER BY m.machine_id LIMIT {int(limit)}",
+        *where.params,
+    )
+    return [r["machine_id"] for r in rows]
+

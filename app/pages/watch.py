@@ -1,0 +1,236 @@
+"""Watch lists (/watch?ids=...): the machines an incident is about, side by side, live.
+
+IDs or unique prefixes, separated by commas (or spaces), up to MAX_IDS. Tokens that name
+no machine, several machines or are no ID at all are listed as such. The table polls;
+app/static/watch.js compares each poll's rows with the previous ones and raises a browser
+notification for what an operator waits for (a backoff ended, work started, a heartbeat
+returned, a machine deleted) when the user allowed it.
+
+/watch/filtered?<the machine list's filters> opens the first MAX_IDS machines of a filter
+as a watch list: a snapshot, so a machine stays watched when it leaves the filter (its
+backoff ended: exactly what the operator was waiting for).
+
+Data: app/bmdb/watch.py, one statement per page and per poll (an unchanged poll: 304).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import computed_field
+
+from app.bmdb import watch as bmdb
+from app.bmdb.filters import FilterError, MachineFilters, build_where, uuid_prefix_range
+from app.bmdb.machines import list_layout
+from app.bmdb.watch import CANDIDATES, MAX_IDS
+from app.pages.common import Poll, PollTag, list_poll
+from app.pages.json_models import twin
+from app.pages.models import Machine, Model, PageModel, Timestamp
+from app.pages.search import MIN_HEX_DIGITS, hex_digits, normalize
+from app.render import urls
+from app.render.tag_hints import summary_fields
+from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
+
+router = APIRouter()
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+MAX_TOKEN = 100  # characters of a token kept (an ID has 36)
+
+HELP = (
+    f"Machine IDs or unique prefixes (at least {MIN_HEX_DIGITS} hex digits, any case), "
+    f"separated by commas or spaces, up to {MAX_IDS}."
+)
+
+TokenState = Literal["machine", "ambiguous", "unknown", "invalid"]
+
+
+class WatchToken(Model):
+    """One of the IDs or prefixes the watch list was given, and what it names."""
+
+    token: str
+    state: TokenState  # one machine / several / none / not an ID or prefix at all
+    machine_id: UUID | None = None  # state "machine"
+    candidates: list[UUID] = []  # state "ambiguous": the first CANDIDATES machines
+    more: bool = False  # ambiguous: more machines than `candidates` start with it
+
+    @computed_field
+    @property
+    def url(self) -> str | None:
+        """The machine, or for an ambiguous prefix the page listing all its machines."""
+        if self.machine_id is not None:
+            return urls.machine(self.machine_id)
+        return urls.machine(self.token) if self.state == "ambiguous" else None
+
+
+class WatchedMachine(Machine):
+    named_by: list[str]  # the tokens that named it
+    last_heartbeat: Timestamp | None  # agent_heartbeat_at; None: never
+    heartbeat_recent: bool | None  # within 10 minutes; None: no heartbeat tag in this BMDB
+    # Workflow states (issue 12: [{workflow, process, state, eligible_at, blockers}]),
+    # filled when workflow eligibility is available; None until then.
+    workflows: list[dict[str, Any]] | None = None
+
+    @computed_field
+    @property
+    def heartbeat(self) -> Literal["recent", "stale", "none", "unknown"]:
+        """The heartbeat's state as watch.js compares it ("unknown": no heartbeat tag)."""
+        if self.heartbeat_recent is None:
+            return "unknown"
+        if self.last_heartbeat is None:
+            return "none"
+        return "recent" if self.heartbeat_recent else "stale"
+
+    @property
+    def work_processes(self) -> list[str]:
+        return [w.process for w in self.work]
+
+    @property
+    def backoff_processes(self) -> list[str]:
+        return [b.process for b in self.active_backoffs]
+
+
+class WatchPage(PageModel):
+    ids: list[str]  # the tokens, normalized, in the order given
+    tokens: list[WatchToken]
+    machines: list[WatchedMachine]  # in the order they were named
+    capped: bool  # the first MAX_IDS machines of a longer list (/watch/filtered)
+    max_ids: int = MAX_IDS
+
+    @computed_field
+    @property
+    def full_ids_url(self) -> str | None:
+        """The same watch list by full IDs, when it was given prefixes: a link that keeps
+        naming these machines when new ones come to share a prefix."""
+        full = [str(m.machine_id) for m in self.machines]
+        if full == self.ids or not full:
+            return None
+        return urls.watch(full, self.capped)
+
+    @property
+    def unresolved(self) -> list[WatchToken]:
+        return [t for t in self.tokens if t.state != "machine"]
+
+
+def parse_tokens(values: list[str]) -> list[str]:
+    """The distinct tokens of `ids` parameters, in order: split on commas, semicolons and
+    white space, stripped of the quotes chat wraps IDs in, lower-cased, full IDs dashed."""
+    tokens: dict[str, None] = {}
+    for value in values:
+        for part in _SEPARATORS.split(value):
+            token = normalize(part).lower()[:MAX_TOKEN]
+            if hex_digits(token) == 32:
+                token = str(UUID(token))  # a full ID in its usual spelling
+            if token:
+                tokens[token] = None
+    return list(tokens)
+
+
+def _token(token: str, found: list[UUID] | None) -> WatchToken:
+    if found is None:
+        return WatchToken(token=token, state="invalid")
+    if not found:
+        return WatchToken(token=token, state="unknown")
+    if len(found) == 1:
+        return WatchToken(token=token, state="machine", machine_id=found[0])
+    return WatchToken(
+        token=token, state="ambiguous", candidates=found[:CANDIDATES], more=len(found) > CANDIDATES
+    )
+
+
+ListPoll = Annotated[Poll, Depends(list_poll)]
+
+
+@router.get(
+    urls.WATCH,
+    name="watch",
+    responses=twin(WatchPage, "machines by ID or prefix, side by side, with what the IDs name"),
+)
+async def watch_page(
+    request: Request,
+    reader: PageReader,
+    schema: CurrentSchema,
+    poll: ListPoll,
+    ids: Annotated[
+        list[str],
+        Query(
+            max_length=MAX_IDS,
+            description=f"machine IDs or prefixes (≥{MIN_HEX_DIGITS} hex digits), comma-"
+            f"separated (or repeated), up to {MAX_IDS}",
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies defaults)
+    capped: Annotated[bool, Query(description="the first of a longer list")] = False,
+):
+    tokens = parse_tokens(ids)
+    if len(tokens) > MAX_IDS:
+        raise HTTPException(
+            400, f"A watch list has at most {MAX_IDS} machines; {len(tokens)} IDs were given."
+        )
+    fragment, as_json = is_htmx(request), json_requested(request)
+    ranges = {i: uuid_prefix_range(t) for i, t in enumerate(tokens)}
+    ranges = {i: r for i, r in ranges.items() if r and hex_digits(tokens[i]) >= MIN_HEX_DIGITS}
+    page = WatchPage(ids=tokens, tokens=[], machines=[], capped=capped)
+    ptag = None
+    if ranges:
+        layout = list_layout(schema, None if as_json else summary_fields)
+        tag = PollTag(request, "watch", tokens, capped, poll, schema.layout_key)
+        order = list(ranges)  # statement position -> token index
+        doc = await bmdb.watch(
+            reader, schema, layout, [ranges[i] for i in order], candidates=CANDIDATES + 1,
+            known_ptag=tag.known,
+        )  # fmt: skip
+        ptag = tag.of(doc.ptag)
+        if doc.tokens is None:
+            return Response(status_code=304, headers={"HX-PTag": ptag})
+        found = {order[i]: machines for i, machines in doc.tokens.items()}
+        page = page.model_copy(update={
+            "tokens": [_token(t, found.get(i, []) if i in ranges else None)
+                       for i, t in enumerate(tokens)],
+            "machines": _machines(doc.machines or [], layout, tokens, found),
+        })  # fmt: skip
+    else:
+        page = page.model_copy(update={"tokens": [_token(t, None) for t in tokens]})
+    template = "partials/watch_live.html" if fragment else "templates/watch.html"
+    headers = {"HX-PTag": ptag} if ptag else None
+    return respond(
+        request, template, page, reader=reader, headers=headers, poll=poll, ptag=ptag, help=HELP,
+    )  # fmt: skip
+
+
+def _machines(
+    rows: list, layout: Any, tokens: list[str], found: dict[int, list[UUID]]
+) -> list[WatchedMachine]:
+    """The watched machines' documents, in the order their tokens came."""
+    named_by: dict[UUID, list[str]] = {}
+    for i, token in enumerate(tokens):
+        if len(found.get(i, ())) == 1:
+            named_by.setdefault(found[i][0], []).append(token)
+    machines = []
+    for key, document, heartbeat in rows:
+        at, recent = heartbeat if heartbeat is not None else (None, None)
+        machine_id = UUID(document["machine_id"])
+        machines.append(WatchedMachine.model_validate(
+            {**document, "key": key, "named_by": named_by.get(machine_id, []),
+             "last_heartbeat": at, "heartbeat_recent": recent},
+            context={"layout": layout},
+        ))  # fmt: skip
+    position = {machine_id: n for n, machine_id in enumerate(named_by)}
+    return sorted(machines, key=lambda m: position.get(m.machine_id, len(position)))
+
+
+@router.get(urls.WATCH_FILTERED, name="watch_filtered")
+async def watch_filtered(
+    reader: PageReader, schema: CurrentSchema, filters: Annotated[MachineFilters, Query()]
+):
+    """303 to the watch list of the filter's first MAX_IDS machines (by ID)."""
+    try:
+        where = build_where(filters, schema)
+    except FilterError as exc:
+        raise HTTPException(400, str(exc)) from None
+    ids = await bmdb.filtered_ids(reader, where, MAX_IDS + 1)
+    if not ids:
+        raise HTTPException(404, "No machine matches this filter: there is nothing to watch.")
+    return RedirectResponse(urls.watch(ids[:MAX_IDS], len(ids) > MAX_IDS), status_code=303)
