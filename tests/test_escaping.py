@@ -20,7 +20,9 @@ from app.demo.protobuf_wire import f_string
 from tests.support import cloned_database, execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
-RAW = ("<script>", "<img", "</textarea>")  # never in a page: only from the database
+# Never in a page: only from the database (the search page's own text area ends in a
+# plain "</textarea>", never followed by the hostile value's "{{").
+RAW = ("<script>", "<img", "</textarea>{{")
 DOUBLE_ESCAPED = ("&amp;lt;", "&amp;#")
 
 
@@ -95,6 +97,7 @@ ROW = [PROVIDER_ID, IP, LOCATION, PROVIDER, STATUS, PROCESS, BACKOFF_CAUSE, COMP
 TAGS = [PROVIDER_ID, RESERVATION, IP, LOCATION, PROVIDER, STATUS, PROTOBUF_STRING]
 TAGS += [NOTE, JSON_SHOWN, MOOD, COLUMN, COLUMN_VALUE]
 LIVE = [PROCESS, COMPONENT, RUNTIME, BACKOFF_CAUSE, *TAGS]
+WATCHED = [PROVIDER, PROVIDER_ID, STATUS, PROCESS, COMPONENT, BACKOFF_CAUSE]
 HISTORY = [PROCESS, FAILED_CAUSE, EVENT, BACKOFF_CAUSE]  # the cause: the timeline's backoff
 
 
@@ -118,6 +121,10 @@ PAGES = [
     page("search by ID", "/search?q=0000bad", [PROVIDER, PROVIDER_ID, RESERVATION, IP, COMPONENT]),
     page("search", "/search?q=" + quote(PROVIDER_ID[:20]), [PROVIDER_ID, PROVIDER_ID[:20]]),
     page("machine ID prefix", "/machine/0000bad1", [PROVIDER, PROVIDER_ID, RESERVATION, IP]),
+    page("pasted text", "/search?q=" + quote(f"alert: {SESSION} on {MACHINE}"),
+         [PROVIDER, PROVIDER_ID, RESERVATION, IP, COMPONENT]),  # fmt: skip
+    page("watch", f"/watch?ids={MACHINE},0000bad", WATCHED),
+    page("watch", f"/watch?ids={MACHINE},0000bad", WATCHED, htmx=True),
     page("overview", "/overview", [PROVIDER, STATUS, PROCESS, COMPONENT]),
     page("overview", "/overview", [PROVIDER, STATUS, PROCESS, COMPONENT], htmx=True),
     page("schema", "/schema", [PROVIDER, STATUS, MOOD, COLUMN]),

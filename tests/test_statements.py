@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -21,6 +22,7 @@ sys.modules.setdefault("latency_proxy", latency_proxy)  # bench/ is no package
 _spec.loader.exec_module(latency_proxy)
 
 HTMX = {"HX-Request": "true"}
+PASTED = f"ALERT {mid(3)} {mid(4)}\nsession {ALIVE} ip 10.0.0.1:22 provider_id=LUMEN-0002"
 
 # Every page and fragment that reads the BMDB, as a browser or a poll asks for it.
 PAGES = [
@@ -41,6 +43,10 @@ PAGES = [
     (f"/session/{ALIVE}/live", HTMX),
     ("/search?q=0000", {}),
     ("/search?q=lumen-0002", {}),
+    ("/search?q=" + quote(PASTED), {}),  # every ID, IP and word of a text, at once
+    (f"/watch?ids={mid(1)},0000000b,0000,ffff", {}),  # resolved and read together
+    (f"/watch?ids={mid(1)},0000000b,0000,ffff", HTMX),
+    (f"/watch?ids={mid(1)},0000000b&format=json", {}),
     (f"/machine/{mid(2)}?format=json", {}),
     ("/?format=json", {}),
 ]
@@ -84,7 +90,9 @@ def test_each_page_is_one_statement_in_one_round_trip(proxied, path, headers):
 
 def test_an_unchanged_poll_is_one_statement_and_a_304_without_a_body(proxied):
     proxy, client = proxied
-    for path in (f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/"):
+    for path in (
+        f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/", f"/watch?ids={mid(2)},0000000"
+    ):
         first = client.get(path, headers=HTMX)
         ptag = first.headers["HX-PTag"]
         statements, round_trips, again = sent(

@@ -6,7 +6,11 @@ the text can be one (a UUID prefix needs hex digits, an IP address its punctuati
     {"machine": [[machine_id, provided]], "session": [[session_id, component, alive]],
      "provider_id": [[machine_id, provided]], "reservation_id": [...], "ip": [...]}
 
-where `provided` is [provider, provider_id, reservation ID, IP address] or null.
+where `provided` is [provider, provider_id, reservation ID, IP address] or null. A pasted
+text adds what it names, looked up exactly and in any letter case (`Pasted`):
+
+    {"pasted_machine": [[machine_id, provided]], "pasted_session": [...like "session"],
+     "pasted_provided": [[machine_id, provided]]}  (rows where any value is in the text)
 
 UUID prefixes are index range scans on the primary keys (`BETWEEN low AND high`), never
 a LIKE on the UUID's text; provider ID prefixes escape LIKE's wildcards. machine_provided
@@ -17,6 +21,7 @@ this BMDB has (reservation and IP came with a later migration).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from app.bmdb import tables
 from app.bmdb.connection import Reader
@@ -36,15 +41,20 @@ def has_provided_column(schema: Schema, column: str) -> bool:
     return tag is not None and tag.field(column) is not None
 
 
-def _provided_of(tag: TagType, machine: str) -> str:
-    """[provider, provider_id, reservation, ip] of `machine`, NULL for a column this BMDB
-    lacks."""
+def _provided_row(tag: TagType) -> str:
+    """[provider, provider_id, reservation, ip] of the machine_provided row `p`, NULL for
+    a column this BMDB lacks."""
     optional = ", ".join(
         f"p.{quote_ident(c)}" if tag.field(c) is not None else "NULL"
         for c in (RESERVATION, IP_ADDRESS)
     )
+    return f"json_build_array(p.provider, p.provider_id, {optional})"
+
+
+def _provided_of(tag: TagType, machine: str) -> str:
+    """[provider, provider_id, reservation, ip] of `machine` (see `_provided_row`)."""
     return (
-        f"(SELECT json_build_array(p.provider, p.provider_id, {optional})"
+        f"(SELECT {_provided_row(tag)}"
         f" FROM {quote_ident(tag.table)} p WHERE p.machine_id = {machine})"
     )
 
@@ -57,15 +67,73 @@ class SearchKinds:
     provider_prefix: bool  # provider IDs starting with it (exact ones always)
     ip: bool  # an IP address
     machines_only: bool = False  # /machine/<prefix>: machine IDs alone
+    whole_text: bool = True  # the text is one ID: look it up whole (else only `Pasted`)
+
+
+@dataclass(frozen=True)
+class Pasted:
+    """What a pasted text names, lower-cased (app/pages/paste.py finds them): looked up
+    exactly, machine_provided's values in any letter case."""
+
+    ids: list[UUID]  # machine and session IDs
+    words: list[str]  # provider and reservation IDs
+    ips: list[str]
+    limit: int  # matches read per kind
+
+
+def _pasted_parts(schema: Schema, pasted: Pasted, params: SqlWhere) -> list[str]:
+    """The document's "pasted_*" entries: machines and sessions by the IDs in the text,
+    machine_provided rows whose provider ID, reservation ID or IP address is a word of it.
+
+    IDs are primary key lookups. machine_provided has no index that serves a
+    case-insensitive match on any of its values (its unique index leads with the
+    provider), so it is read once, each row's values probed in the words' hash
+    (`= ANY` of an array): one pass whatever the number of words.
+    """
+    parts: list[str] = []
+    if pasted.ids:
+        ids, n = params.param(pasted.ids), params.param(pasted.limit)
+        tag = provided_tag(schema)
+        provided = _provided_of(tag, "m.machine_id") if tag is not None else "NULL"
+        parts.append(
+            "'pasted_machine', (SELECT coalesce(json_agg(json_build_array(m.machine_id,"
+            f" {provided}) ORDER BY m.machine_id), '[]'::json) FROM (SELECT machine_id"
+            f" FROM machines WHERE machine_id = ANY({ids}::uuid[])"
+            f" ORDER BY machine_id LIMIT {n}) m)"
+        )
+        parts.append(
+            "'pasted_session', (SELECT coalesce(json_agg(json_build_array(s.session_id,"
+            " s.session_component_name, coalesce(s.session_deadline > now(), false))"
+            " ORDER BY s.session_id), '[]'::json) FROM (SELECT * FROM sessions"
+            f" WHERE session_id = ANY({ids}::uuid[]) ORDER BY session_id LIMIT {n}) s)"
+        )
+    tag = provided_tag(schema)
+    if tag is None or not (pasted.words or pasted.ips):
+        return parts
+    words, n = params.param(pasted.words), params.param(pasted.limit)
+    conditions = [f"lower(p.provider_id) = ANY({words}::text[])"]
+    if tag.field(RESERVATION) is not None:
+        conditions.append(f"lower(p.{quote_ident(RESERVATION)}) = ANY({words}::text[])")
+    if tag.field(IP_ADDRESS) is not None and pasted.ips:
+        conditions.append(
+            f"lower(p.{quote_ident(IP_ADDRESS)}) = ANY({params.param(pasted.ips)}::text[])"
+        )
+    parts.append(
+        "'pasted_provided', (SELECT coalesce(json_agg(json_build_array(x.machine_id, x.row)"
+        f" ORDER BY x.machine_id), '[]'::json) FROM (SELECT p.machine_id, {_provided_row(tag)}"
+        f" AS row FROM {quote_ident(tag.table)} p WHERE {' OR '.join(conditions)}"
+        f" ORDER BY p.machine_id LIMIT {n}) x)"
+    )
+    return parts
 
 
 def search_statement(
-    schema: Schema, text: str, kinds: SearchKinds, limit: int
+    schema: Schema, text: str, kinds: SearchKinds, limit: int, pasted: Pasted | None = None
 ) -> tuple[str, list[object]]:
     params = SqlWhere()
     tag = provided_tag(schema)
     parts: list[str] = []
-    bounds = uuid_prefix_range(text) if kinds.id_prefix else None
+    bounds = uuid_prefix_range(text) if kinds.id_prefix and kinds.whole_text else None
     if bounds is not None:
         low, high = params.param(bounds[0]), params.param(bounds[1])
         n = params.param(limit)
@@ -84,7 +152,7 @@ def search_statement(
                 f" WHERE session_id BETWEEN {low}::uuid AND {high}::uuid"
                 f" ORDER BY session_id LIMIT {n}) s)"
             )
-    if tag is not None and not kinds.machines_only:
+    if tag is not None and not kinds.machines_only and kinds.whole_text:
         exact = params.param(text)
         n = params.param(limit)
         condition = f"p.provider_id = {exact}"
@@ -106,12 +174,21 @@ def search_statement(
                 f" FROM {quote_ident(tag.table)} p WHERE p.{quote_ident(column)} = {exact}"
                 f" ORDER BY p.machine_id LIMIT {n}) x)"
             )
+    if pasted is not None:
+        parts += _pasted_parts(schema, pasted, params)
     if not parts:
         return "SELECT json_build_object() AS doc", []
     return f"SELECT json_build_object({', '.join(parts)}) AS doc", params.params
 
 
-async def search(reader: Reader, schema: Schema, text: str, kinds: SearchKinds, limit: int) -> dict:
-    """The search document (see the module's docstring) for `text`."""
-    sql, params = search_statement(schema, text, kinds, limit)
+async def search(
+    reader: Reader,
+    schema: Schema,
+    text: str,
+    kinds: SearchKinds,
+    limit: int,
+    pasted: Pasted | None = None,
+) -> dict:
+    """The search document (see the module's docstring) for `text` and what it names."""
+    sql, params = search_statement(schema, text, kinds, limit, pasted)
     return reader.parse(await reader.fetchval(sql, *params))

@@ -6,7 +6,8 @@ covers /static, /openapi.json and the JSON twins. In order, for each request:
 1. Host allow-list (DNS rebinding): a page on another site whose name was made to resolve
    to 127.0.0.1 reaches webug with that site's name in `Host`: 400. Allowed: localhost,
    127.0.0.1, [::1] and WEBUG_ALLOWED_HOSTS.
-2. Oversized request lines: path over 2 KiB or query over 8 KiB: 414.
+2. Oversized request lines: path over 2 KiB or query over 8 KiB (/search: 49 KiB, a
+   pasted text of 16 KiB percent-encoded): 414.
 3. Access control, when configured (WEBUG_AUTH_TOKEN, WEBUG_BASIC_AUTH,
    WEBUG_TRUSTED_USER_HEADER; any one that matches lets the request in): otherwise 401.
 4. State-changing methods (anything but GET/HEAD/OPTIONS) from another origin: 403.
@@ -91,6 +92,10 @@ ANY_HOST_PATHS = OPEN_PATHS | {urls.METRICS}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PATH_BYTES = 2048
 MAX_QUERY_BYTES = 8192
+# /search?q= takes a pasted alert or log excerpt of up to 16 KiB (app/pages/search.py's
+# MAX_QUERY); percent-encoding makes each byte at most three. Only there: every other
+# query string stays short. (Behind a proxy that caps request lines, POST /search.)
+QUERY_BYTES_BY_PATH = {urls.SEARCH: 3 * 16 * 1024 + 1024}
 
 
 # ------------------------------------------------------------------ cross origin
@@ -296,7 +301,8 @@ class SecurityMiddleware:
             )
         if (
             len(scope.get("raw_path") or scope["path"].encode()) > MAX_PATH_BYTES
-            or len(scope.get("query_string", b"")) > MAX_QUERY_BYTES
+            or len(scope.get("query_string", b""))
+            > QUERY_BYTES_BY_PATH.get(path, MAX_QUERY_BYTES)
         ):
             return (414, "URI too long", "The address of this request is too long.", {})
         if self.auth.enabled:

@@ -1,7 +1,21 @@
-"""Search (/search?q=): hot links from whatever ID an operator pasted from chat or an alert.
+"""Search (/search?q=): hot links from whatever an operator pasted from chat or an alert.
 
-One match -> 303 to it; several -> the list, grouped by kind; none -> 404 "nothing found".
-Also /machine/<prefix> (`machine_prefix`, which pages/machine.py hands such IDs to).
+One ID (or prefix, provider ID, reservation ID, IP address) is looked up whole, prefixes
+included. Any text, up to MAX_QUERY (an alert, log lines, JSON), is also searched for
+every machine ID, session ID, provider ID, reservation ID and IP address in it, exactly
+and in any letter case (app/pages/paste.py finds the candidates).
+
+One match -> 303 to it. Machines named by several values of the text and no session ->
+303 to the watch list of them (what an operator holding an alert wants); with sessions
+too -> the list, which links that watch list. Otherwise the list, grouped by kind; none
+-> 404 "nothing found". Also /machine/<prefix> (`machine_prefix`, which pages/machine.py
+hands such IDs to).
+
+Long pastes: GET /search?q= takes the whole MAX_QUERY (the security middleware allows
+/search a longer query string than other routes), and POST /search takes the same text
+as a form field `q` (the search page's text area) or as a text/plain body: a request
+body is not limited by proxies the way a request line is (nginx refuses lines over
+8 KiB by default). The same-origin check refuses other sites' POSTs.
 
 Data: app/bmdb/search.py, one statement for every kind of thing the text can name.
 """
@@ -10,6 +24,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import parse_qs
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -19,7 +34,9 @@ from pydantic import Field, computed_field
 from app.bmdb import search as bmdb
 from app.bmdb.connection import Reader
 from app.bmdb.reflection import Schema
-from app.bmdb.search import SearchKinds
+from app.bmdb.search import Pasted, SearchKinds
+from app.bmdb.watch import MAX_IDS
+from app.pages import paste
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel
 from app.render import urls
@@ -27,13 +44,16 @@ from app.render.templating import CurrentSchema, PageReader, json_requested, res
 
 router = APIRouter()
 
-MAX_QUERY = 200  # longer than any ID; bounds what is echoed and searched
+MAX_QUERY = 16 * 1024  # bytes of text (UTF-8): an alert, a screen of log lines
+MAX_ID = 200  # a text this long without white space is looked up whole too (one ID)
+MAX_BODY = 3 * MAX_QUERY + 1024  # a POSTed form: the text percent-encoded, and the name
 LIMIT = 50  # matches listed per kind
+PASTED_LIMIT = MAX_IDS + 1  # matches read per kind of what a text names (a watch list's)
 MIN_HEX_DIGITS = 4  # shortest machine / session ID prefix
 MIN_PROVIDER_PREFIX = 3  # shortest provider ID prefix
 _HEX_ID = re.compile(r"^[0-9a-fA-F-]+$")
 _IP_LIKE = re.compile(r"^[0-9a-fA-F.:%/\[\]]+$")  # IPv4, IPv6 (zone, brackets), CIDR
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # PostgreSQL text can't even hold NUL
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not tab or line ends; no NUL in text
 _PASTE_NOISE = " \t\r\n'\"`"  # what chat and alerts wrap IDs in
 
 Kind = Literal["machine", "session", "provider_id", "reservation_id", "ip"]
@@ -48,7 +68,10 @@ KIND_TITLES: dict[str, str] = {
 HELP = (
     "Paste a machine ID or session ID (or a prefix of at least 4 hex digits, dashes "
     "optional, any case), a provider ID (or a prefix of at least 3 characters), a provider "
-    "reservation ID, or an IP address. One match opens it; several are listed."
+    "reservation ID, or an IP address. One match opens it; several are listed. "
+    "Or paste any text up to 16 KiB (an alert, log lines, JSON): every machine, session, "
+    "provider and reservation ID and IP address in it is looked up; the machines it names "
+    "open as a watch list."
 )
 
 
@@ -82,6 +105,18 @@ class SearchPage(PageModel):
     notes: list[str] = []  # why some kinds were not searched
     limit: int = LIMIT
     searched: bool = Field(default=True, exclude=True)  # False: the empty search form
+    pasted: bool = False  # free text, not one ID: searched only for what it names exactly
+    # The machines the text names exactly, in the text's order, up to a watch list's
+    # MAX_IDS; `named_by` distinct values of the text named them.
+    machines: list[UUID] = []
+    machines_more: bool = False  # more than MAX_IDS
+    named_by: int = Field(default=0, exclude=True)
+
+    @computed_field
+    @property
+    def watch_url(self) -> str | None:
+        """The watch list of the machines found, when there are several."""
+        return urls.watch(self.machines, self.machines_more) if len(self.machines) > 1 else None
 
     @computed_field
     @property
@@ -99,13 +134,20 @@ class SearchPage(PageModel):
     @property
     def redirect(self) -> str | None:
         """Where a browser is sent (303): the one thing that matched, or the one exact
-        match. Exact matches win over prefix matches, so a pasted full provider ID opens
-        its machine even when longer provider IDs start with it. JSON never redirects."""
+        match, or the watch list of the machines a text names. Exact matches win over
+        prefix matches, so a pasted full provider ID opens its machine even when longer
+        provider IDs start with it. JSON never redirects."""
         targets = {m.url for m in self.matches}  # a truncated kind alone lists LIMIT of them
         if len(targets) == 1:
             return targets.pop()
         exact = {m.url for m in self.matches if m.exact}
-        return exact.pop() if len(exact) == 1 else None
+        if len(exact) == 1:
+            return exact.pop()
+        # A text naming several machines (not one value matching several: a shared IP,
+        # a prefix) and no session: watch them. With sessions too, the list links both.
+        if self.named_by > 1 and not any(m.kind == "session" for m in self.matches):
+            return self.watch_url
+        return None
 
 
 def normalize(q: str) -> str:
@@ -133,6 +175,10 @@ def provider_label(provided: list | None) -> str:
     return " · ".join(parts)
 
 
+def _session_label(component: str | None, alive: bool) -> str:
+    return f"{component or '?'} · {'alive' if alive else 'expired'}"
+
+
 def _group(kind: Kind, matches: list[Match], more_url: str | None = None) -> Group | None:
     if not matches:
         return None
@@ -157,7 +203,7 @@ def _groups(doc: dict, q: str) -> list[Group]:
                 Match(
                     kind="session",
                     id=i,
-                    label=f"{component or '?'} · {'alive' if alive else 'expired'}",
+                    label=_session_label(component, alive),
                     matched=i,
                     exact=exact_id,
                 )
@@ -180,6 +226,53 @@ def _groups(doc: dict, q: str) -> list[Group]:
         ),
     ]
     return [g for g in groups if g is not None]
+
+
+def _pasted_matches(doc: dict, found: paste.Candidates) -> list[Match]:
+    """Exact matches of what a text names, from the document's "pasted_*" entries."""
+    matches = [
+        Match(kind="machine", id=i, label=provider_label(p), matched=i, exact=True)
+        for i, p in doc.get("pasted_machine", ())
+    ]
+    matches += [
+        Match(kind="session", id=i, label=_session_label(component, alive), matched=i,
+              exact=True)
+        for i, component, alive in doc.get("pasted_session", ())
+    ]  # fmt: skip
+    for i, provided in doc.get("pasted_provided", ()):
+        _, provider_id, reservation, ip = provided
+        for kind, value, among in (
+            ("provider_id", provider_id, found.words),
+            ("reservation_id", reservation, found.words),
+            ("ip", ip, found.ips),
+        ):
+            if value is not None and value.lower() in among:
+                matches.append(
+                    Match(kind=kind, id=i, label=provider_label(provided), matched=value,
+                          exact=True)
+                )  # fmt: skip
+    return matches
+
+
+def _merge(groups: list[Group], pasted: list[Match], cut: set[str]) -> list[Group]:
+    """`groups` with the matches of a pasted text each kind lacks, kinds in KIND_TITLES'
+    order; `cut`: kinds whose pasted matches stopped at PASTED_LIMIT."""
+    old = {g.kind: g for g in groups}
+    by_kind: dict[str, list[Match]] = {k: list(old[k].matches) if k in old else []
+                                       for k in KIND_TITLES}  # fmt: skip
+    for m in pasted:
+        if all(seen.id != m.id for seen in by_kind[m.kind]):
+            by_kind[m.kind].append(m)
+    return [
+        Group(
+            kind=kind,
+            matches=matches[:LIMIT],
+            more=len(matches) > LIMIT or kind in cut or (kind in old and old[kind].more),
+            more_url=old[kind].more_url if kind in old else None,
+        )
+        for kind, matches in by_kind.items()
+        if matches
+    ]
 
 
 def _notes(schema: Schema, q: str) -> list[str]:
@@ -206,34 +299,96 @@ def _can_be_ip(q: str) -> bool:
     return bool(_IP_LIKE.match(q)) and ("." in q or ":" in q)
 
 
+def is_one_id(text: str) -> bool:
+    """Whether `text` can be one ID (looked up whole, prefixes too): short, no white space."""
+    return len(text) <= MAX_ID and not any(c.isspace() for c in text)
+
+
 async def search(reader: Reader, schema: Schema, q: str) -> SearchPage:
-    """Every kind of thing `q` can name, each kind bounded to LIMIT (+1 to tell "more")."""
+    """Every kind of thing `q` can name whole, each kind bounded to LIMIT (+1 to tell
+    "more"), and everything the text names, each kind bounded to PASTED_LIMIT."""
+    whole = is_one_id(q)
     kinds = SearchKinds(
-        id_prefix=hex_digits(q) >= MIN_HEX_DIGITS,
-        provider_prefix=len(q) >= MIN_PROVIDER_PREFIX,
-        ip=_can_be_ip(q),
+        id_prefix=whole and hex_digits(q) >= MIN_HEX_DIGITS,
+        provider_prefix=whole and len(q) >= MIN_PROVIDER_PREFIX,
+        ip=whole and _can_be_ip(q),
+        whole_text=whole,
     )
-    doc = await bmdb.search(reader, schema, q, kinds, LIMIT + 1)
-    return SearchPage(q=q, groups=_groups(doc, q), notes=_notes(schema, q))
+    found = paste.extract(q)
+    lookup = (
+        Pasted(list(found.ids), list(found.words), list(found.ips), PASTED_LIMIT)
+        if found else None
+    )  # fmt: skip
+    doc = await bmdb.search(reader, schema, q, kinds, LIMIT + 1, lookup)
+    pasted = _pasted_matches(doc, found)
+    cut = {kind for key, kind in PASTED_KINDS.items() if len(doc.get(key, ())) >= PASTED_LIMIT}
+    groups = _merge(_groups(doc, q) if whole else [], pasted, cut)
+    named = [m for g in groups for m in g.matches if m.exact and m.kind != "session"]
+    named += [m for m in pasted if m.kind != "session"]  # those past LIMIT too
+    named.sort(key=lambda m: found.position(str(m.matched)))
+    machines = list(dict.fromkeys(m.id for m in named))
+    return SearchPage(
+        q=q, groups=groups, notes=_notes(schema, q) if whole else [_looked_for(found)],
+        pasted=not whole, machines=machines[:MAX_IDS], machines_more=len(machines) > MAX_IDS,
+        named_by=len({(m.kind, str(m.matched).lower()) for m in named}),
+    )  # fmt: skip
+
+
+# Each "pasted_*" entry of the search document, and the kind a cut there leaves short.
+PASTED_KINDS = {
+    "pasted_machine": "machine",
+    "pasted_session": "session",
+    "pasted_provided": "provider_id",
+}
+
+
+def _looked_for(found: paste.Candidates) -> str:
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'s' if n != 1 else ''}"
+
+    return (
+        f"Looked up {count(len(found.ids), 'ID')} as machine and session IDs,"
+        f" {count(len(found.ips), 'form')} of IP addresses and"
+        f" {count(len(found.words), 'word')} of the text as provider and reservation IDs,"
+        " in any letter case."
+    )
 
 
 def _respond(request: Request, reader: Reader, page: SearchPage) -> Response:
     status = 404 if page.searched and not page.matches else 200
     return respond(
         request, "templates/search.html", page, reader=reader, status_code=status, help=HELP,
-        q=page.q,
+        q="" if page.pasted else page.q, max_query=MAX_QUERY,
     )  # fmt: skip
 
 
-@router.get(
-    urls.SEARCH,
-    name="search",
-    responses={
-        **twin(SearchPage, "matches for a pasted ID, grouped by kind"),
-        303: {"description": "exactly one match (HTML only): redirect to it"},
-        404: {"model": SearchPage, "description": "nothing matched"},
-    },
-)
+async def _search_response(request: Request, reader: Reader, schema: Schema, q: str):
+    text = normalize(q)
+    if not text:
+        return _respond(request, reader, SearchPage(q="", searched=False))
+    size = len(text.encode())
+    if size > MAX_QUERY:
+        raise HTTPException(400, f"The search text has {size} bytes; at most {MAX_QUERY} (16 KiB).")
+    if _CONTROL.search(text):
+        raise HTTPException(
+            400, "The search text contains control characters (other than tabs and line "
+            "ends); no ID does.",
+        )  # fmt: skip
+    page = await search(reader, schema, text)
+    if page.redirect is not None and not json_requested(request):
+        return RedirectResponse(page.redirect, status_code=303)
+    return _respond(request, reader, page)
+
+
+SEARCH_RESPONSES = {
+    **twin(SearchPage, "matches for a pasted ID or text, grouped by kind"),
+    303: {"description": "one match, or a text naming several machines and no session"
+          " (HTML only): redirect to it, or to the watch list of the machines"},
+    404: {"model": SearchPage, "description": "nothing matched"},
+}  # fmt: skip
+
+
+@router.get(urls.SEARCH, name="search", responses=SEARCH_RESPONSES)
 async def search_page(
     request: Request,
     reader: PageReader,
@@ -241,22 +396,44 @@ async def search_page(
     q: Annotated[
         str,
         Query(
-            max_length=MAX_QUERY,
             description="machine/session ID or hex prefix (≥4 digits), provider ID "
-            "(or prefix, ≥3 chars), provider reservation ID, or IP address",
+            "(or prefix, ≥3 chars), provider reservation ID, or IP address; or any text "
+            f"up to {MAX_QUERY} bytes naming any of them",
         ),
     ] = "",
 ):
     """Browsers are redirected to a unique match; `?format=json` always answers the list."""
-    text = normalize(q)
-    if not text:
-        return _respond(request, reader, SearchPage(q="", searched=False))
-    if _CONTROL.search(text):
-        raise HTTPException(400, "The search text contains control characters; no ID does.")
-    page = await search(reader, schema, text)
-    if page.redirect is not None and not json_requested(request):
-        return RedirectResponse(page.redirect, status_code=303)
-    return _respond(request, reader, page)
+    return await _search_response(request, reader, schema, q)
+
+
+@router.post(
+    urls.SEARCH,
+    name="search_posted",
+    responses={**SEARCH_RESPONSES, 413: {"description": "more than 16 KiB of text"},
+               415: {"description": "neither a form nor text/plain"}},
+)  # fmt: skip
+async def search_posted(request: Request, reader: PageReader, schema: CurrentSchema):
+    """The same search for a long paste: a form's field `q` (the search page's text area),
+    or the text itself as a text/plain body (`curl --data-binary @alert.txt`)."""
+    return await _search_response(request, reader, schema, await _posted_text(request))
+
+
+async def _posted_text(request: Request) -> str:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", "text/plain"):
+        raise HTTPException(415, "POST /search takes a form (field q) or a text/plain body.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, f"At most {MAX_QUERY} bytes (16 KiB) of text.")
+    try:
+        if kind == "text/plain":
+            return body.decode()
+        form = parse_qs(body.decode("ascii"), max_num_fields=10, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "The posted text is not valid UTF-8.") from None
+    return form.get("q", [""])[0]
 
 
 async def machine_prefix(request: Request, reader: Reader, schema: Schema, text: str) -> Response:
