@@ -125,8 +125,10 @@ def test_work_heartbeat_and_deletion_raise_notifications(
     open_watch_list(page, [working, silent, doomed])
     expect(row(page, silent)).to_have_attribute("data-heartbeat", "stale")
     db.execute("INSERT INTO work VALUES ($1, $2, 'ShepherdAccess')", working, session)
-    db.execute("UPDATE machine_agent_heartbeat SET agent_heartbeat_at = now() WHERE machine_id = $1",
-               silent)  # fmt: skip
+    db.execute(
+        "UPDATE machine_agent_heartbeat SET agent_heartbeat_at = now() WHERE machine_id = $1",
+        silent,
+    )
     db.execute("DELETE FROM machines WHERE machine_id = $1", doomed)
 
     wait_for_changes(page, 3)
@@ -188,7 +190,8 @@ def test_a_pasted_alert_opens_a_watch_list_of_exactly_its_machines(
     alert = (
         "[FIRING:3] BMaaS MachinesNotProgressing (severity=page)\n"
         f"  machine_id: {str(by_id['machine_id']).upper()}\n"
-        f'  labels: {{"provider_id": "{by_provider["provider_id"].upper()}", "build": "1.2.3.4.5"}}\n'
+        f'  labels: {{"provider_id": "{by_provider["provider_id"].upper()}",'
+        ' "build": "1.2.3.4.5"}\n'
         f"  summary: ssh {by_ip['ip']}:22 refused since 2024-05-01T12:03:11Z, retry 3/5.\n"
     )
     page.goto("/")

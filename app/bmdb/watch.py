@@ -65,7 +65,10 @@ def watch_statement(
         " WHERE m.machine_id BETWEEN t.low AND t.high"
         f" ORDER BY m.machine_id LIMIT {int(candidates)}) x"
     )
-    unique = "SELECT DISTINCT r.machine_id, r.machine_created_at FROM resolved r WHERE r.n = 1"
+    # "n <= 1", not "n = 1": without statistics on `resolved` the planner guesses 0.5 % of
+    # its rows for an equality (3 of 600: nested loops over every tag table), a third for
+    # an inequality (hash joins, as for a page of the list).
+    unique = "SELECT DISTINCT r.machine_id, r.machine_created_at FROM resolved r WHERE r.n <= 1"
     document = (
         f"WITH resolved AS ({resolved})"
         " SELECT json_build_object("

@@ -31,6 +31,8 @@ _WORD = re.compile(r"[^\s\"'`,;()\[\]{}<>|]+")
 _PARTS = re.compile(r"[=/]")
 _PHRASE_END = ".:!?"
 _ALNUM = re.compile(r"[0-9a-z]")
+# Worth parsing as an address: hex digits, colons and dots, a zone, a CIDR suffix.
+_IP_CHARS = re.compile(r"[0-9a-f:.]*[:.][0-9a-f:.]*(%[\w.-]*)?(/[0-9]+)?$")
 
 
 @dataclass
@@ -76,10 +78,12 @@ def extract(text: str) -> Candidates:
             # "eq-1." ends a sentence, "host:" a label; "::1" is an address.
             for variant in {part, part.rstrip(_PHRASE_END), part.strip(_PHRASE_END)}:
                 variant = variant.lower()
-                if len(variant) > MAX_WORD or not _ALNUM.search(variant):
+                if variant in pasted.words or len(variant) > MAX_WORD:
+                    continue  # log lines repeat their words: each is looked at once
+                if not _ALNUM.search(variant):
                     continue
-                pasted.words.setdefault(variant, at)
-                if (ip := _ip(variant)) is not None:
+                pasted.words[variant] = at
+                if _IP_CHARS.match(variant) and (ip := _ip(variant)) is not None:
                     written, address = ip
                     # As written, compressed and (IPv6) in full: the BMDB keeps a string.
                     for form in {written, str(address), address.exploded}:
