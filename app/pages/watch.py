@@ -21,11 +21,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import computed_field
+from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import watch as bmdb
 from app.bmdb.filters import FilterError, MachineFilters, build_where, uuid_prefix_range
-from app.bmdb.machines import list_layout
+from app.bmdb.machines import MachineLayout, list_layout
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.json_models import twin
@@ -93,19 +93,60 @@ class WatchedMachine(Machine):
         return [b.process for b in self.active_backoffs]
 
 
+class WatchRow:
+    """One watched machine as its document came, decoded only when asked: a row whose
+    HTML is reused (app/render/templating.py's watch_rows_html) is never decoded."""
+
+    __slots__ = ("_machine", "document", "heartbeat", "key", "layout", "machine_id", "named_by")
+
+    def __init__(
+        self, key: str, document: dict, heartbeat: list | None, named_by: list[str],
+        layout: MachineLayout,
+    ) -> None:  # fmt: skip
+        self.key, self.document, self.layout = key, document, layout
+        self.heartbeat = tuple(heartbeat) if heartbeat is not None else None
+        self.machine_id = UUID(document["machine_id"])
+        self.named_by = tuple(named_by)
+        self._machine: WatchedMachine | None = None
+
+    @property
+    def view_key(self) -> tuple:
+        """Everything its HTML shows: the document (by its md5), the heartbeat, the
+        tokens. (Workflow states, once a row has them, belong here too.)"""
+        return (self.key, self.heartbeat, self.named_by)
+
+    @property
+    def machine(self) -> WatchedMachine:
+        if self._machine is None:
+            at, recent = self.heartbeat if self.heartbeat is not None else (None, None)
+            self._machine = WatchedMachine.model_validate(
+                {**self.document, "key": self.key, "named_by": list(self.named_by),
+                 "last_heartbeat": at, "heartbeat_recent": recent},
+                context={"layout": self.layout},
+            )  # fmt: skip
+        return self._machine
+
+
 class WatchPage(PageModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
     ids: list[str]  # the tokens, normalized, in the order given
     tokens: list[WatchToken]
-    machines: list[WatchedMachine]  # in the order they were named
+    rows: list[WatchRow] = Field(exclude=True)  # in the order they were named
     capped: bool  # the first MAX_IDS machines of a longer list (/watch/filtered)
     max_ids: int = MAX_IDS
+
+    @computed_field
+    @property
+    def machines(self) -> list[WatchedMachine]:
+        return [row.machine for row in self.rows]
 
     @computed_field
     @property
     def full_ids_url(self) -> str | None:
         """The same watch list by full IDs, when it was given prefixes: a link that keeps
         naming these machines when new ones come to share a prefix."""
-        full = [str(m.machine_id) for m in self.machines]
+        full = [str(r.machine_id) for r in self.rows]
         if full == self.ids or not full:
             return None
         return urls.watch(full, self.capped)
@@ -172,7 +213,7 @@ async def watch_page(
     fragment, as_json = is_htmx(request), json_requested(request)
     ranges = {i: uuid_prefix_range(t) for i, t in enumerate(tokens)}
     ranges = {i: r for i, r in ranges.items() if r and hex_digits(tokens[i]) >= MIN_HEX_DIGITS}
-    page = WatchPage(ids=tokens, tokens=[], machines=[], capped=capped)
+    page = WatchPage(ids=tokens, tokens=[], rows=[], capped=capped)
     ptag = None
     if ranges:
         layout = list_layout(schema, None if as_json else summary_fields)
@@ -189,7 +230,7 @@ async def watch_page(
         page = page.model_copy(update={
             "tokens": [_token(t, found.get(i, []) if i in ranges else None)
                        for i, t in enumerate(tokens)],
-            "machines": _machines(doc.machines or [], layout, tokens, found),
+            "rows": _rows(doc.machines or [], layout, tokens, found),
         })  # fmt: skip
     else:
         page = page.model_copy(update={"tokens": [_token(t, None) for t in tokens]})
@@ -200,25 +241,20 @@ async def watch_page(
     )  # fmt: skip
 
 
-def _machines(
-    rows: list, layout: Any, tokens: list[str], found: dict[int, list[UUID]]
-) -> list[WatchedMachine]:
-    """The watched machines' documents, in the order their tokens came."""
+def _rows(
+    machines: list, layout: MachineLayout, tokens: list[str], found: dict[int, list[UUID]]
+) -> list[WatchRow]:
+    """The watched machines' rows, in the order their tokens came."""
     named_by: dict[UUID, list[str]] = {}
     for i, token in enumerate(tokens):
         if len(found.get(i, ())) == 1:
             named_by.setdefault(found[i][0], []).append(token)
-    machines = []
-    for key, document, heartbeat in rows:
-        at, recent = heartbeat if heartbeat is not None else (None, None)
-        machine_id = UUID(document["machine_id"])
-        machines.append(WatchedMachine.model_validate(
-            {**document, "key": key, "named_by": named_by.get(machine_id, []),
-             "last_heartbeat": at, "heartbeat_recent": recent},
-            context={"layout": layout},
-        ))  # fmt: skip
+    rows = [
+        WatchRow(key, document, heartbeat, named_by.get(UUID(document["machine_id"]), []), layout)
+        for key, document, heartbeat in machines
+    ]
     position = {machine_id: n for n, machine_id in enumerate(named_by)}
-    return sorted(machines, key=lambda m: position.get(m.machine_id, len(position)))
+    return sorted(rows, key=lambda r: position.get(r.machine_id, len(position)))
 
 
 @router.get(urls.WATCH_FILTERED, name="watch_filtered")

@@ -83,6 +83,24 @@ def machine_rows_html(rows: list, schema: Schema) -> Markup:
 
 templates.globals["machine_rows_html"] = machine_rows_html
 
+# A watch list's rows (app/pages/watch.py), keyed like the list's by the md5 of the
+# machine's document, plus what a row shows besides it (WatchRow.view_key): a poll of
+# 100 watched machines where one changed renders one row.
+watch_rows: FragmentCache[Markup] = FragmentCache(max_chars=8 * 1024 * 1024)
+
+
+def watch_rows_html(rows: list, schema: Schema) -> Markup:
+    """The <tr>s of a watch list (partials/watch_row.html for each of its rows,
+    app/pages/watch.py's WatchRow: a reused row's machine is never decoded)."""
+    macro = templates.get_template("partials/watch_row.html").module.watch_row
+    return Markup("").join(
+        watch_rows.get((schema.layout_key, *r.view_key), lambda r=r: macro(r.machine))
+        for r in rows
+    )
+
+
+templates.globals["watch_rows_html"] = watch_rows_html
+
 # Blocks rendered from counts (the list's facets): hundreds of links, the same for every
 # view of a filter until its counts are taken again.
 blocks: FragmentCache[Markup] = FragmentCache(max_chars=8 * 1024 * 1024)
