@@ -200,15 +200,16 @@ def test_control_characters_other_than_line_ends_are_refused(client):
 
 # ---- reservations, IPv6, shared values, provider IDs that are UUIDs ----------------------
 
-R1, R2, R3 = (UUID(f"0e000000-0000-4000-8000-00000000000{n}") for n in (1, 2, 3))
+R1, R2, R3, R4 = (UUID(f"0e000000-0000-4000-8000-00000000000{n}") for n in (1, 2, 3, 4))
 OWN_ROWS = [
     f"""INSERT INTO machines (machine_id, machine_created_at) VALUES
-        ('{R1}', now()), ('{R2}', now()), ('{R3}', now())""",
+        ('{R1}', now()), ('{R2}', now()), ('{R3}', now()), ('{R4}', now())""",
     f"""INSERT INTO machine_provided (machine_id, provider, provider_id,
             provider_reservation_id, provider_ip_address) VALUES
         ('{R1}', 'Equinix', '{EQ_UUID}', 'Res-Shared', '192.0.2.7'),
         ('{R2}', 'Lumen', 'Dev-10', 'Res-Shared', '192.0.2.8'),
-        ('{R3}', 'Lumen', 'dev-2', 'res-own', '2001:db8::1')""",
+        ('{R3}', 'Lumen', 'dev-2', 'res-own', '2001:db8::1'),
+        ('{R4}', 'Lumen', 'dev-4', NULL, '2001:DB8::A')""",
 ]
 
 
@@ -230,6 +231,11 @@ def test_reservation_ids_ipv6_and_uuid_provider_ids_in_a_text(own):
     }
     assert body["machines"] == [str(R1), str(R3)]
     assert search(own, text).headers["location"] == f"/watch?ids={R1},{R3}"
+
+
+def test_an_address_stored_in_upper_case(own):
+    response = search(own, "neighbour 2001:db8:0:0:0:0:0:a unreachable")
+    assert response.status_code == 303 and response.headers["location"] == f"/machine/{R4}"
 
 
 def test_one_shared_value_lists_its_machines_with_a_watch_link(own):
