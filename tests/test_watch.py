@@ -220,6 +220,11 @@ def test_machine_list_links_its_filter_as_a_watch_list(client):
     redirect = client.get("/watch/filtered?provider=Equinix", follow_redirects=False)
     assert redirect.status_code == 303
     assert redirect.headers["location"] == f"/watch?ids={mid(1)},{mid(3)}"
+    # In the list's order: machine n was created n days ago.
+    newest = client.get("/?sort=-created&provider=Equinix").text
+    assert 'href="/watch/filtered?provider=Equinix&amp;sort=-created"' in newest
+    oldest = client.get("/watch/filtered?provider=Equinix&sort=created", follow_redirects=False)
+    assert oldest.headers["location"] == f"/watch?ids={mid(3)},{mid(1)}"
     assert client.get("/watch/filtered?provider=Nobody").status_code == 404
     bad = client.get("/watch/filtered?has=NoSuchTag")
     assert bad.status_code == 400 and "NoSuchTag" in bad.text

@@ -24,6 +24,7 @@ from app.bmdb import tables
 from app.bmdb.connection import Reader
 from app.bmdb.filters import HEARTBEAT_WINDOW, SqlWhere
 from app.bmdb.machines import MachineLayout, page_documents
+from app.bmdb.ordering import Order
 from app.bmdb.reflection import Schema
 from app.bmdb.sql import polled
 
@@ -57,18 +58,21 @@ def watch_statement(
     p = SqlWhere()
     lows, highs = p.param([r[0] for r in ranges]), p.param([r[1] for r in ranges])
     resolved = (
-        f"SELECT t.i, x.machine_id, x.machine_created_at,"
+        f"SELECT t.i, x.machine_id,"
         " count(*) OVER (PARTITION BY t.i) AS n"
         f" FROM (SELECT g.i, ({lows}::uuid[])[g.i] AS low, ({highs}::uuid[])[g.i] AS high"
         f" FROM generate_series(1, array_length({lows}::uuid[], 1)) AS g(i)) t"
-        " CROSS JOIN LATERAL (SELECT m.machine_id, m.machine_created_at FROM machines m"
+        " CROSS JOIN LATERAL (SELECT m.machine_id FROM machines m"
         " WHERE m.machine_id BETWEEN t.low AND t.high"
         f" ORDER BY m.machine_id LIMIT {int(candidates)}) x"
     )
     # "n <= 1", not "n = 1": without statistics on `resolved` the planner guesses 0.5 % of
     # its rows for an equality (3 of 600: nested loops over every tag table), a third for
     # an inequality (hash joins, as for a page of the list).
-    unique = "SELECT DISTINCT r.machine_id, r.machine_created_at FROM resolved r WHERE r.n <= 1"
+    unique = (  # as page_documents takes a page: (machine_id, sort_key, pos)
+        "SELECT DISTINCT r.machine_id, NULL::text AS sort_key, 0 AS pos"
+        " FROM resolved r WHERE r.n <= 1"
+    )
     document = (
         f"WITH resolved AS ({resolved})"
         " SELECT json_build_object("
@@ -108,12 +112,12 @@ async def watch(
     return WatchDocument(row["ptag"], tokens, [tuple(m) for m in doc["machines"]])
 
 
-async def filtered_ids(reader: Reader, where: SqlWhere, limit: int) -> list[UUID]:
-    """The first `limit` machine IDs of the list's filter, in ID order."""
-    rows = await reader.fetch(
-        f"SELECT m.machine_id FROM machines m WHERE {where.sql}"
-        f" ORDER BY m.machine_id LIMIT {int(limit)}",
-        *where.params,
-    )
+async def filtered_ids(
+    reader: Reader, where: SqlWhere, order: Order, schema: Schema, limit: int
+) -> list[UUID]:
+    """The first `limit` machine IDs of the list's filter, in the list's order."""
+    params = SqlWhere(list(where.conditions), list(where.params))
+    page = order.page_sql(schema, params, None, limit)
+    rows = await reader.fetch(f"SELECT p.machine_id FROM ({page}) p ORDER BY p.pos", *params.params)
     return [r["machine_id"] for r in rows]
 

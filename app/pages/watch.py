@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, computed_field
 from app.bmdb import watch as bmdb
 from app.bmdb.filters import FilterError, MachineFilters, build_where, uuid_prefix_range
 from app.bmdb.machines import MachineLayout, list_layout
+from app.bmdb.ordering import Order
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.json_models import twin
@@ -261,12 +262,13 @@ def _rows(
 async def watch_filtered(
     reader: PageReader, schema: CurrentSchema, filters: Annotated[MachineFilters, Query()]
 ):
-    """303 to the watch list of the filter's first MAX_IDS machines (by ID)."""
+    """303 to the watch list of the filter's first MAX_IDS machines, in the list's order."""
     try:
         where = build_where(filters, schema)
+        order = Order.parse(filters.sort, schema)
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
-    ids = await bmdb.filtered_ids(reader, where, MAX_IDS + 1)
+    ids = await bmdb.filtered_ids(reader, where, order, schema, MAX_IDS + 1)
     if not ids:
         raise HTTPException(404, "No machine matches this filter: there is nothing to watch.")
     return RedirectResponse(urls.watch(ids[:MAX_IDS], len(ids) > MAX_IDS), status_code=303)

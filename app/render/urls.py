@@ -169,8 +169,8 @@ def watch(
 
 
 def watch_filtered(filters: MachineFilters) -> str:
-    """Opens the first machines of the list's filter as a watch list."""
-    return _with_query(WATCH_FILTERED, filters.active())
+    """Opens the first machines of the list's filter (in its order) as a watch list."""
+    return _with_query(WATCH_FILTERED, filters.query())
 
 
 # --- the rest ---------------------------------------------------------------------------
