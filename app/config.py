@@ -105,6 +105,22 @@ class Settings(BaseSettings):
         description="rows of a ?format=csv download at most (stated in its X-Webug-Row-Cap"
         " header and next to the download link)",
     )
+    # Fleet-wide reads of work_history (failure signatures, activity): the table has no
+    # index on its timestamp, so each is a scan of the whole table (app/bmdb/history_reads.py).
+    history_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="failure groups and the activity chart scan work_history: each is"
+        " computed at most once per this interval and shared by every page (0: every request)",
+    )
+    history_timeout_ms: int = Field(
+        15000,
+        gt=0,
+        le=600_000,
+        description="time budget of one fleet-wide work_history read (its own connection's"
+        " statement_timeout); past it, the page says so and webug retries after the interval",
+    )
 
     # Set but empty would mean no access control (an empty token) or a guessable login:
     # refused, as a typo in a deployment's secret should not open webug to everyone.

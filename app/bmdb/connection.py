@@ -11,6 +11,7 @@ session settings once, never per page: PostgreSQL's planner settings (see
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -102,8 +103,10 @@ class Reader:
         self.db = db
         self.queries: list[QueryRecord] = []
 
-    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        async with self.db.connection() as conn:
+    async def fetch(self, sql: str, *args: object, history: bool = False) -> list[asyncpg.Record]:
+        """Rows of `sql`; `history`: a fleet-wide read of work_history, on the connection
+        kept for those (`Database.connection`), under its own time budget."""
+        async with self.db.connection(history=history) as conn:
             assert self.db.dialect is not None
             statement = self.db.dialect.statement(sql)
             start = time.perf_counter()
@@ -119,12 +122,14 @@ class Reader:
             query_hook(elapsed, None)
         return rows
 
-    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
-        rows = await self.fetch(sql, *args)
+    async def fetchrow(
+        self, sql: str, *args: object, history: bool = False
+    ) -> asyncpg.Record | None:
+        rows = await self.fetch(sql, *args, history=history)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: object) -> object:
-        row = await self.fetchrow(sql, *args)
+    async def fetchval(self, sql: str, *args: object, history: bool = False) -> object:
+        row = await self.fetchrow(sql, *args, history=history)
         return row[0] if row else None
 
     @staticmethod
@@ -158,25 +163,49 @@ async def _end_transaction(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+class HistoryReadBusy(Exception):
+    """The connection for fleet-wide history reads stayed busy (another such read) for
+    longer than their time budget."""
+
+
 class Database:
-    """An asyncpg pool whose every session is read-only with a statement timeout."""
+    """An asyncpg pool whose every session is read-only with a statement timeout.
+
+    Fleet-wide reads of work_history (no index on its timestamp: a scan of the whole
+    table) get a pool of their own, one connection, with their own statement timeout
+    (WEBUG_HISTORY_TIMEOUT_MS), so their budget is enforced by the server like every
+    page's, may differ from it, and at most one such scan runs at a time. A timeout of
+    its own needs a session of its own: `SET LOCAL statement_timeout` needs a transaction
+    around the statement (round trips every page avoids), a session `SET` would leak into
+    the next page on a shared connection, and asyncpg's `timeout=` only cancels from the
+    client once the page's (shorter) server timeout has not already.
+    """
 
     def __init__(self, dsn: str, settings: Settings) -> None:
         self.dsn = dsn
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._history_pool: asyncpg.Pool | None = None
+        self._history_turn = asyncio.Semaphore(1)  # renewed by open(), in its event loop
         self.dialect: Dialect | None = None
         self.server_version: str | None = None
 
     async def open(self) -> None:
+        self._pool = await self._create_pool(
+            self._settings.pool_max_size, self._settings.statement_timeout_ms
+        )
+        self._history_pool = await self._create_pool(1, self._settings.history_timeout_ms)
+        self._history_turn = asyncio.Semaphore(1)
+
+    async def _create_pool(self, max_size: int, statement_timeout_ms: int) -> asyncpg.Pool:
         # min_size=0: creating the pool never needs the BMDB, so webug starts while it is down.
-        self._pool = await asyncpg.create_pool(
+        return await asyncpg.create_pool(
             self.dsn,
             min_size=0,
-            max_size=self._settings.pool_max_size,
+            max_size=max_size,
             server_settings={
                 "default_transaction_read_only": "on",
-                "statement_timeout": str(self._settings.statement_timeout_ms),
+                "statement_timeout": str(statement_timeout_ms),
                 "application_name": "webug",
                 # Backslashes are plain characters in '...' whatever the database's default
                 # (webug binds its values; a literal anywhere must never be escapable).
@@ -199,8 +228,9 @@ class Database:
             await conn.execute(sql)  # one round trip: a simple query may hold several
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in (self._pool, self._history_pool):
+            if pool is not None:
+                await pool.close()
 
     def pool_stats(self) -> tuple[int, int, int]:
         """(connections in use, connections open, maximum) for /metrics."""
@@ -211,15 +241,31 @@ class Database:
         return size - pool.get_idle_size(), size, pool.get_max_size()
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        assert self._pool is not None, "Database.open() was not awaited"
-        async with self._pool.acquire() as conn:
-            yield conn  # its dialect is known: _init_connection ran when it was opened
+    async def connection(self, *, history: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; `history`: the one for fleet-wide history reads, waited
+        for at most their time budget (then HistoryReadBusy)."""
+        pool = self._history_pool if history else self._pool
+        assert pool is not None, "Database.open() was not awaited"
+        if not history:
+            async with pool.acquire() as conn:
+                yield conn  # its dialect is known: _init_connection ran when it was opened
+            return
+        try:  # the wait for the turn, not the connect (its own timeout, an outage error)
+            async with asyncio.timeout(self._settings.history_timeout_ms / 1000):
+                await self._history_turn.acquire()
+        except TimeoutError:
+            raise HistoryReadBusy() from None
+        try:
+            async with pool.acquire() as conn:
+                yield conn
+        finally:
+            self._history_turn.release()
 
     async def expire_connections(self) -> None:
         """Replace every pooled connection on its next use (fresh prepared statements)."""
-        if self._pool is not None:
-            await self._pool.expire_connections()
+        for pool in (self._pool, self._history_pool):
+            if pool is not None:
+                await pool.expire_connections()
 
     async def ping(self) -> bool:
         try:
