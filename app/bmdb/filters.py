@@ -15,6 +15,7 @@ written with the rare ones first, because on PostgreSQL the session keeps that o
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -23,6 +24,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.bmdb import reflection
+from app.bmdb.failures import FAILURE_ID_PATTERN
 from app.bmdb.reflection import Schema, TagType, quote_ident
 from app.bmdb.tables import HEARTBEAT, INSTALLATION_REPORT, INSTALLATION_REQUEST, PROVIDED
 
@@ -97,6 +99,11 @@ class MachineFilters(BaseModel):
         None,
         description="case-insensitive text in backoff causes, the runtime info of sessions"
         " holding work, and text-like tag columns (wildcards are literal)",
+    )
+    failure: str | None = Field(
+        None,
+        pattern=f"^{FAILURE_ID_PATTERN}$",
+        description="the machines of a failure group of /failures (its ID)",
     )
     # Not a filter (no chip, no condition): the order travels with the filters in every
     # link, so changing a filter keeps it.
@@ -195,17 +202,27 @@ def like_prefix(text: str) -> str:
     return like_escape(text) + "%"
 
 
-def build_where(filters: MachineFilters, schema: Schema) -> SqlWhere:
+def build_where(
+    filters: MachineFilters, schema: Schema, failure_machines: Sequence[str] | None = None
+) -> SqlWhere:
     """The filters' conditions, rare ones first: PostgreSQL joins them in this order.
 
     Work, backoffs and stale sessions concern few machines; provider fields, heartbeats,
     installations and tags concern many. Starting from the few keeps the plan cheap.
+
+    `failure_machines`: the machine IDs of the group `filters.failure` names, as the page
+    resolved them (app/pages/failures.py): a group is computed from a whole table (every
+    active backoff, or a scan of work_history) and shared, never recomputed per statement.
     """
     where = SqlWhere()
     if filters.q:  # a condition on `m` itself (an OR, not a join): anywhere is the same
         where.add(_id_or_provider_prefix(filters.q.strip(), where, schema))
     if filters.text:
         where.add(_text_condition(filters.text, where, schema))
+    if filters.failure:  # on `m` too: an index condition on machines_pkey
+        if failure_machines is None:
+            raise FilterError(f"the failure group {filters.failure} was not resolved")
+        where.add(f"m.machine_id = ANY({where.param(failure_machines)}::uuid[])")
     if filters.work:
         where.add(
             "EXISTS (SELECT 1 FROM work w WHERE w.machine_id = m.machine_id"

@@ -4,7 +4,8 @@ Data: app/bmdb/machines.py. A page is one statement (the page of machines, with 
 total when it is due); the facets are one more when they are due. Totals and facets
 scan the filtered fleet, so they are counted once per view and reused by its polls and
 by other watchers for WEBUG_COUNT_CACHE_SECONDS. A poll of an unchanged page costs one
-statement that returns no document, and answers 304.
+statement that returns no document, and answers 304. `failure=` lists the machine IDs
+of a failure group, read (shared, one more statement when due) by app/pages/failures.py.
 
 Orders (`sort=`) and their keyset cursors: app/bmdb/ordering.py. `?format=csv` streams
 every machine of the filter in the page's order (app/pages/csv_export.py), up to
@@ -28,6 +29,7 @@ from app.bmdb.reflection import Schema
 from app.bmdb.watch import MAX_IDS as MAX_WATCH
 from app.pages import csv_export
 from app.pages.common import Poll, PollTag, list_poll
+from app.pages.failures import FailureFilter, list_failure
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
 from app.render import urls
@@ -103,6 +105,7 @@ class MachineListPage(PageModel):
     text_searched: list[str] | None  # the columns text= searched, when given
     facets: Facets | None  # full pages only; a poll of the table has none
     counted_at: datetime  # when the total (and facets) were counted
+    failure: FailureFilter | None = None  # what `failure=` stands for, when given
 
     @computed_field
     @property
@@ -138,8 +141,9 @@ async def machine_list(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
+    failure = await list_failure(request, reader, filters)  # a group's machine IDs, shared
     try:
-        where = build_where(filters, schema)
+        where = build_where(filters, schema, failure.machine_ids if failure else None)
         order = Order.parse(filters.sort, schema)
         cursor = order.cursor(after) if after else None
     except FilterError as exc:
@@ -193,6 +197,7 @@ async def machine_list(
         text_searched=text_searched(schema) if filters.text else None,
         facets=facets,
         counted_at=counted_at,
+        failure=failure.info if failure else None,
     )
     template = "partials/machine_table.html" if fragment else "templates/machines.html"
     ptag = tag.of(doc.ptag)
