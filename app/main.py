@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from app.bmdb import dsn as dsn_tools
 from app.bmdb.connection import DB_UNAVAILABLE, Database
 from app.bmdb.counts import CountCache
+from app.bmdb.history_reads import HistoryReads
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
 from app.http.errors import InternalErrorPage, install_error_pages
@@ -25,7 +26,9 @@ from app.http.observability import install_observability
 from app.http.resilience import install_resilience
 from app.http.security import install_security
 from app.pages import (
+    activity,
     api_page,
+    failures,
     health,
     machine,
     machines,
@@ -102,6 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
     app.state.count_cache = CountCache(ttl=app.state.settings.count_cache_seconds)
+    app.state.history_reads = HistoryReads(
+        ttl=app.state.settings.history_cache_seconds,
+        budget_ms=app.state.settings.history_timeout_ms,
+    )
     app.state.proto_names = protobuf_names.from_settings(
         app.state.settings.proto_descriptors, app.state.settings.proto_columns
     )
@@ -115,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(watch.router)
     app.include_router(schema_page.router)
     app.include_router(overview.router)
+    app.include_router(failures.router)
+    app.include_router(activity.router)
     app.include_router(api_page.router)
     install_error_pages(app)
     install_resilience(app, app.state.settings)

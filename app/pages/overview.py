@@ -21,12 +21,13 @@ from app.bmdb.filters import (
     NULL_STATUS,
 )
 from app.bmdb.reflection import Schema
+from app.pages.activity import ActivityFields, activity_fields, read_activity
 from app.pages.common import Poll
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel
 from app.render import urls
 from app.render.formatting import duration
-from app.render.templating import CurrentSchema, PageReader, is_htmx, respond
+from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
 
 router = APIRouter()
 
@@ -65,7 +66,10 @@ class ComponentSessions(Model):
     expired: Stat
 
 
-class OverviewPage(PageModel):
+class OverviewPage(ActivityFields, PageModel):
+    """The fleet's counts; the JSON twin also carries the activity series (ActivityFields,
+    app/pages/activity.py), which the HTML page loads as a fragment of its own."""
+
     computed_at: datetime  # the snapshot's now(): when every count was true
     exact: bool = True  # count(*), not estimates
     machines: Stat
@@ -195,6 +199,12 @@ async def overview_page(
         lambda: bmdb.fleet_counts(reader, schema),
     )
     overview = build_overview(counts, schema)
+    if json_requested(request):
+        # A second statement when due: the activity is a shared history read with an
+        # interval and a budget of its own (app/bmdb/history_reads.py).
+        read = await read_activity(request, reader)
+        ttl = request.app.state.history_reads.ttl
+        overview = overview.model_copy(update=activity_fields(read, ttl))
     poll = Poll(live, urls.OVERVIEW_EVERY, (urls.OVERVIEW_EVERY,))
     template = "partials/overview_live.html" if is_htmx(request) else "templates/overview.html"
     return respond(request, template, overview, reader=reader, poll=poll, count_ttl=cache.ttl)

@@ -27,6 +27,8 @@ SEARCH = "/search"
 WATCH = "/watch"
 WATCH_FILTERED = "/watch/filtered"
 OVERVIEW = "/overview"
+FAILURES = "/failures"
+ACTIVITY = "/activity"
 SCHEMA = "/schema"
 SCHEMA_REFRESH = "/schema/refresh"
 HEALTH = "/healthz"
@@ -182,6 +184,15 @@ def search(q: str | None = None) -> str:
 
 def overview(*, live: bool = True, every: int | None = None) -> str:
     return _with_query(OVERVIEW, _poll(live, every))
+
+
+def failures(since: str | None = None) -> str:
+    """Failure groups; `since` is the history window (canonical text, e.g. `7d`)."""
+    return _with_query(FAILURES, [("since", since)])
+
+
+def activity() -> str:
+    return ACTIVITY
 
 
 def schema() -> str:
