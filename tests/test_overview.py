@@ -176,6 +176,9 @@ def test_overview_json_shape(client):
         "computed_at", "exact", "machines", "tags", "providers", "statuses",
         "provider_statuses", "agents", "installation", "work", "stale_work",
         "active_backoffs", "sessions", "queries",
+        # the activity series, read once per interval (tests/test_activity.py)
+        "activity", "activity_daily", "activity_computed_at", "activity_next_read_after",
+        "activity_read_ms", "activity_error",
     }  # fmt: skip
     for stat in machine_stats(data):
         assert set(stat) in ({"label", "count", "url"}, {"provider", "status", "count", "url"})
