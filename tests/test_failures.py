@@ -368,3 +368,17 @@ def test_a_history_read_over_its_budget_says_so_and_is_not_retried_at_once(fleet
         assert failures(client)["history"]["error"]  # remembered for the interval
         reads.clear()
         assert failures(client)["history"]["error"] is None  # the lock is gone
+
+
+def test_an_expired_read_still_resolves_the_list_and_polls_never_read_history(fleet_dsn):
+    with webug_client(fleet_dsn, history_cache_seconds=0) as client:  # every read is stale
+        reads = client.app.state.history_reads
+        group = groups_of(failures(client), "history")[HEARTBEATS]
+        assert reads.reads == 1
+        assert listed(client, group["url"]) == {mid(7), mid(8)}
+        for _ in range(3):  # the live table's polls
+            poll = client.get(group["url"], headers={"HX-Request": "true"})
+            assert poll.status_code == 200 and str(mid(7)) in poll.text
+        assert reads.reads == 1  # the list shows the group as last read; only /failures reads
+        failures(client)
+        assert reads.reads == 2

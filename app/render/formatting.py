@@ -75,5 +75,12 @@ def relative_seconds(delta: float) -> str:
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
 
 
+def took(ms: float | None) -> str:
+    """How long a read took: '45 ms', '2.3 s' ('' when unknown)."""
+    if ms is None:
+        return ""
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 # `relative`: app/render/relative_times.py
-FILTERS = {"utc": utc, "absolute": absolute, "duration": duration}
+FILTERS = {"utc": utc, "absolute": absolute, "duration": duration, "took": took}
