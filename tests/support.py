@@ -62,11 +62,15 @@ def drop_database(server_dsn: str, name: str) -> None:
 
 
 @contextlib.contextmanager
-def cloned_database(server_dsn: str, template: str) -> Iterator[str]:
-    """DSN of a new database cloned from `template`, dropped when done."""
+def cloned_database(server_dsn: str, template: str, *statements: str) -> Iterator[str]:
+    """DSN of a new database cloned from `template` (then `statements` run in it), dropped
+    when done."""
     name = create_database(server_dsn, template=template)
     try:
-        yield with_database(server_dsn, name)
+        dsn = with_database(server_dsn, name)
+        if statements:
+            run_sync(execute(dsn, *statements))
+        yield dsn
     finally:
         drop_database(server_dsn, name)
 

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
-from tests.test_statements import latency_proxy, sent
+from tests.support import cloned_database, webug_client
+from tests.test_statements import proxied_webug, sent
 
 HTMX = {"HX-Request": "true"}
 NOW = datetime.now(UTC)
@@ -43,8 +43,8 @@ def activity_dsn(pg_server_dsn, migrated_template):
         f"('{mid(1)}', '{process}', '{event}', '{at(minutes).isoformat()}', NULL)"
         for minutes, process, event in ROWS
     )
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, machines_sql(1, 2), f"INSERT INTO work_history VALUES {values}"))
+    rows = f"INSERT INTO work_history VALUES {values}"
+    with cloned_database(pg_server_dsn, migrated_template, machines_sql(1, 2), rows) as dsn:
         yield dsn
 
 
@@ -99,13 +99,8 @@ def test_empty_history_draws_no_chart(migrated_db_dsn):
 
 @pytest.fixture(scope="module")
 def proxied(activity_dsn):
-    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(activity_dsn))
-    dsn = latency_proxy.dsn_through(activity_dsn, proxy.start())
-    try:
-        with webug_client(dsn) as client:
-            yield proxy, client
-    finally:
-        proxy.stop()
+    with proxied_webug(activity_dsn) as proxy_and_client:
+        yield proxy_and_client
 
 
 def test_overview_polls_never_read_history(proxied):

@@ -22,7 +22,7 @@ import pytest
 from app.bmdb.failures import SIGNATURE_STEPS, signature_sql
 from app.demo import seed
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import cloned_database, run_sync, webug_client
 from tests.test_resilience import TableLock
 
 ROW = re.compile(r'<tr id="m-([0-9a-f-]{36})"')
@@ -207,8 +207,7 @@ UNAVAILABLE = "GET https://api.equinix.com/metal/v1/devices/<uuid>: <n> Service 
 
 @pytest.fixture(scope="module")
 def fleet_dsn(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *FLEET))
+    with cloned_database(pg_server_dsn, migrated_template, *FLEET) as dsn:
         yield dsn
 
 

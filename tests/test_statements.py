@@ -4,6 +4,7 @@ nothing webug does (a BEGIN, a SET, a ROLLBACK after the response) goes uncounte
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -52,16 +53,21 @@ PAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def proxied(small_fleet_dsn: str) -> Iterator[tuple]:
+@contextlib.contextmanager
+def proxied_webug(dsn: str) -> Iterator[tuple]:
     """(the proxy, a webug client whose BMDB connections all go through it)."""
-    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(small_fleet_dsn))
-    dsn = latency_proxy.dsn_through(small_fleet_dsn, proxy.start())
+    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(dsn))
     try:
-        with webug_client(dsn) as client:
+        with webug_client(latency_proxy.dsn_through(dsn, proxy.start())) as client:
             yield proxy, client
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def proxied(small_fleet_dsn: str) -> Iterator[tuple]:
+    with proxied_webug(small_fleet_dsn) as proxy_and_client:
+        yield proxy_and_client
 
 
 def sent(proxy, request) -> tuple[int, int, object]:
