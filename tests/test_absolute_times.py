@@ -10,6 +10,7 @@ switches them in Chromium).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -127,6 +128,10 @@ PAGES = [
     "/sessions",
     "/overview",
     "/schema",
+    "/failures",  # when read; first and last seen
+    "/activity",  # when read; the bars' tooltips
+    # the list of a failure group (tests/fleet.py's 'ssh: refused'), with when it was read
+    "/?failure=history-24h-" + hashlib.md5(b"ssh: refused").hexdigest()[:12],
 ]
 FRAGMENTS = [
     "/",

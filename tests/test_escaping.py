@@ -128,6 +128,8 @@ PAGES = [
     page("overview", "/overview", [PROVIDER, STATUS, PROCESS, COMPONENT]),
     page("overview", "/overview", [PROVIDER, STATUS, PROCESS, COMPONENT], htmx=True),
     page("schema", "/schema", [PROVIDER, STATUS, MOOD, COLUMN]),
+    page("failures", "/failures", [PROCESS, BACKOFF_CAUSE, FAILED_CAUSE]),  # as examples
+    page("activity", "/activity", [PROCESS, EVENT], htmx=True),
 ]
 # Pages that echo what was typed in the URL (not from the database) escape it as well.
 TYPED = '<script>alert(1)"><img src=x onerror=alert(1)>{{7*7}}'  # no "/": it is a path

@@ -35,7 +35,7 @@ class Column:
     y: float
     width: float
     height: float
-    title: str
+    title: tuple[str | datetime, ...]  # text and instants (marked up by the template)
     segments: list[Segment]
 
 
@@ -91,14 +91,13 @@ def build_chart(activity: Activity) -> Chart | None:
         total = sum(n for (_, p), c in hourly.items() if p == process for n in c.values())
         chart.lanes.append(Lane(process, y + 16, y + 30, y + BAR_HEIGHT, total))
         for i, hour in enumerate(hours):
-            label = f"{hour:%m-%d %H}:00–{(hour + timedelta(hours=1)):%H}:00Z"
             chart.columns.append(_column(
-                LABEL_WIDTH + i * HOUR_WIDTH, HOUR_WIDTH, y, process, label,
-                hourly.get((hour, process), {}), chart.hourly_max,
+                LABEL_WIDTH + i * HOUR_WIDTH, HOUR_WIDTH, y, (process, " from ", hour, " to ",
+                hour + timedelta(hours=1)), hourly.get((hour, process), {}), chart.hourly_max,
             ))  # fmt: skip
         for i, day in enumerate(days):
             chart.columns.append(_column(
-                chart.daily_x + i * DAY_WIDTH, DAY_WIDTH, y, process, f"{day:%Y-%m-%d} (UTC)",
+                chart.daily_x + i * DAY_WIDTH, DAY_WIDTH, y, (process, f" on {day:%Y-%m-%d} UTC"),
                 daily.get((day, process), {}), chart.daily_max,
             ))  # fmt: skip
     chart.axis = [
@@ -112,7 +111,7 @@ def build_chart(activity: Activity) -> Chart | None:
 
 
 def _column(
-    x: float, width: float, lane_y: float, process: str, when: str,
+    x: float, width: float, lane_y: float, what: tuple[str | datetime, ...],
     counts: dict[str, int], scale: int,
 ) -> Column:  # fmt: skip
     bottom = lane_y + BAR_HEIGHT
@@ -126,5 +125,5 @@ def _column(
             kind = event.lower() if event in EVENTS else "other"
             segments.append(Segment(round(bottom, 1), round(height, 1), kind))
     parts = ", ".join(f"{counts[e]} {e}" for e in events if counts.get(e))
-    title = f"{process} {when}: {parts or 'no events'}"
+    title = (*what, f": {parts or 'no events'}")
     return Column(x + 1, lane_y, width - 2, BAR_HEIGHT, title, segments)
