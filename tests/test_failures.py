@@ -14,6 +14,7 @@ import html
 import random
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -307,6 +308,14 @@ def test_the_failure_filter_lists_exactly_the_groups_machines(client, fleet_dsn)
         response = fresh.get(url + "&format=json").json()
         assert response["total"] == 2 and response["failure"]["signature"] == CONNECT_SIG
         assert fresh.app.state.history_reads.reads == 1
+
+
+def test_watch_these_watches_exactly_a_groups_machines(client):
+    group = groups_of(failures(client), "history")[HEARTBEATS]
+    response = client.get("/watch/filtered?failure=" + group["id"], follow_redirects=False)
+    assert response.status_code == 303
+    watched = parse_qs(urlsplit(response.headers["location"]).query)["ids"][0]
+    assert {UUID(i) for i in re.split("[ ,]+", watched)} == {mid(7), mid(8)}
 
 
 def test_failure_filter_page_says_what_it_lists(client):

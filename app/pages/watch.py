@@ -29,6 +29,7 @@ from app.bmdb.machines import MachineLayout, list_layout
 from app.bmdb.ordering import Order
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from app.pages.common import Poll, PollTag, list_poll
+from app.pages.failures import list_failure
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, Timestamp
 from app.pages.search import MIN_HEX_DIGITS, hex_digits, normalize
@@ -260,11 +261,15 @@ def _rows(
 
 @router.get(urls.WATCH_FILTERED, name="watch_filtered")
 async def watch_filtered(
-    reader: PageReader, schema: CurrentSchema, filters: Annotated[MachineFilters, Query()]
+    request: Request,
+    reader: PageReader,
+    schema: CurrentSchema,
+    filters: Annotated[MachineFilters, Query()],
 ):
     """303 to the watch list of the filter's first MAX_IDS machines, in the list's order."""
+    failure = await list_failure(request, reader, filters)  # a group's machine IDs, shared
     try:
-        where = build_where(filters, schema)
+        where = build_where(filters, schema, failure.machine_ids if failure else None)
         order = Order.parse(filters.sort, schema)
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
