@@ -201,6 +201,13 @@ def parse_timestamp(text: object) -> datetime | PgSpecial | object:
         value = datetime.fromisoformat(text)
     except ValueError:
         return _special(text)
+    if value.year in (1, 9999) and value.tzinfo is not None:
+        # Written in a time zone other than UTC, the first and last hours of Python's range
+        # parse but cannot be converted to UTC (which every page does): kept as written.
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            return PgSpecial(text, 1 if value.year > 1 else -1)
     return value
 
 
