@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
@@ -66,8 +66,10 @@ def build_timeline(
         return None
     start = min(times)
     end = max([now, *(u for _, u, _ in backoff_spans)])
-    if end <= start:
-        end = start + timedelta(minutes=1)
+    if end <= start:  # everything in the future: a minute's axis (or up to Python's last)
+        end = start + min(timedelta(minutes=1), datetime.max.replace(tzinfo=UTC) - start)
+        if end <= start:
+            end, start = start, start - timedelta(minutes=1)
     timeline = Timeline(start, end)
     scale = (WIDTH - LABEL_WIDTH) / (end - start).total_seconds()
 
@@ -115,11 +117,12 @@ def build_timeline(
         item = running.get(process)
         if item is None:
             bar(began, now, process, "open", f"{process} started ", began, ", no end recorded")
-        elif item.stale and _placeable(item.session_deadline):
-            # Nobody has worked on it since its session expired: the bar ends there.
+        elif item.stale:
+            # Nobody has worked on it since its session expired: the bar ends there (at its
+            # start when the deadline is '-infinity': expired before the work began).
             deadline = item.session_deadline
             title = (f"{process} started ", began, ", STALE: session expired ", deadline)
-            bar(began, deadline, process, "stale", *title)
+            bar(began, deadline if _placeable(deadline) else began, process, "stale", *title)
         else:
             bar(began, now, process, "running", f"{process} started ", began, ", still running")
     for begin, until, b in backoff_spans:
