@@ -68,9 +68,12 @@ def seconds_until(ts: datetime | PgSpecial, now: datetime) -> float | None:
 
 
 def minus_seconds(ts: datetime | PgSpecial, seconds: int | None) -> datetime | PgSpecial | None:
-    """`ts` minus a stored number of seconds; None when the result has no datetime."""
-    if isinstance(ts, PgSpecial) or seconds is None:
-        return ts if isinstance(ts, PgSpecial) else None
+    """`ts` minus a stored number of seconds: 'infinity' stays itself (as in PostgreSQL);
+    None when the result has no datetime (year 10000 minus a minute, year 1 minus a day)."""
+    if isinstance(ts, PgSpecial):
+        return ts if ts.text in ("infinity", "-infinity") and seconds is not None else None
+    if seconds is None:
+        return None
     try:
         return ts - timedelta(seconds=seconds)
     except OverflowError:
