@@ -30,6 +30,7 @@ from app.bmdb.filters import SqlWhere
 from app.bmdb.ordering import ID_ORDER, Cursor, Order
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 from app.bmdb.sql import json_array, polled, unchunk
+from app.slices import loads_in_slices
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per schema and use
@@ -209,9 +210,10 @@ async def machine_list(
         order=order, schema=schema,
     )  # fmt: skip
     row = await reader.fetchrow(sql, *params)
-    doc = reader.parse(row["doc"])
-    if doc is None:
+    if row["doc"] is None:
         return ListDocument(row["ptag"], None, None)
+    # Megabytes for a page of thousands: decoded a slice at a time (app/slices.py).
+    doc = await loads_in_slices(row["doc"], "machines")
     rows = doc["machines"]
     return ListDocument(
         row["ptag"], [(md5, d) for md5, d, _ in rows], doc["total"], [k for _, _, k in rows]

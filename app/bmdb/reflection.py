@@ -96,8 +96,12 @@ class TagType:
     def name(self) -> str:
         return display_name(self.table)
 
+    @cached_property  # looked up for every value of a JSON twin
+    def _by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
     def field(self, name: str) -> Field | None:
-        return next((f for f in self.fields if f.name == name), None)
+        return self._by_name.get(name)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from app.pages.models import Machine, Model, PageModel, machine_from
 from app.render import urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
+from app.slices import map_in_slices
 
 router = APIRouter()
 
@@ -186,6 +187,8 @@ async def machine_list(
     next_after = None
     if len(rows) > limit:
         next_after = order.token(doc.sort_keys[limit - 1], rows[limit - 1].document["machine_id"])
+    if as_json:  # every machine decoded, a slice at a time (app/slices.py)
+        await map_in_slices(lambda row: row.machine, rows[:limit])
     page = MachineListPage(
         rows=rows[:limit],
         total=total,
@@ -206,6 +209,7 @@ async def machine_list(
         poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order,
         max_watch=MAX_WATCH,
         csv_row_cap=request.app.state.settings.csv_row_cap,
+        json_slices=("machines", {"rows": []}),
     )  # fmt: skip
 
 

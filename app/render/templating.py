@@ -21,6 +21,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 
 from app.bmdb import tables
 from app.bmdb.columns import PgSpecial
@@ -32,6 +33,7 @@ from app.render.fragment_cache import FragmentCache
 from app.render.relative_times import fill, later
 from app.render.tag_hints import detail_order, tag_hint
 from app.render.values import render_text, render_value, special
+from app.slices import model_json_in_slices
 
 APP_DIR = Path(__file__).resolve().parents[1]  # app/: templates/, partials/, static/
 
@@ -151,6 +153,32 @@ CurrentSchema = Annotated[Schema, Depends(current_schema)]
 _RENDER_MS = "\x1d" + secrets.token_hex(8) + "render-ms\x1d"
 
 
+class _SlicedJSONTwin(Response):
+    """A JSON twin serialized in slices when it is sent (see `respond`)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self,
+        page: BaseModel,
+        slices: tuple[str, dict[str, Any]],
+        names: protobuf_names.ProtoNames | None,
+        status_code: int,
+        headers: dict[str, str] | None,
+    ) -> None:
+        super().__init__(b"", status_code, headers)
+        self._page, self._slices, self._names = page, slices, names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        names = protobuf_names.use(self._names)  # as `respond` does for the others
+        try:
+            self.body = await model_json_in_slices(self._page, *self._slices)
+        finally:
+            protobuf_names.reset(names)
+        self.headers["content-length"] = str(len(self.body))
+        await super().__call__(scope, receive, send)
+
+
 def respond(
     request: Request,
     template: str,
@@ -159,17 +187,23 @@ def respond(
     reader: Reader | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
+    json_slices: tuple[str, dict[str, Any]] | None = None,
     **view: Any,
 ) -> Response:
     """`page` as JSON when the client asks for it, else `template` rendered with `page`,
     the view's state (`view`) and what every page shows (header, footer).
 
     The statements `reader` ran go into the JSON twin (`queries`) and the footer.
+    `json_slices`: (a long list in `page`'s JSON, the update of `page` that empties it):
+    the twin is then serialized a slice at a time as it is sent (app/slices.py).
     """
     if reader is not None and page is not None and "queries" in type(page).model_fields:
         page = page.model_copy(update={"queries": list(reader.queries)})
     # Protobuf columns are decoded with the app's descriptor set, if it has one.
-    names = protobuf_names.use(getattr(request.app.state, "proto_names", None))
+    proto_names = getattr(request.app.state, "proto_names", None)
+    if json_slices is not None and page is not None and json_requested(request):
+        return _SlicedJSONTwin(page, json_slices, proto_names, status_code, headers)
+    names = protobuf_names.use(proto_names)
     try:
         return _respond(request, template, page, reader, status_code, headers, view)
     finally:
