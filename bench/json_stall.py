@@ -9,12 +9,13 @@ Uses the PostgreSQL server of WEBUG_TEST_DSN (else --server-dsn) to seed a fresh
 of `--machines` machines (dropped at the end), or an already seeded one with --bmdb.
 Starts uvicorn (one worker, as bench/webug_process.py does), warms it up, then for each
 round requests PATH while a thread of its own polls /healthz every 10 ms: /healthz
-answers in about a millisecond, so its worst latency during the request is the longest
-time the request kept the event loop from anything else. Prints, per round and as
+answers in a few milliseconds, so its worst latency during the request is how long the
+request kept another one waiting for the event loop. Prints, per round and as
 medians: the response's size, its time (client, and webug's own Server-Timing), the
 worst and median /healthz latency during it, and the worst without it (the baseline:
-on a busy machine it is not small). --in-process also runs the app inside the bench with
-a task ticking every millisecond, whose longest gaps are the event loop's longest holds.
+on a busy machine it is not small). --in-process also serves webug from the bench's own
+event loop next to a task ticking every millisecond: the longest gaps between its ticks
+are the longest times a request held the loop.
 """
 
 from __future__ import annotations
@@ -111,39 +112,73 @@ def measure(base: str, path: str, rounds: int) -> None:
 
 
 async def in_process(dsn: str, path: str, rounds: int) -> None:
-    """The app in this process (lifespan included) with a task ticking every millisecond:
-    the longest gaps between ticks are the longest times anything held the event loop."""
+    """uvicorn serving webug inside this process, on this event loop, with a task ticking
+    every millisecond: the longest gaps between ticks are the longest times anything held
+    the loop (the cycle collector's pauses among them, reported apart). Requests come from
+    curl, another process, so no client work is on the loop or holds the GIL."""
+    import gc
+
+    import uvicorn
+
     os.environ["WEBUG_DSN"] = dsn
     sys.path.insert(0, str(webug_process.REPO))
     from app.main import create_app
 
-    app = create_app()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            (await client.get(path)).raise_for_status()  # warm
-            for i in range(rounds):
-                gaps: list[float] = []
-                done = asyncio.Event()
+    port = webug_process.free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning",
+                                           access_log=False))  # fmt: skip
+    serving = asyncio.create_task(server.serve())
+    base = f"http://127.0.0.1:{port}"
+    await webug_process.wait_healthy(base)
+    gaps: list[tuple[float, float]] = []  # (when, gap)
 
-                async def ticker(gaps: list[float] = gaps, done: asyncio.Event = done) -> None:
-                    last = time.perf_counter()
-                    while not done.is_set():
-                        await asyncio.sleep(0.001)
-                        now = time.perf_counter()
-                        gaps.append(now - last)
-                        last = now
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append((now, now - last))
+            last = now
 
-                task = asyncio.create_task(ticker())
-                begin = time.perf_counter()
-                response = await client.get(path)
-                elapsed = time.perf_counter() - begin
-                done.set()
-                await task
-                longest = sorted(gaps, reverse=True)[:3]
-                print(f"in-process round {i + 1}: {len(response.content) / 1e6:.1f} MB in"
-                      f" {elapsed * 1000:.0f} ms; longest loop holds (incl. the 1 ms sleep):"
-                      f" {', '.join(f'{g * 1000:.0f}' for g in longest)} ms")  # fmt: skip
+    ticking = asyncio.create_task(ticker())
+    pauses: list[tuple[float, float]] = []  # (when, how long) of each garbage collection
+    started: list[float] = [0.0]
+
+    def collected(phase: str, _info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter(), time.perf_counter() - started[0]))
+
+    gc.callbacks.append(collected)
+
+    async def get() -> tuple[float, float, int]:
+        # From another process: a client thread here would take the GIL from the loop.
+        begin = time.perf_counter()
+        curl = await asyncio.create_subprocess_exec(
+            "curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}", base + path,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await curl.communicate()
+        if curl.returncode:
+            raise RuntimeError(f"curl {path}: exit status {curl.returncode}")
+        return begin, time.perf_counter(), int(out)
+
+    try:
+        await get()  # warm
+        for i in range(rounds):
+            begin, end, size = await get()
+            during = sorted((g for at, g in gaps if begin < at <= end + 0.05), reverse=True)
+            holds = ", ".join(f"{g * 1000:.0f}" for g in during[:3])
+            gc_ms = max((p for at, p in pauses if begin < at <= end), default=0.0) * 1000
+            print(f"in-process round {i + 1}: {size / 1e6:.1f} MB in"
+                  f" {(end - begin) * 1000:.0f} ms; longest loop holds (incl. the 1 ms"
+                  f" sleep): {holds} ms; longest GC pause {gc_ms:.0f} ms")  # fmt: skip
+    finally:
+        gc.callbacks.remove(collected)
+        ticking.cancel()
+        server.should_exit = True
+        await serving
 
 
 async def main() -> None:
@@ -157,8 +192,7 @@ async def main() -> None:
     parser.add_argument("--server-dsn", default=os.environ.get("WEBUG_TEST_DSN"))
     parser.add_argument(
         "--in-process", action="store_true",
-        help="also run the app in this process and time the event loop's longest holds"
-        " (the client's own work on the response is on that loop too)",
+        help="also serve webug from this process and time its event loop's longest holds",
     )  # fmt: skip
     args = parser.parse_args()
     name = None

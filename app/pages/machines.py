@@ -34,7 +34,14 @@ from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
 from app.render import urls
 from app.render.tag_hints import summary_fields
-from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
+from app.render.templating import (
+    CurrentSchema,
+    PageReader,
+    is_htmx,
+    json_requested,
+    machine_rows_html,
+    respond,
+)
 from app.slices import map_in_slices
 
 router = APIRouter()
@@ -204,12 +211,14 @@ async def machine_list(
     )
     template = "partials/machine_table.html" if fragment else "templates/machines.html"
     ptag = tag.of(doc.ptag)
+    rows_html = None if as_json else await machine_rows_html(page.rows, schema)
     return respond(
         request, template, page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order,
         max_watch=MAX_WATCH,
         csv_row_cap=request.app.state.settings.csv_row_cap,
         json_slices=("machines", {"rows": []}),
+        rows_html=rows_html,
     )  # fmt: skip
 
 
