@@ -100,6 +100,11 @@ ALL_PAGES = [
     *(f"/session/{s}" for s in (FOREVER, NEVER_ALIVE, FAR)),
     *(f"/session/{s}/live" for s in (FOREVER, NEVER_ALIVE, FAR)),
     "/overview",
+    "/activity",
+    "/failures",
+    f"/watch?ids={M_NEG},{M_10K},{M_FAR},{M_NOW}",
+    *(f"/?sort={s}" for s in ("created", "-created", "backoff", "-backoff", "heartbeat",
+                             "-heartbeat")),  # fmt: skip
 ]
 
 
@@ -108,6 +113,19 @@ def test_every_page_and_fragment_answers(client, url):
     ok(client, url)
     ok(client, url, headers=HTMX)
     ok_json(client, url)
+
+
+@pytest.mark.parametrize("sort", ["created", "-created", "backoff", "heartbeat", "-heartbeat"])
+def test_keyset_pages_past_such_keys(client, sort):
+    """One machine a page, in each order of a timestamp: every page follows from the one
+    before, also past a key of '-infinity', 'infinity' or year 294276."""
+    seen, url = [], f"/?sort={sort}&limit=1&format=json"
+    while url and len(seen) < 10:
+        page = ok_json(client, url)
+        seen += [m["machine_id"] for m in page["machines"]]
+        after = page["next_after"]
+        url = f"/?sort={sort}&limit=1&format=json&after={after}" if after else None
+    assert sorted(seen) == sorted(map(str, (M_NEG, M_10K, M_FAR, M_NOW)))
 
 
 def test_search_lists_machines_and_sessions_with_such_values(client):
@@ -280,3 +298,17 @@ def test_times_past_year_9999_in_utc_written_in_another_time_zone(migrated_db_ds
         assert session["created_at"] == "0001-12-31T19:03:58-04:56:02 BC"
         events = ok_json(client, f"/machine/{M_10K}/history")["events"]
         assert events[0]["timestamp"] == stored
+
+
+def test_failures_and_activity_with_such_times(client):
+    """/failures groups backoffs whose failure time cannot be computed (until 'infinity',
+    an interval of 2^62 s: null) and failures at 'infinity'; /activity and the overview
+    draw the hours there are, without the events no hour holds."""
+    groups = {g["signature"]: g for g in ok_json(client, "/failures")["groups"]}
+    assert groups["forever"]["first_seen"] is None and groups["huge interval"]["last_seen"] is None
+    assert groups["at the end of time"]["last_seen"] == "infinity"
+    assert groups["far"]["last_seen"] == "294276-01-01T00:00:00+00:00"
+    for group in groups.values():  # each group's machines, listed
+        assert ok_json(client, group["url"])["machines"]
+    hours = ok_json(client, "/overview")["activity"]
+    assert sum(h["n"] for h in hours) == 3  # the three finite events of the last day, no other

@@ -45,7 +45,9 @@ class Activity:
 
 # Buckets by the epoch's hour (no time zone involved, and the planner hashes the three
 # grouping columns rather than sorting a million rows); enums are cast to text only for
-# the few buckets.
+# the few buckets. Events after the current hour are not drawn, and are not read: one at
+# 'infinity' has no hour (its bigint cast fails the statement), one in year 294276 no
+# Python datetime.
 _SQL = """
 SELECT json_build_object(
   'now', now(),
@@ -55,7 +57,7 @@ SELECT json_build_object(
     FROM (SELECT floor(extract(epoch FROM h."timestamp") / 3600)::bigint AS hour,
                  h.process, h.event, count(*) AS n
           FROM work_history h
-          WHERE h."timestamp" >= $1
+          WHERE h."timestamp" >= $1 AND h."timestamp" < now() + interval '1 hour'
           GROUP BY 1, 2, 3) b), '[]'::json)) AS doc"""
 
 

@@ -264,12 +264,17 @@ SELECT json_build_object(
                       FROM g JOIN p ON p.sig = g.sig), '[]'::json)) AS doc"""
 
 # Active backoffs: a backoff's failure happened at `until - last_interval_seconds`
-# (unknown for rows from before exponential backoff, which have no interval).
+# (unknown for rows from before exponential backoff, which have no interval, and for
+# intervals no timestamp can be that far before `until`: subtracting 2^62 seconds fails
+# the statement, "interval out of range"; 10^11 s, 3,000 years, stays after 4713 BC).
+_STARTED = (
+    "CASE WHEN b.last_interval_seconds BETWEEN 0 AND 100000000000"
+    " THEN b.until - b.last_interval_seconds * interval '1 second' END"
+)
 _BACKOFF_SQL = (
-    """WITH f AS (
+    f"""WITH f AS (
   SELECT b.cause, b.machine_id, b.process::text AS process, 1 AS events,
-         b.until - b.last_interval_seconds * interval '1 second' AS first_seen,
-         b.until - b.last_interval_seconds * interval '1 second' AS last_seen
+         {_STARTED} AS first_seen, {_STARTED} AS last_seen
   FROM work_backoff b WHERE b.until > now()
 )"""
     + _GROUPS
