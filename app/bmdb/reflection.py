@@ -18,6 +18,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+PROCESS_ENUM = "process"  # the enum type of work.process and work_backoff.process
+
 # Types asyncpg decodes itself (element types for arrays too). Anything else is read
 # through its text form, so an unknown type added by a migration still shows.
 NATIVE_UDTS = frozenset({
@@ -35,6 +37,13 @@ WHERE c.table_schema = current_schema()
   AND t.table_type = 'BASE TABLE'
   AND c.table_name LIKE 'machine\_%'
 ORDER BY c.table_name, c.ordinal_position
+"""
+
+# The other tables of the current schema (work, work_backoff, sessions, ...): workflows
+# (app/bmdb/workflows.py) need to know whether a schema version has them.
+_TABLES_SQL = """
+SELECT table_name FROM information_schema.tables
+WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
 """
 
 # Which user-defined/array types are enums, and their labels in order.
@@ -110,6 +119,8 @@ class Schema:
     dirty: bool | None
     tag_types: tuple[TagType, ...]
     skipped_tables: tuple[str, ...] = ()
+    tables: frozenset[str] = frozenset()  # every base table of the current schema
+    processes: tuple[str, ...] = ()  # the labels of the `process` enum (work, backoffs)
     reflected_at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
     # What pages compute from the schema once (app/bmdb/machines.py's layouts), dropped
     # with it when a refresh swaps in a new one.
@@ -153,6 +164,7 @@ async def reflect(conn: asyncpg.Connection) -> Schema:
         columns.setdefault(row["table_name"], []).append(row)
 
     udts = sorted({r["udt_name"].lstrip("_") for rows in columns.values() for r in rows})
+    udts.append(PROCESS_ENUM)
     enums = {r["typname"]: tuple(r["labels"]) for r in await conn.fetch(_ENUMS_SQL, udts)}
 
     tag_types, skipped = [], []
@@ -174,7 +186,15 @@ async def reflect(conn: asyncpg.Connection) -> Schema:
         )
         tag_types.append(TagType(table, fields))
     tag_types.sort(key=lambda t: t.name)
-    return Schema(version, dirty, tuple(tag_types), tuple(skipped))
+    tables = frozenset(r["table_name"] for r in await conn.fetch(_TABLES_SQL))
+    return Schema(
+        version,
+        dirty,
+        tuple(tag_types),
+        tuple(skipped),
+        tables=tables,
+        processes=enums.get(PROCESS_ENUM, ()),
+    )
 
 
 async def _schema_version(conn: asyncpg.Connection) -> tuple[str, bool | None]:
