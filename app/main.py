@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.bmdb import dsn as dsn_tools
+from app.bmdb import workflows
 from app.bmdb.connection import DB_UNAVAILABLE, Database
 from app.bmdb.counts import CountCache
 from app.bmdb.history_reads import HistoryReads
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ttl=app.state.settings.history_cache_seconds,
         budget_ms=app.state.settings.history_timeout_ms,
     )
+    app.state.workflows = workflows.with_file(app.state.settings.workflows)
     app.state.proto_names = protobuf_names.from_settings(
         app.state.settings.proto_descriptors, app.state.settings.proto_columns
     )

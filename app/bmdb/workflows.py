@@ -1,0 +1,697 @@
+"""Workflows: which component would pick a machine up, and what keeps it from doing so.
+
+The upstream components select the machines they work on with plain queries
+(../shared/BMDB.md, "Workflows"). Each workflow here is ONE definition, data rather than
+code (`WorkflowSpec`: required and absent tags, no work of some processes, no active
+backoff, an unfulfilled installation, a silent agent). Compiled against the reflected
+schema, a definition becomes conditions, each an EXISTS (or NOT EXISTS) over tables
+reflection knows, and the same conditions give:
+
+- a machine's document: whether each condition holds (`document_sql`); app/pages/
+  workflow_status.py explains the state with the machine's own rows as evidence;
+- the list's filter `workflow=&workflow_state=` (`state_condition`: the state's formula,
+  a conjunction of EXISTS where it can be one, which PostgreSQL runs as joins);
+- the facet and overview counts (`counts_sql`: each condition's machines joined once to
+  the fleet, every state of every workflow counted in one pass).
+
+A machine's state is decided by the roles of the conditions that fail, in this order
+(`DECISION`): the first role with a failing condition decides.
+
+    running     work of the workflow's process is held by an alive session
+    not_needed  there is nothing to do: a required tag is missing or an absent one is
+                there, the installation is fulfilled, the agent heartbeats
+    blocked     work of a process it waits for exists (alive, or stale: no end in sight)
+    waiting     only conditions that end at known times fail: an active backoff, the
+                minutes an agent that never heartbeated is given
+    eligible    every condition holds: the component takes it on its next pass
+
+`eligible` is exactly the upstream selection: the heartbeat rule is split into "the agent
+is silent" (need) and "its grace time is over" (bounded), whose conjunction is the rule.
+A definition naming a table, column or enum value the schema lacks is `unknown` for that
+schema version (`CompiledWorkflow.missing` says what): never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from app.bmdb import tables
+from app.bmdb.reflection import PROCESS_ENUM, Schema, quote_ident
+from app.bmdb.sql import json_array
+
+if TYPE_CHECKING:  # filters.py builds its workflow filters from this module
+    from app.bmdb.filters import SqlWhere
+
+STATES = ("not_needed", "eligible", "running", "waiting", "blocked", "unknown")
+# The first role with a failing condition decides the state; none failing: eligible.
+DECISION = (
+    ("running", "running"),
+    ("not_needed", "need"),
+    ("blocked", "unbounded"),
+    ("waiting", "bounded"),
+)
+# States in which a workflow will act on the machine (now, or at a known time): a machine
+# with none of them, neither heartbeating nor installed, is stuck.
+MOVING = ("eligible", "running", "waiting")
+APPLIES = (*MOVING, "blocked")  # the states of machines a workflow concerns
+SHEPHERD_PROCESSES = ("ShepherdAccess", "ShepherdAgentStart", "ShepherdRecovery")
+# "Heartbeating" as the upstream statistics count it: a heartbeat within this window.
+HEARTBEAT_WINDOW = timedelta(minutes=10)
+# Labels are bound as the enum itself: the planner then estimates from the column's
+# statistics (a label reflection does not know makes the workflow unknown, not a cast error).
+PROCESS = quote_ident(PROCESS_ENUM)
+
+
+# --- definitions ------------------------------------------------------------------------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Installation(_Spec):
+    """The OS installation is not fulfilled: (no request, or, when `request` is
+    "required", never that) the request's generation IS DISTINCT FROM the generation of
+    the installation report (of a report whose result is `report_result`, when given;
+    no such report counts as NULL)."""
+
+    request: Literal["optional", "required"] = "optional"
+    report_result: str | None = None
+
+
+class Heartbeat(_Spec):
+    """The agent is silent: either it has no heartbeat and agent_started_at is more than
+    `never_after_minutes` ago, or its agent_heartbeat_at is more than
+    `silent_after_minutes` ago."""
+
+    silent_after_minutes: float = Field(gt=0, le=100_000)
+    never_after_minutes: float = Field(gt=0, le=100_000)
+
+
+class WorkflowSpec(_Spec):
+    """One workflow: a machine is selected when ALL of its conditions hold."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+    component: str = Field(max_length=200, description="who selects the machines")
+    process: str | None = Field(
+        None, description="the process it runs: its work held by an alive session is running"
+    )
+    has: tuple[str, ...] = Field((), description="tags the machine has (names or tables)")
+    lacks: tuple[str, ...] = Field((), description="tags it does not have")
+    installation: Installation | None = None
+    heartbeat: Heartbeat | None = None
+    no_work_of: tuple[str, ...] = Field(
+        (), description="processes of which the machine has no work (alive or stale)"
+    )
+    no_backoff_of: tuple[str, ...] = Field(
+        (), description="processes with no active backoff (until > now()) on the machine"
+    )
+
+
+# The upstream components' rules as of schema version 1698288577 (BMDB.md, "Workflows").
+BUILTIN: tuple[WorkflowSpec, ...] = (
+    WorkflowSpec(
+        name="AgentStart",
+        component="shepherd initializer",
+        process="ShepherdAgentStart",
+        has=("Provided",),
+        lacks=("AgentStarted",),
+        installation=Installation(request="optional"),
+        no_work_of=SHEPHERD_PROCESSES,
+        no_backoff_of=("ShepherdAgentStart",),
+    ),
+    WorkflowSpec(
+        name="AgentRecovery",
+        component="shepherd recoverer",
+        process="ShepherdRecovery",
+        has=("Provided", "AgentStarted"),
+        installation=Installation(request="optional", report_result="Success"),
+        heartbeat=Heartbeat(silent_after_minutes=10, never_after_minutes=30),
+        no_work_of=SHEPHERD_PROCESSES,
+        no_backoff_of=("ShepherdRecovery",),
+    ),
+    WorkflowSpec(
+        name="OSInstallation",
+        component="BMaaS server, delivered to the agent on its next heartbeat",
+        installation=Installation(request="required"),
+    ),
+)
+
+
+class WorkflowFile(_Spec):
+    workflows: tuple[WorkflowSpec, ...]
+
+
+def load_file(path: Path) -> tuple[WorkflowSpec, ...]:
+    """The workflows of an operator's file (JSON, TOML, or YAML when PyYAML is installed):
+    `{"workflows": [{"name": ..., ...}]}`. Raises ValueError saying what is wrong."""
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ValueError(f"{path}: YAML needs PyYAML; write JSON or TOML") from None
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise ValueError(f"{path} is not valid {suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError
+        raise ValueError(f"{path} is not valid YAML: {exc}") from None
+    try:
+        specs = TypeAdapter(WorkflowFile).validate_python(data).workflows
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"{path}: {problems}") from None
+    names = [s.name for s in specs]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"{path}: workflow {twice[0]!r} is defined twice")
+    return specs
+
+
+def with_file(path: Path | None) -> tuple[WorkflowSpec, ...]:
+    """The built-in workflows plus the file's; a file workflow named like a built-in one
+    replaces it (an upstream rule that changed)."""
+    if path is None:
+        return BUILTIN
+    added = load_file(path)
+    names = {s.name for s in added}
+    return tuple(s for s in BUILTIN if s.name not in names) + added
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Whether rows about a machine exist: FROM `source` WHERE `key` is the machine AND
+    `pred`. {0}, {1}, ... in `source` stand for `source_values`, in `pred` for `values`,
+    each bound as a parameter where the probe is written out (tuples are arrays)."""
+
+    source: str
+    key: str
+    pred: str = "TRUE"
+    values: tuple = ()
+    source_values: tuple = ()
+    unique: bool = True  # at most one row of `source` per machine
+
+    @property
+    def origin(self) -> tuple:
+        """Probes of the same origin read the same rows: counts read them once."""
+        return (self.source, self.source_values, self.key, self.unique)
+
+    def bound_source(self, params: SqlWhere) -> str:
+        return self.source.format(*(params.param(v) for v in self.source_values))
+
+    def bound_pred(self, params: SqlWhere) -> str:
+        return self.pred.format(*(params.param(v) for v in self.values))
+
+    def exists(self, params: SqlWhere, m: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM {self.bound_source(params)}"
+            f" WHERE {self.key} = {m}.machine_id AND {self.bound_pred(params)})"
+        )
+
+
+def _rows_of(table: str, pred: str = "TRUE", *values: object) -> Probe:
+    """A probe of one tag table (aliased `t`: probes of the same table share an origin)."""
+    return Probe(f"{quote_ident(table)} t", "t.machine_id", pred, values)
+
+
+# Formulas over probes: a condition holds when its formula does; states and "stuck" are
+# formulas of conditions. Written out three ways (`_correlated`, `_columns`).
+
+
+@dataclass(frozen=True)
+class Found:
+    probe: Probe
+    positive: bool = True  # False: the probe finds nothing
+
+
+@dataclass(frozen=True)
+class AllOf:
+    parts: tuple = ()
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    parts: tuple = ()
+
+
+Formula = Found | AllOf | AnyOf
+TRUE, FALSE = AllOf(), AnyOf()
+
+
+def negate(f: Formula) -> Formula:
+    if isinstance(f, Found):
+        return Found(f.probe, not f.positive)
+    return (AnyOf if isinstance(f, AllOf) else AllOf)(tuple(negate(p) for p in f.parts))
+
+
+def all_of(*parts: Formula) -> Formula:
+    flat: list[Formula] = []
+    for p in parts:
+        if p == FALSE:
+            return FALSE
+        flat += p.parts if isinstance(p, AllOf) else [p]
+    flat = list(dict.fromkeys(flat))
+    return flat[0] if len(flat) == 1 else AllOf(tuple(flat))
+
+
+def any_of(*parts: Formula) -> Formula:
+    flat: list[Formula] = []
+    for p in parts:
+        if p == TRUE:
+            return TRUE
+        flat += p.parts if isinstance(p, AnyOf) else [p]
+    flat = list(dict.fromkeys(flat))
+    return flat[0] if len(flat) == 1 else AnyOf(tuple(flat))
+
+
+def _correlated(f: Formula, params: SqlWhere, m: str, *, joins: bool, depth: int = 0) -> str:
+    """`f` for machine `m` as EXISTS subqueries. With `joins`, a disjunction is written
+    NOT EXISTS (the machine, where every alternative fails): PostgreSQL plans that as
+    an anti-join over joins, where an OR of EXISTS is a subplan per machine (or a hash of
+    each whole table), so every state filter runs as joins."""
+    if isinstance(f, Found):
+        found = f.probe.exists(params, m)
+        return found if f.positive else f"NOT {found}"
+    if isinstance(f, AllOf):
+        if not f.parts:
+            return "TRUE"
+        parts = [_correlated(p, params, m, joins=joins, depth=depth) for p in f.parts]
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+    if not f.parts:
+        return "FALSE"
+    if len(f.parts) == 1:
+        return _correlated(f.parts[0], params, m, joins=joins, depth=depth)
+    if not joins:
+        return "(" + " OR ".join(_correlated(p, params, m, joins=False) for p in f.parts) + ")"
+    x = f"x{depth}"
+    none = _correlated(negate(f), params, x, joins=True, depth=depth + 1)
+    return (
+        f"NOT EXISTS (SELECT 1 FROM machines {x} WHERE {x}.machine_id = {m}.machine_id AND {none})"
+    )
+
+
+Kind = Literal["running", "has", "lacks", "installation", "silent", "due", "no_work", "no_backoff"]
+_ROLE: dict[str, str] = {
+    "running": "running",
+    "has": "need",
+    "lacks": "need",
+    "installation": "need",
+    "silent": "need",
+    "no_work": "unbounded",
+    "due": "bounded",
+    "no_backoff": "bounded",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One thing that must hold for the component to select the machine."""
+
+    kind: Kind
+    label: str  # what must hold, in words: "has Provided", "no active ShepherdRecovery backoff"
+    holds: Formula
+    tag: str | None = None  # the tag it is about (tag names as the machine's document has them)
+    processes: tuple[str, ...] = ()
+    minutes: float | None = None  # a heartbeat threshold
+
+    @property
+    def role(self) -> str:
+        return _ROLE[self.kind]
+
+
+@dataclass(frozen=True)
+class CompiledWorkflow:
+    spec: WorkflowSpec
+    conditions: tuple[Condition, ...] = ()
+    missing: tuple[str, ...] = ()  # what this schema lacks: the workflow is unknown
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def known(self) -> bool:
+        return not self.missing
+
+    def holds(self, role: str) -> Formula:
+        return all_of(*(c.holds for c in self.conditions if c.role == role))
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The states it can be in: a role without conditions decides none."""
+        if not self.known:
+            return ("unknown",)
+        deciding = {state for state, role in DECISION if self.holds(role) != TRUE}
+        return tuple(s for s in STATES if s in deciding or s == "eligible")
+
+    def in_states(self, states: tuple[str, ...]) -> Formula:
+        """The machine's state is one of `states`: the decision list read backwards, so
+        each state adds "its role fails, or ..." and each other state "its role holds,
+        and ...": a conjunction wherever the states allow one."""
+        formula = TRUE if "eligible" in states else FALSE
+        for state, role in reversed(DECISION):
+            holds = self.holds(role)
+            fails_here = state in states
+            formula = any_of(negate(holds), formula) if fails_here else all_of(holds, formula)
+        return formula
+
+
+def decide(workflow: CompiledWorkflow, holds: list[bool]) -> str:
+    """The state, from whether each of its conditions holds (in `conditions` order)."""
+    if not workflow.known:
+        return "unknown"
+    failing = {c.role for c, ok in zip(workflow.conditions, holds, strict=True) if not ok}
+    return next((state for state, role in DECISION if role in failing), "eligible")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The workflows compiled for one schema, and the derived states the upstream
+    statistics use, which decide with them whether a machine is stuck."""
+
+    workflows: tuple[CompiledWorkflow, ...]
+    heartbeating: Formula  # Provided, agent_heartbeat_at within HEARTBEAT_WINDOW
+    installed: Formula  # Provided, a request and a report of equal generations
+
+    @cached_property
+    def known(self) -> tuple[CompiledWorkflow, ...]:
+        return tuple(w for w in self.workflows if w.known)
+
+    def get(self, name: str) -> CompiledWorkflow | None:
+        return next((w for w in self.workflows if w.name == name), None)
+
+    @cached_property
+    def stuck(self) -> Formula:
+        """No known workflow eligible, running or waiting; neither heartbeating nor
+        installed."""
+        still = tuple(s for s in STATES if s not in MOVING and s != "unknown")
+        return all_of(
+            *(w.in_states(still) for w in self.known),
+            negate(self.heartbeating),
+            negate(self.installed),
+        )
+
+
+def compiled(schema: Schema, specs: tuple[WorkflowSpec, ...] = BUILTIN) -> Fleet:
+    """`specs` compiled against `schema`, once per schema and set of specs."""
+    return schema.derived(("workflows", specs), lambda: _compile_fleet(schema, specs))
+
+
+def _compile_fleet(schema: Schema, specs: tuple[WorkflowSpec, ...]) -> Fleet:
+    heartbeating = installed = FALSE  # a schema without the tables has none
+    if _has_field(schema, tables.PROVIDED, None):
+        provided = Found(_rows_of(tables.PROVIDED))
+        if _has_field(schema, tables.HEARTBEAT, "agent_heartbeat_at"):
+            heartbeating = all_of(provided, Found(_fresh_heartbeat(HEARTBEAT_WINDOW)))
+        if _has_field(schema, tables.INSTALLATION_REQUEST, "generation") and _has_field(
+            schema, tables.INSTALLATION_REPORT, "generation"
+        ):
+            installed = all_of(provided, Found(_installation_probe(fulfilled=True)))
+    return Fleet(tuple(compile_workflow(s, schema) for s in specs), heartbeating, installed)
+
+
+def _has_field(schema: Schema, table: str, column: str | None) -> bool:
+    tag = schema.tag(table)
+    return tag is not None and (column is None or tag.field(column) is not None)
+
+
+def _fresh_heartbeat(window: timedelta) -> Probe:
+    return _rows_of(tables.HEARTBEAT, "t.agent_heartbeat_at > now() - {0}::interval", window)
+
+
+def _installation_probe(*, fulfilled: bool, result: str | None = None, enum: str = "") -> Probe:
+    """Requests whose generation is (not) that of the report (of this result)."""
+    join, values = "", ()
+    if result is not None:
+        join, values = f" AND rep.os_installation_result = {{0}}::{enum}", (result,)
+    return Probe(
+        f"{tables.INSTALLATION_REQUEST} r LEFT JOIN {tables.INSTALLATION_REPORT} rep"
+        f" ON rep.machine_id = r.machine_id{join}",
+        "r.machine_id",
+        f"r.generation IS {'NOT ' if fulfilled else ''}DISTINCT FROM rep.generation",
+        source_values=values,
+    )
+
+
+def compile_workflow(spec: WorkflowSpec, schema: Schema) -> CompiledWorkflow:
+    """The spec's conditions over this schema; unknown (with what is missing) when the
+    schema lacks a table, column or enum value it names."""
+    missing: list[str] = []
+    conditions: list[Condition] = []
+
+    def table(name: str) -> None:
+        if name not in schema.tables:
+            missing.append(f"table {name}")
+
+    def processes(names: tuple[str, ...]) -> tuple[str, ...]:
+        missing.extend(f"process {p}" for p in names if p not in schema.processes)
+        return names
+
+    def column(tag_table: str, name: str) -> None:
+        if not _has_field(schema, tag_table, name):
+            missing.append(f"{tag_table}.{name}")
+
+    if spec.process is not None:
+        table("work")
+        table("sessions")
+        running = Probe(
+            "work w JOIN sessions s ON s.session_id = w.session_id", "w.machine_id",
+            f"w.process = {{0}}::{PROCESS} AND s.session_deadline > now()",
+            processes((spec.process,)), unique=False,  # work of other processes too
+        )  # fmt: skip
+        conditions.append(Condition(
+            "running", f"{spec.process} is not running", Found(running, False),
+            processes=(spec.process,),
+        ))  # fmt: skip
+    for names, present in ((spec.has, True), (spec.lacks, False)):
+        for name in names:
+            tag = schema.tag(name)
+            if tag is None:
+                missing.append(f"tag {name}")
+                continue
+            conditions.append(Condition(
+                "has" if present else "lacks", f"{'has' if present else 'no'} {tag.name}",
+                Found(_rows_of(tag.table), present), tag=tag.name,
+            ))  # fmt: skip
+    if (rule := spec.installation) is not None:
+        conditions.append(_installation(rule, schema, column, missing))
+    if (beat := spec.heartbeat) is not None:
+        column(tables.HEARTBEAT, "agent_heartbeat_at")
+        column(tables.AGENT_STARTED, "agent_started_at")
+        silent, never = beat.silent_after_minutes, beat.never_after_minutes
+        conditions.append(Condition(
+            "silent", f"no heartbeat in the last {silent:g} min",
+            Found(_fresh_heartbeat(timedelta(minutes=silent)), False), minutes=silent,
+        ))  # fmt: skip
+        # With "silent", exactly the rule: "no heartbeat and started more than N min ago, or
+        # a heartbeat more than M min old" = silent AND (a heartbeat, or started N min ago).
+        started_long_ago = _rows_of(
+            tables.AGENT_STARTED, "t.agent_started_at <= now() - {0}::interval",
+            timedelta(minutes=never),
+        )  # fmt: skip
+        conditions.append(Condition(
+            "due", f"a heartbeat, or agent started more than {never:g} min ago",
+            any_of(Found(_rows_of(tables.HEARTBEAT)), Found(started_long_ago)), minutes=never,
+        ))  # fmt: skip
+    if spec.no_work_of:
+        table("work")
+        work = Probe("work w", "w.machine_id", f"w.process = ANY({{0}}::{PROCESS}[])",
+                     (processes(spec.no_work_of),), unique=False)  # fmt: skip
+        conditions.append(Condition(
+            "no_work", f"no work of {', '.join(spec.no_work_of)}", Found(work, False),
+            processes=spec.no_work_of,
+        ))  # fmt: skip
+    if spec.no_backoff_of:
+        table("work_backoff")
+        backoff = Probe(
+            "work_backoff b", "b.machine_id",
+            f"b.process = ANY({{0}}::{PROCESS}[]) AND b.until > now()",
+            (processes(spec.no_backoff_of),), unique=False,
+        )  # fmt: skip
+        conditions.append(Condition(
+            "no_backoff", f"no active backoff of {', '.join(spec.no_backoff_of)}",
+            Found(backoff, False), processes=spec.no_backoff_of,
+        ))  # fmt: skip
+    if missing:
+        return CompiledWorkflow(spec, missing=tuple(dict.fromkeys(missing)))
+    return CompiledWorkflow(spec, tuple(conditions))
+
+
+def _installation(rule: Installation, schema: Schema, column, missing: list[str]) -> Condition:
+    column(tables.INSTALLATION_REQUEST, "generation")
+    column(tables.INSTALLATION_REPORT, "generation")
+    enum, by = "", "a report"
+    if rule.report_result is not None:
+        column(tables.INSTALLATION_REPORT, "os_installation_result")
+        tag = schema.tag(tables.INSTALLATION_REPORT)
+        result = tag.field("os_installation_result") if tag is not None else None
+        if result is not None and rule.report_result not in result.enum_values:
+            missing.append(f"os_installation_result {rule.report_result}")
+        enum = quote_ident(result.udt_name) if result is not None else ""
+        by = f"a {rule.report_result} report"
+    if rule.request == "required":
+        pending = _installation_probe(fulfilled=False, result=rule.report_result, enum=enum)
+        return Condition(
+            "installation", f"an installation request not answered by {by}", Found(pending)
+        )
+    fulfilled = _installation_probe(fulfilled=True, result=rule.report_result, enum=enum)
+    return Condition(
+        "installation", f"no installation request answered by {by}", Found(fulfilled, False)
+    )
+
+
+# --- SQL --------------------------------------------------------------------------------
+
+
+def document_sql(fleet: Fleet, params: SqlWhere, m: str = "m") -> str:
+    """SQL: for each known workflow of `fleet`, whether each of its conditions holds for
+    machine `m` (a JSON array of arrays of booleans, in `conditions` order). Changes
+    exactly when a condition flips, so a polled document stays the same until a state
+    does."""
+    return json_array([
+        json_array([_correlated(c.holds, params, m, joins=False) for c in w.conditions])
+        for w in fleet.known
+    ])  # fmt: skip
+
+
+def state_condition(
+    workflow: CompiledWorkflow, states: tuple[str, ...], params: SqlWhere, m: str = "m"
+) -> str:
+    """SQL: machine `m`'s state for `workflow` is one of `states` (as joins)."""
+    if not workflow.known:
+        return "TRUE" if "unknown" in states else "FALSE"
+    return _correlated(workflow.in_states(states), params, m, joins=True)
+
+
+def stuck_condition(fleet: Fleet, params: SqlWhere, m: str = "m") -> str:
+    """SQL: machine `m` is stuck (`Fleet.stuck`), as joins."""
+    return _correlated(fleet.stuck, params, m, joins=True)
+
+
+class Joined:
+    """Probes read as columns rather than subqueries: the rows of each origin (a tag
+    table, work, backoffs, requests with their reports) LEFT JOINed once to the machines
+    `m`, with a column per probe of that origin. One hash or index join per origin, where
+    a correlated EXISTS per machine and condition would probe dozens of times per machine
+    (or hash each whole table for each condition)."""
+
+    def __init__(self, formulas: list[Formula], params: SqlWhere, *, only: str | None = None):
+        """`only`: SQL of the machine IDs the joins are for (each origin reads just theirs)."""
+        origins: dict[tuple, list[Probe]] = {}
+
+        def collect(f: Formula) -> None:
+            if isinstance(f, Found):
+                probes = origins.setdefault(f.probe.origin, [])
+                if f.probe not in probes:
+                    probes.append(f.probe)
+            else:
+                for part in f.parts:
+                    collect(part)
+
+        for f in formulas:
+            collect(f)
+        self.columns: dict[Probe, str] = {}
+        joins = []
+        for i, probes in enumerate(origins.values()):
+            alias, first = f"c{i}", probes[0]
+            source = first.bound_source(params)
+            preds = [p.bound_pred(params) for p in probes]
+            selected, where = [f"{first.key} AS machine_id"], []
+            for j, (probe, pred) in enumerate(zip(probes, preds, strict=True)):
+                if pred == "TRUE":
+                    self.columns[probe] = f"({alias}.machine_id IS NOT NULL)"
+                else:
+                    self.columns[probe] = f"coalesce({alias}.p{j}, false)"
+                    selected.append(f"{pred if first.unique else f'bool_or({pred})'} AS p{j}")
+            if "TRUE" not in preds:
+                where.append("(" + " OR ".join(f"({p})" for p in preds) + ")")
+            if only is not None:
+                where.append(f"{first.key} IN ({only})")
+            filtered = f" WHERE {' AND '.join(where)}" if where else ""
+            grouped = "" if first.unique else f" GROUP BY {first.key}"
+            joins.append(
+                f" LEFT JOIN (SELECT {', '.join(selected)} FROM {source}{filtered}{grouped})"
+                f" {alias} ON {alias}.machine_id = m.machine_id"
+            )
+        self.joins = "".join(joins)
+
+    def sql(self, f: Formula) -> str:
+        if isinstance(f, Found):
+            return self.columns[f.probe] if f.positive else f"NOT {self.columns[f.probe]}"
+        if not f.parts:
+            return "TRUE" if isinstance(f, AllOf) else "FALSE"
+        glue = " AND " if isinstance(f, AllOf) else " OR "
+        return "(" + glue.join(self.sql(p) for p in f.parts) + ")"
+
+
+def page_conditions(fleet: Fleet, params: SqlWhere, only: str) -> tuple[str, str]:
+    """`document_sql` for a page of machines `m` (those of `only`): (the JSON expression,
+    the joins it reads)."""
+    conditions = [[c.holds for c in w.conditions] for w in fleet.known]
+    joined = Joined([f for fs in conditions for f in fs], params, only=only)
+    return json_array([
+        json_array([joined.sql(f) for f in fs]) for fs in conditions
+    ]), joined.joins  # fmt: skip
+
+
+def counts_sql(fleet: Fleet, where: SqlWhere, machines: str = "machines") -> str:
+    """SQL of a JSON array of [state of each known workflow..., heartbeating, installed,
+    machines] (`decode_counts` sums them up), over the machines `where` selects from
+    the relation `machines` (its values are bound into `where`: pass a copy that the
+    statement's parameters come from). One pass over the fleet: each origin joined once
+    (`Joined`), every state a CASE over the joined columns."""
+    formulas = [[w.holds(role) for _, role in DECISION] for w in fleet.known]
+    joined = Joined(
+        [*(f for fs in formulas for f in fs), fleet.heartbeating, fleet.installed], where
+    )
+    sql, joins = joined.sql, joined.joins
+    selected = [
+        "CASE" + "".join(f" WHEN NOT {sql(h)} THEN '{state}'" for (state, _), h in
+                         zip(DECISION, holds, strict=True) if h != TRUE)
+        + " ELSE 'eligible' END"
+        for holds in formulas
+    ]  # fmt: skip
+    selected += [sql(fleet.heartbeating), sql(fleet.installed)]
+    names = [f"k{i}" for i in range(len(selected))]
+    # Grouped by every state at once (a few dozen combinations), summed up by
+    # `decode_counts`: a FILTER per state would evaluate the CASEs again for each.
+    return (
+        f"(SELECT coalesce(json_agg(json_build_array({', '.join(f'g.{k}' for k in names)},"
+        f" g.n)), '[]'::json) FROM (SELECT {', '.join(names)}, count(*) AS n"
+        f" FROM (SELECT {', '.join(f'{e} AS {k}' for e, k in zip(selected, names, strict=True))}"
+        f" FROM {machines} m{joins} WHERE {where.sql}) f"
+        f" GROUP BY {', '.join(names)}) g)"
+    )
+
+
+def decode_counts(fleet: Fleet, document: list) -> tuple[dict[str, dict[str, int]], int]:
+    """`counts_sql`'s groups as ({known workflow: {state: machines}}, stuck machines)."""
+    counts = {w.name: dict.fromkeys(STATES, 0) for w in fleet.known}
+    stuck = 0
+    for *states, heartbeating, installed, n in document:
+        for w, state in zip(fleet.known, states, strict=True):
+            counts[w.name][state] += n
+        if not heartbeating and not installed and all(s not in MOVING for s in states):
+            stuck += n
+    return counts, stuck
