@@ -23,7 +23,16 @@ from app.bmdb.reflection import Schema
 from app.pages import search
 from app.pages.common import Poll, PollTag, detail_poll, parse_id
 from app.pages.json_models import twin
-from app.pages.models import Backoff, HistoryEvent, Machine, PageModel, Work, machine_from
+from app.pages.models import (
+    Backoff,
+    HistoryEvent,
+    Machine,
+    PageModel,
+    Work,
+    WorkflowStatus,
+    machine_from,
+)
+from app.pages.workflow_status import fleet_of, statuses
 from app.render import urls
 from app.render.templating import CurrentSchema, PageReader, is_htmx, respond
 from app.render.timeline import build_timeline
@@ -39,6 +48,7 @@ DetailPoll = Annotated[Poll, Depends(detail_poll)]
 class MachinePage(PageModel):
     machine: Machine
     console_url: str | None
+    workflows: list[WorkflowStatus]  # would a component pick it up, and what stops it
 
 
 class MissingMachinePage(PageModel):
@@ -87,14 +97,19 @@ async def machine_page(
         # A machine ID prefix, as pasted from chat: the search page resolves it.
         return await search.machine_prefix(request, reader, schema, machine_id)
     layout = MachineLayout.full(schema)
-    doc = await bmdb.machine(reader, layout, parsed)
+    fleet = fleet_of(request, schema)
+    doc = await bmdb.machine(reader, layout, parsed, fleet=fleet)
     if doc.machine is None:
         missing = MissingMachinePage(machine_id=parsed, history_by_process=doc.history_by_process)
         return respond(
             request, "templates/machine_missing.html", missing, reader=reader, status_code=404
         )
     machine = machine_from(doc.machine, layout)
-    page = MachinePage(machine=machine, console_url=console_url(request, machine))
+    page = MachinePage(
+        machine=machine,
+        console_url=console_url(request, machine),
+        workflows=statuses(fleet, doc.machine["workflow_conditions"], machine),
+    )
     ptag = _live_tag(request, poll, schema).of(doc.ptag)
     return respond(request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag)
 
@@ -107,7 +122,8 @@ async def machine_live(
     parsed = parse_id(machine_id, "machine", "machines.machine_id")
     layout = MachineLayout.full(schema)
     tag = _live_tag(request, poll, schema)
-    doc = await bmdb.machine(reader, layout, parsed, known_ptag=tag.known)
+    fleet = fleet_of(request, schema)
+    doc = await bmdb.machine(reader, layout, parsed, known_ptag=tag.known, fleet=fleet)
     if doc.ptag is None:
         # Returned without its trigger, so the page stops polling and says why.
         return respond(
@@ -117,7 +133,9 @@ async def machine_live(
     ptag = tag.of(doc.ptag)
     if doc.machine is None:
         return Response(status_code=304, headers={"HX-PTag": ptag})
-    page = MachinePage(machine=machine_from(doc.machine, layout), console_url=None)
+    machine = machine_from(doc.machine, layout)
+    workflows = statuses(fleet, doc.machine["workflow_conditions"], machine)
+    page = MachinePage(machine=machine, console_url=None, workflows=workflows)
     return respond(
         request, "partials/machine_live.html", page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag,

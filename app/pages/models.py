@@ -10,7 +10,7 @@ wrote (`PgSpecial`) in HTML and JSON alike.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -159,6 +159,40 @@ Tags = Annotated[
 ]
 
 
+class Blocker(Model):
+    """A condition of a workflow that fails, with its evidence from the machine's rows."""
+
+    kind: Literal["tag", "work", "stale_work", "backoff", "heartbeat", "installation"]
+    detail: str
+    at: Timestamp | None = None  # when the evidence happened: a tag's time, a heartbeat, ...
+    until: Timestamp | None = None  # when it stops failing, when that is known
+    change: str | None = None  # what happens then: "the ShepherdRecovery backoff ends"
+    url: str | None = None
+
+
+class ConditionState(Model):
+    label: str  # what must hold: "has Provided", "no work of ShepherdAccess, ..."
+    holds: bool
+
+
+class WorkflowStatus(Model):
+    """Whether, and when, a workflow's component would pick the machine up."""
+
+    workflow: str
+    process: str | None
+    component: str
+    state: Literal["not_needed", "eligible", "running", "waiting", "blocked", "unknown"]
+    # When it becomes eligible if nothing else changes: the latest end of the conditions
+    # that fail, when all of them end at known times (waiting; or not_needed because the
+    # agent heartbeats); else null.
+    eligible_at: Timestamp | None
+    change: str | None  # what happens at eligible_at
+    why: str  # the state in words
+    blockers: list[Blocker]
+    conditions: list[ConditionState]
+    missing: list[str]  # unknown: what this schema version lacks
+
+
 class Machine(Model):
     machine_id: UUID
     created_at: Timestamp
@@ -168,6 +202,8 @@ class Machine(Model):
     # md5 of the machine's document (by the BMDB): a key for its rendered row and for
     # flashing what changed; not part of the JSON twin.
     key: str = Field("", exclude=True)
+    # Its workflows' states, on lists that read them (workflow and stuck views).
+    workflows: list[WorkflowStatus] | None = Field(None, exclude=True)
 
     @computed_field
     @property

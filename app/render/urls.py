@@ -92,6 +92,11 @@ def machine(machine_id: UUID | str, *, live: bool = True, every: int | None = No
     )
 
 
+def machine_tag(machine_id: UUID | str, tag: str) -> str:
+    """A tag's block on the machine page."""
+    return f"{machine(machine_id)}#tag-{_segment(tag)}"
+
+
 def machine_live(machine_id: UUID, *, live: bool = True, every: int | None = None) -> str:
     return _with_query(
         MACHINE_LIVE.format(machine_id=machine_id), _poll(live, every)
