@@ -17,24 +17,23 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.bmdb import reflection
+from app.bmdb import reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
 from app.bmdb.reflection import Schema, TagType, quote_ident
 from app.bmdb.tables import HEARTBEAT, INSTALLATION_REPORT, INSTALLATION_REQUEST, PROVIDED
+from app.bmdb.workflows import HEARTBEAT_WINDOW, Fleet
 
 NULL_STATUS = "NULL"  # how the query string names "provider_status IS NULL"
 
 # heartbeat=recent|stale, on the AgentHeartbeat tag alone (a machine without one is neither;
 # "agent started but never heartbeated" is has=AgentStarted&lacks=AgentHeartbeat):
 #   recent: agent_heartbeat_at > now() - HEARTBEAT_WINDOW
-#   stale:  agent_heartbeat_at <= now() - HEARTBEAT_WINDOW
-HEARTBEAT_WINDOW = timedelta(minutes=10)
+#   stale:  agent_heartbeat_at <= now() - HEARTBEAT_WINDOW (10 minutes, app/bmdb/workflows.py)
 HEARTBEAT_STATES = ("recent", "stale")
 
 # installation=pending|complete|failed, for machines with an OSInstallationRequest (a
@@ -104,6 +103,17 @@ class MachineFilters(BaseModel):
         None,
         pattern=f"^{FAILURE_ID_PATTERN}$",
         description="the machines of a failure group of /failures (its ID)",
+    )
+    workflow: Label = Field(
+        None, description="a workflow (app/bmdb/workflows.py); alone: machines it applies to"
+    )
+    workflow_state: Literal[workflows.STATES] | None = Field(  # type: ignore[valid-type]
+        None, description="with workflow: machines in this state for it"
+    )
+    stuck: bool = Field(
+        False,
+        description="no workflow eligible, running or waiting; neither heartbeating nor"
+        " installed",
     )
     # Not a filter (no chip, no condition): the order travels with the filters in every
     # link, so changing a filter keeps it.
@@ -203,7 +213,10 @@ def like_prefix(text: str) -> str:
 
 
 def build_where(
-    filters: MachineFilters, schema: Schema, failure_machines: Sequence[str] | None = None
+    filters: MachineFilters,
+    schema: Schema,
+    failure_machines: Sequence[str] | None = None,
+    fleet: Fleet | None = None,
 ) -> SqlWhere:
     """The filters' conditions, rare ones first: PostgreSQL joins them in this order.
 
@@ -213,6 +226,8 @@ def build_where(
     `failure_machines`: the machine IDs of the group `filters.failure` names, as the page
     resolved them (app/pages/failures.py): a group is computed from a whole table (every
     active backoff, or a scan of work_history) and shared, never recomputed per statement.
+    Workflow states, a dozen conditions each, come last; `fleet`: the workflows (the
+    built-in ones when not given).
     """
     where = SqlWhere()
     if filters.q:  # a condition on `m` itself (an OR, not a join): anywhere is the same
@@ -263,6 +278,8 @@ def build_where(
                 f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {quote_ident(tag.table)} t"
                 " WHERE t.machine_id = m.machine_id)"
             )
+    if filters.workflow or filters.workflow_state or filters.stuck:
+        _workflow_conditions(filters, where, fleet or workflows.compiled(schema))
     return where
 
 
@@ -314,6 +331,21 @@ def _text_condition(text: str, where: SqlWhere, schema: Schema) -> str:
         for table, matches in by_table.items()
     ]
     return f"m.machine_id IN ({' UNION ALL '.join(sources)})"
+
+
+def _workflow_conditions(filters: MachineFilters, where: SqlWhere, fleet: Fleet) -> None:
+    if filters.workflow_state and not filters.workflow:
+        raise FilterError("workflow_state needs a workflow: workflow=<name>")
+    if filters.workflow:
+        workflow = fleet.get(filters.workflow)
+        if workflow is None:
+            names = ", ".join(w.name for w in fleet.workflows)
+            raise FilterError(f"no workflow {filters.workflow!r}; there are {names}")
+        # Alone: the machines it applies to, in whatever state.
+        states = (filters.workflow_state,) if filters.workflow_state else workflows.APPLIES
+        where.add(workflows.state_condition(workflow, states, where))
+    if filters.stuck:
+        where.add(workflows.stuck_condition(fleet, where))
 
 
 def _tags(names: tuple[str, ...], schema: Schema) -> list[TagType]:

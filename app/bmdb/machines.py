@@ -8,7 +8,9 @@ app/bmdb/columns.py for how values travel in it). A machine's document:
               lacks the tag, else the tag's selected fields as an array],
      "work": [{"process", "session_id", "component", "runtime_info", "session_created_at",
                "session_interval_seconds", "session_deadline", "session_alive"}],
-     "backoffs": [{"process", "until", "cause", "last_interval_seconds", "active"}]}
+     "backoffs": [{"process", "until", "cause", "last_interval_seconds", "active"}],
+     "workflow_conditions": [per known workflow, whether each condition holds] (when asked:
+              the machine page, and lists filtered by workflow; app/bmdb/workflows.py)}
 
 Tags, work and backoffs are correlated subqueries on each table's primary key or unique
 index (per machine, never a join whose rows multiply). Polled documents come with their
@@ -30,6 +32,7 @@ from app.bmdb.filters import SqlWhere
 from app.bmdb.ordering import ID_ORDER, Cursor, Order
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 from app.bmdb.sql import json_array, polled, unchunk
+from app.bmdb.workflows import Fleet, counts_sql, document_sql, page_conditions
 from app.slices import loads_in_slices
 
 
@@ -100,8 +103,9 @@ BACKOFFS_DOC = (
 )
 
 
-def machine_doc(layout: MachineLayout, m: str = "m") -> str:
-    """SQL for the document of machine `m` (a row of `machines`)."""
+def machine_doc(layout: MachineLayout, m: str = "m", extra: str = "") -> str:
+    """SQL for the document of machine `m` (a row of `machines`); `extra`: more of its
+    fields (`, 'name', expr`)."""
     tags = [
         f"(SELECT {tag_expr(fields, 't', blob_cap=layout.blob_cap)}"
         f" FROM {quote_ident(tag.table)} t WHERE t.machine_id = {m}.machine_id)"
@@ -110,16 +114,24 @@ def machine_doc(layout: MachineLayout, m: str = "m") -> str:
     return (
         f"json_build_object('machine_id', {m}.machine_id, 'created_at', {m}.machine_created_at,"
         f" 'tags', {json_array(tags)},"
-        f" 'work', {WORK_DOC.format(m=m)}, 'backoffs', {BACKOFFS_DOC.format(m=m)})"
+        f" 'work', {WORK_DOC.format(m=m)}, 'backoffs', {BACKOFFS_DOC.format(m=m)}{extra})"
     )
+
+
+def workflow_fields(fleet: Fleet | None, params: SqlWhere, m: str = "m") -> str:
+    """The `extra` document field with whether each workflow condition holds for `m`."""
+    return "" if fleet is None else f", 'workflow_conditions', {document_sql(fleet, params, m)}"
 
 
 # --- the list ---------------------------------------------------------------------------
 
 
-def page_documents(layout: MachineLayout, page_sql: str) -> str:
+def page_documents(
+    layout: MachineLayout, page_sql: str, fleet: Fleet | None = None, params: SqlWhere | None = None
+) -> str:
     """SQL: (machine_id, sort_key, pos, doc) of each machine of `page_sql` (machine_id,
-    sort_key, pos: see app/bmdb/ordering.py's `Order.page_sql`).
+    sort_key, pos: see app/bmdb/ordering.py's `Order.page_sql`); with the conditions of
+    `fleet`'s workflows (values bound into `params`) when given.
 
     Each tag table, work and backoffs are read for exactly the page's machines, by their
     primary key or unique index (`machine_id = ANY(the page's IDs)`: an index scan of as
@@ -127,7 +139,11 @@ def page_documents(layout: MachineLayout, page_sql: str) -> str:
     most one row per machine (work and backoffs aggregated per machine first).
     """
     page_ids = "ANY(ARRAY(SELECT machine_id FROM ids))"
-    joins, tags = [], []
+    joins, tags, extra = [], [], ""
+    if fleet is not None:
+        conditions, condition_joins = page_conditions(fleet, params, page_ids)
+        joins.append(condition_joins)
+        extra = f", 'workflow_conditions', {conditions}"
     for i, (tag, fields) in enumerate(layout.tags):
         alias = f"t{i}"
         joins.append(
@@ -140,8 +156,8 @@ def page_documents(layout: MachineLayout, page_sql: str) -> str:
         f"WITH ids AS ({page_sql})"
         " SELECT m.machine_id, i.sort_key, i.pos, json_build_object('machine_id', m.machine_id,"
         f" 'created_at', m.machine_created_at, 'tags', {json_array(tags)},"
-        " 'work', coalesce(w.work, '[]'::json), 'backoffs', coalesce(b.backoffs, '[]'::json))"
-        " AS doc FROM ids i JOIN machines m ON m.machine_id = i.machine_id"
+        " 'work', coalesce(w.work, '[]'::json), 'backoffs', coalesce(b.backoffs, '[]'::json)"
+        f"{extra}) AS doc FROM ids i JOIN machines m ON m.machine_id = i.machine_id"
         f"{''.join(joins)}"
         f" LEFT JOIN (SELECT w.machine_id, {WORK_AGG} AS work FROM {WORK_FROM}"
         f" WHERE w.machine_id = {page_ids} GROUP BY w.machine_id) w"
@@ -162,10 +178,12 @@ def list_statement(
     known_ptag: str | None,
     order: Order = ID_ORDER,
     schema: Schema | None = None,
+    fleet: Fleet | None = None,
 ) -> tuple[str, list[object]]:
     """One keyset page of filtered machines in `order` (by ID unless given; `schema` is
     needed for the heartbeat order), each as [md5 of its document, document, its sort
-    key's text]; with the count of all filtered machines when `with_total`.
+    key's text]; with the count of all filtered machines when `with_total`; with the
+    conditions of `fleet`'s workflows in each document when given.
 
     `after` (a UUID: a machine ID in ID order) changes the SQL rather than being a
     `$n IS NULL OR` condition, so the plan is the same for every value.
@@ -180,7 +198,7 @@ def list_statement(
         "'machines', coalesce(json_agg(json_build_array(md5(r.doc::text), r.doc, r.sort_key)"
         " ORDER BY r.pos), '[]'::json),"
         f" 'total', {total}) AS doc"
-        f" FROM ({page_documents(layout, page)}) r"
+        f" FROM ({page_documents(layout, page, fleet, params)}) r"
     )
     return polled(document, f"{params.param(known_ptag)}::text"), params.params
 
@@ -204,10 +222,11 @@ async def machine_list(
     known_ptag: str | None = None,
     order: Order = ID_ORDER,
     schema: Schema | None = None,
+    fleet: Fleet | None = None,
 ) -> ListDocument:
     sql, params = list_statement(
         layout, where, after=after, limit=limit, with_total=with_total, known_ptag=known_ptag,
-        order=order, schema=schema,
+        order=order, schema=schema, fleet=fleet,
     )  # fmt: skip
     row = await reader.fetchrow(sql, *params)
     if row["doc"] is None:
@@ -231,18 +250,24 @@ class MachineDocument:
 
 
 async def machine(
-    reader: Reader, layout: MachineLayout, machine_id: UUID, *, known_ptag: str | None = None
+    reader: Reader,
+    layout: MachineLayout,
+    machine_id: UUID,
+    *,
+    known_ptag: str | None = None,
+    fleet: Fleet | None = None,
 ) -> MachineDocument:
-    """The machine's document (unless unchanged since `known_ptag`); for a machine that
-    does not exist, how much work history it left behind."""
-    document = (
-        f"SELECT (SELECT {machine_doc(layout)} FROM machines m WHERE m.machine_id = $1) AS doc"
-    )
+    """The machine's document (unless unchanged since `known_ptag`), with the conditions
+    of `fleet`'s workflows when given; for a machine that does not exist, how much work
+    history it left behind."""
+    params = SqlWhere(params=[machine_id, known_ptag])  # $1, $2
+    doc = machine_doc(layout, extra=workflow_fields(fleet, params))
+    document = f"SELECT (SELECT {doc} FROM machines m WHERE m.machine_id = $1) AS doc"
     sql = (
         f"SELECT polled.ptag, polled.doc, CASE WHEN polled.ptag IS NULL THEN"
         f" {HISTORY_BY_PROCESS} END AS history FROM ({polled(document, '$2::text')}) polled"
     )
-    row = await reader.fetchrow(sql, machine_id, known_ptag)
+    row = await reader.fetchrow(sql, *params.params)
     history = reader.parse(row["history"])
     return MachineDocument(
         row["ptag"], reader.parse(row["doc"]), dict(history) if history is not None else None
@@ -333,10 +358,13 @@ async def tag_value(
 # --- the list's counts ------------------------------------------------------------------
 
 
-def facets_statement(schema: Schema, where: SqlWhere) -> str:
+def facets_statement(
+    schema: Schema, where: SqlWhere, fleet: Fleet | None = None
+) -> tuple[str, list[object]]:
     """Counts over the filtered machines, in one statement: the total, machines per tag
     type, per provider/status/location, per work process (and how many machines have
-    stale work), per active backoff process.
+    stale work), per active backoff process; with `fleet`, machines per workflow and
+    state, and stuck ones (app/bmdb/workflows.py, `counts_sql`). Returns (SQL, parameters).
 
     The filters are evaluated (and planned) once, into `f`, which every count joins: five
     copies of them planned for hundreds of milliseconds with many tag filters, and a text
@@ -358,10 +386,13 @@ def facets_statement(schema: Schema, where: SqlWhere) -> str:
             f" FROM f JOIN {tables.PROVIDED} p ON p.machine_id = f.machine_id"
             " GROUP BY 1, 2, 3) g)"
         )
-    return (
+    params = SqlWhere(["TRUE"], list(where.params))  # the counts' values follow the filters'
+    workflows = "NULL::json" if fleet is None else counts_sql(fleet, params, "f")
+    sql = (
         f"WITH f AS (SELECT m.machine_id FROM machines m WHERE {where.sql})"
         " SELECT json_build_object("
         "'total', (SELECT count(*) FROM f),"
+        f" 'workflows', {workflows},"
         f" 'tags', {tag_counts},"
         f" 'provided', {provided},"
         " 'work', (SELECT coalesce(json_agg(json_build_array(g.process, g.n, g.stale)"
@@ -374,11 +405,15 @@ def facets_statement(schema: Schema, where: SqlWhere) -> str:
         " count(*) AS n FROM f JOIN work_backoff b ON b.machine_id = f.machine_id"
         " WHERE b.until > now() GROUP BY 1) g)) AS doc"
     )
+    return sql, params.params
 
 
-async def facets(reader: Reader, schema: Schema, where: SqlWhere) -> dict:
+async def facets(
+    reader: Reader, schema: Schema, where: SqlWhere, fleet: Fleet | None = None
+) -> dict:
     """The facets document (see `facets_statement`); `tags` by position in the schema."""
-    doc = reader.parse(await reader.fetchval(facets_statement(schema, where), *where.params))
+    sql, params = facets_statement(schema, where, fleet)
+    doc = reader.parse(await reader.fetchval(sql, *params))
     doc["tags"] = unchunk(doc["tags"], len(schema.tag_types))
     return doc
 

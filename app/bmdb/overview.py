@@ -13,6 +13,8 @@ Cost, per query (PostgreSQL plans; CockroachDB's are alike):
 - work: work grouped by process, sessions looked up by session_id_deadline_idx.
 - backoffs: process_machine_id_idx INCLUDE (until), index-only.
 - sessions: one scan of sessions grouped by component.
+- workflows: each origin of their conditions joined once to machines
+  (app/bmdb/workflows.py, `counts_sql`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.bmdb.connection import Reader
 from app.bmdb.filters import HEARTBEAT_WINDOW, SqlWhere
 from app.bmdb.reflection import Schema, quote_ident
 from app.bmdb.sql import json_array, unchunk
+from app.bmdb.workflows import Fleet, compiled, counts_sql, decode_counts
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,16 @@ class FleetCounts:
     stale_work_machines: int = 0  # machines with work held by an expired session
     backoffs: dict[str, int] = field(default_factory=dict)  # process -> active backoffs
     sessions: list[ComponentSessions] = field(default_factory=list)
+    # known workflow -> state -> machines (app/bmdb/workflows.py), and the stuck machines
+    workflows: dict[str, dict[str, int]] = field(default_factory=dict)
+    stuck: int = 0
 
 
-async def fleet_counts(reader: Reader, schema: Schema) -> FleetCounts:
+async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = None) -> FleetCounts:
     """Every count of the overview, in one statement (so one snapshot: `now()` is the same
-    instant for every "active", "alive" and "recent")."""
+    instant for every "active", "alive" and "recent"); `fleet`: the workflows (the
+    built-in ones when not given)."""
+    fleet = fleet or compiled(schema)
     parts = [
         "'now', now()",
         "'machines', (SELECT count(*) FROM machines)",
@@ -95,6 +103,7 @@ async def fleet_counts(reader: Reader, schema: Schema) -> FleetCounts:
         " FROM sessions GROUP BY 1) g)",
     ]
     params = SqlWhere()
+    parts.append(f"'workflows', {counts_sql(fleet, params)}")
     if schema.tag(tables.PROVIDED) is not None:
         parts.append(
             "'provided', (SELECT coalesce(json_agg(json_build_array(g.provider, g.status, g.n)"
@@ -147,6 +156,7 @@ async def fleet_counts(reader: Reader, schema: Schema) -> FleetCounts:
         backoffs=dict(doc["backoffs"]),
         sessions=[ComponentSessions(*row) for row in doc["sessions"]],
     )
+    counts.workflows, counts.stuck = decode_counts(fleet, doc["workflows"])
     if "provided" in doc:
         counts.provided = [ProvidedCount(*row) for row in doc["provided"]]
     if "agents" in doc:

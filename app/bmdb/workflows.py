@@ -597,7 +597,8 @@ class Joined:
     (or hash each whole table for each condition)."""
 
     def __init__(self, formulas: list[Formula], params: SqlWhere, *, only: str | None = None):
-        """`only`: SQL of the machine IDs the joins are for (each origin reads just theirs)."""
+        """`only`: the machines the joins are for, as the right side of `machine_id =`
+        (`ANY(...)`): each origin reads just their rows, by its index."""
         origins: dict[tuple, list[Probe]] = {}
 
         def collect(f: Formula) -> None:
@@ -627,7 +628,7 @@ class Joined:
             if "TRUE" not in preds:
                 where.append("(" + " OR ".join(f"({p})" for p in preds) + ")")
             if only is not None:
-                where.append(f"{first.key} IN ({only})")
+                where.append(f"{first.key} = {only}")
             filtered = f" WHERE {' AND '.join(where)}" if where else ""
             grouped = "" if first.unique else f" GROUP BY {first.key}"
             joins.append(
@@ -646,8 +647,8 @@ class Joined:
 
 
 def page_conditions(fleet: Fleet, params: SqlWhere, only: str) -> tuple[str, str]:
-    """`document_sql` for a page of machines `m` (those of `only`): (the JSON expression,
-    the joins it reads)."""
+    """`document_sql` for a page of machines `m` (`machine_id = {only}`): (the JSON
+    expression, the joins it reads)."""
     conditions = [[c.holds for c in w.conditions] for w in fleet.known]
     joined = Joined([f for fs in conditions for f in fs], params, only=only)
     return json_array([

@@ -27,11 +27,13 @@ from app.bmdb.filters import FilterError, MachineFilters, SqlWhere, build_where,
 from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
 from app.bmdb.watch import MAX_IDS as MAX_WATCH
+from app.bmdb.workflows import Fleet, decode_counts
 from app.pages import csv_export
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.failures import FailureFilter, list_failure
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
+from app.pages.workflow_status import fleet_of, statuses
 from app.render import urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import (
@@ -61,9 +63,12 @@ class Facets(Model):
     work: dict[str, int]
     stale_work: int
     backoff: dict[str, int]
+    # workflow -> state -> machines (a workflow this schema lacks: every machine unknown)
+    workflows: dict[str, dict[str, int]]
+    stuck: int
 
 
-def facets_from(doc: dict, schema: Schema) -> Facets:
+def facets_from(doc: dict, schema: Schema, fleet: Fleet) -> Facets:
     by_value: dict[str, dict[str, int]] = {"provider": {}, "status": {}, "location": {}}
     for provider, status, location, n in doc["provided"] or ():
         for facet, value in (("provider", provider), ("status", status or "NULL"),
@@ -80,23 +85,42 @@ def facets_from(doc: dict, schema: Schema) -> Facets:
         work={process: n for process, n, _ in doc["work"]},
         stale_work=sum(stale for _, _, stale in doc["work"]),
         backoff={process: n for process, n in doc["backoff"]},
+        **_workflow_facets(doc, fleet),
     )
+
+
+def _workflow_facets(doc: dict, fleet: Fleet) -> dict:
+    counts, stuck = decode_counts(fleet, doc["workflows"])
+    return {
+        "workflows": {w.name: counts.get(w.name, {"unknown": doc["total"]})
+                      for w in fleet.workflows},
+        "stuck": stuck,
+    }  # fmt: skip
 
 
 class ListRow:
     """One machine of the list as its document came, decoded only when asked: a row
-    whose HTML is reused (keyed by `key`, the document's md5) is never decoded."""
+    whose HTML is reused (keyed by `key`, the document's md5) is never decoded. With
+    `fleet`, its workflows' states too (the document has their conditions)."""
 
-    __slots__ = ("document", "key", "layout", "_machine")
+    __slots__ = ("document", "fleet", "key", "layout", "_machine")
 
-    def __init__(self, key: str, document: dict, layout: bmdb.MachineLayout) -> None:
-        self.key, self.document, self.layout = key, document, layout
+    def __init__(
+        self, key: str, document: dict, layout: bmdb.MachineLayout, fleet: Fleet | None = None
+    ) -> None:
+        self.key, self.document, self.layout, self.fleet = key, document, layout, fleet
         self._machine: Machine | None = None
 
     @property
     def machine(self) -> Machine:
         if self._machine is None:
-            self._machine = machine_from(self.document, self.layout, self.key)
+            machine = machine_from(self.document, self.layout, self.key)
+            if self.fleet is not None:
+                held = self.document["workflow_conditions"]
+                machine = machine.model_copy(
+                    update={"workflows": statuses(self.fleet, held, machine)}
+                )
+            self._machine = machine
         return self._machine
 
 
@@ -150,8 +174,11 @@ async def machine_list(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
     failure = await list_failure(request, reader, filters)  # a group's machine IDs, shared
+    fleet = fleet_of(request, schema)
     try:
-        where = build_where(filters, schema, failure.machine_ids if failure else None)
+        where = build_where(
+            filters, schema, failure.machine_ids if failure else None, fleet=fleet
+        )
         order = Order.parse(filters.sort, schema)
         cursor = order.cursor(after) if after else None
     except FilterError as exc:
@@ -161,12 +188,15 @@ async def machine_list(
     fragment, as_json = is_htmx(request), json_requested(request)
     counts: CountCache = request.app.state.count_cache
     count_key = (schema.version, schema.layout_key, where.sql, *where.params)
+    # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
+    # as light as it was (a dozen probes per machine saved).
+    row_workflows = fleet if filters.workflow or filters.stuck else None
     facets = None
     if not fragment:  # facets (with the total) in a statement of their own, when due
         facets_doc, counted_at = await counts.get(
-            ("facets", count_key), lambda: bmdb.facets(reader, schema, where)
+            ("facets", count_key), lambda: bmdb.facets(reader, schema, where, fleet)
         )
-        facets = facets_from(facets_doc, schema)
+        facets = facets_from(facets_doc, schema, fleet)
         counts.store(("total", count_key), facets_doc["total"])
     kept_total = counts.fresh(("total", count_key))
     # HTML rows show a summary of each tag; the JSON twin carries every field.
@@ -183,6 +213,7 @@ async def machine_list(
         known_ptag=tag.known if kept_total is not None else None,
         order=order,
         schema=schema,
+        fleet=row_workflows,
     )
     if doc.machines is None:  # unchanged: the browser keeps what it shows
         return Response(status_code=304, headers={"HX-PTag": tag.of(doc.ptag)})
@@ -190,7 +221,7 @@ async def machine_list(
         kept_total = counts.store(("total", count_key), doc.total)
         tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, doc.total)
     total, counted_at = kept_total
-    rows = [ListRow(key, document, layout) for key, document in doc.machines]
+    rows = [ListRow(key, document, layout, row_workflows) for key, document in doc.machines]
     next_after = None
     if len(rows) > limit:
         next_after = order.token(doc.sort_keys[limit - 1], rows[limit - 1].document["machine_id"])

@@ -21,10 +21,12 @@ from app.bmdb.filters import (
     NULL_STATUS,
 )
 from app.bmdb.reflection import Schema
+from app.bmdb.workflows import APPLIES, Fleet
 from app.pages.activity import ActivityFields, activity_fields, read_activity
 from app.pages.common import Poll
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel
+from app.pages.workflow_status import fleet_of
 from app.render import urls
 from app.render.formatting import duration
 from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
@@ -66,6 +68,14 @@ class ComponentSessions(Model):
     expired: Stat
 
 
+class WorkflowCounts(Model):
+    workflow: str
+    component: str
+    # eligible, running, waiting, blocked (those it can be in), each labelled by its state
+    states: list[Stat]
+    known: bool  # False: this schema lacks its tables (every machine unknown)
+
+
 class OverviewPage(ActivityFields, PageModel):
     """The fleet's counts; the JSON twin also carries the activity series (ActivityFields,
     app/pages/activity.py), which the HTML page loads as a fragment of its own."""
@@ -83,6 +93,8 @@ class OverviewPage(ActivityFields, PageModel):
     stale_work: Stat  # machines with work held by an expired session
     active_backoffs: list[Stat]  # per process
     sessions: list[ComponentSessions]
+    workflows: list[WorkflowCounts]  # who would pick machines up (app/bmdb/workflows.py)
+    stuck: Stat  # no workflow eligible, running or waiting; not heartbeating nor installed
 
 
 def _stat(label: str, count: int, **filters: object) -> Stat:
@@ -93,7 +105,24 @@ def _sessions_stat(state: str, component: str, count: int) -> Stat:
     return Stat(label=state, count=count, url=urls.sessions(component=component, state=state))
 
 
-def build_overview(counts: bmdb.FleetCounts, schema: Schema) -> OverviewPage:
+def _workflows(counts: bmdb.FleetCounts, fleet: Fleet) -> list[WorkflowCounts]:
+    return [
+        WorkflowCounts(
+            workflow=w.name,
+            component=w.spec.component,
+            known=w.known,
+            states=[
+                _stat(state, counts.workflows.get(w.name, {}).get(state, 0),
+                      workflow=w.name, workflow_state=state)
+                for state in w.states
+                if state in APPLIES
+            ],
+        )  # fmt: skip
+        for w in fleet.workflows
+    ]
+
+
+def build_overview(counts: bmdb.FleetCounts, schema: Schema, fleet: Fleet) -> OverviewPage:
     providers: dict[str, int] = {}
     statuses: dict[str, int] = {}
     for p in counts.provided or ():
@@ -177,6 +206,8 @@ def build_overview(counts: bmdb.FleetCounts, schema: Schema) -> OverviewPage:
             )
             for c in counts.sessions
         ],
+        workflows=_workflows(counts, fleet),
+        stuck=_stat("stuck", counts.stuck, stuck=True),
     )
 
 
@@ -194,11 +225,12 @@ async def overview_page(
     # Every count scans the fleet (~90 ms at 100k machines): taken at most once per
     # WEBUG_COUNT_CACHE_SECONDS however many tabs poll; the page says when.
     cache: CountCache = request.app.state.count_cache
+    fleet = fleet_of(request, schema)
     counts, _ = await cache.get(
         ("overview", schema.layout_key, schema.version),
-        lambda: bmdb.fleet_counts(reader, schema),
+        lambda: bmdb.fleet_counts(reader, schema, fleet),
     )
-    overview = build_overview(counts, schema)
+    overview = build_overview(counts, schema, fleet)
     if json_requested(request):
         # A second statement when due: the activity is a shared history read with an
         # interval and a budget of its own (app/bmdb/history_reads.py).

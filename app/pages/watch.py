@@ -33,6 +33,7 @@ from app.pages.failures import list_failure
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, Timestamp
 from app.pages.search import MIN_HEX_DIGITS, hex_digits, normalize
+from app.pages.workflow_status import fleet_of
 from app.render import urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
@@ -269,7 +270,10 @@ async def watch_filtered(
     """303 to the watch list of the filter's first MAX_IDS machines, in the list's order."""
     failure = await list_failure(request, reader, filters)  # a group's machine IDs, shared
     try:
-        where = build_where(filters, schema, failure.machine_ids if failure else None)
+        where = build_where(
+            filters, schema, failure.machine_ids if failure else None,
+            fleet=fleet_of(request, schema),
+        )  # fmt: skip
         order = Order.parse(filters.sort, schema)
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
