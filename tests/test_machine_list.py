@@ -14,6 +14,7 @@ from app.bmdb import machines as bmdb
 from app.bmdb.connection import Database
 from app.bmdb.filters import MAX_TAG_FILTERS, FilterError, MachineFilters, build_where
 from app.bmdb.reflection import reflect
+from app.bmdb.workflows import compiled
 from app.config import Settings
 from tests.fleet import MACHINES, mid
 from tests.support import execute, run_sync, webug_client
@@ -336,7 +337,7 @@ async def test_no_filter_combination_spends_long_planning(migrated_db_dsn):
             page = bmdb.list_statement(
                 layout, where, after=None, limit=101, with_total=True, known_ptag=None
             )
-            facets = (bmdb.facets_statement(schema, where), where.params)
+            facets = bmdb.facets_statement(schema, where, compiled(schema))
             # The list's two statements: the page with its total, and the facets.
             planned = [await planning_ms(conn, sql, params) for sql, params in (page, facets)]
             assert max(planned) < 250, f"planning took {planned} ms"

@@ -50,6 +50,10 @@ PAGES = [
     (f"/watch?ids={mid(1)},0000000b&format=json", {}),
     (f"/machine/{mid(2)}?format=json", {}),
     ("/?format=json", {}),
+    ("/?workflow=AgentRecovery&workflow_state=eligible", {}),
+    ("/?workflow=AgentStart", {}),
+    ("/?stuck=1", {}),
+    ("/?stuck=1", HTMX),
 ]
 
 
@@ -97,7 +101,8 @@ def test_each_page_is_one_statement_in_one_round_trip(proxied, path, headers):
 def test_an_unchanged_poll_is_one_statement_and_a_304_without_a_body(proxied):
     proxy, client = proxied
     for path in (
-        f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/", f"/watch?ids={mid(2)},0000000"
+        f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/", f"/watch?ids={mid(2)},0000000",
+        "/?stuck=1",
     ):
         first = client.get(path, headers=HTMX)
         ptag = first.headers["HX-PTag"]
