@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 from app.bmdb import machines as bmdb
 from app.bmdb.filters import MachineFilters, build_where
 from app.bmdb.reflection import reflect
-from app.bmdb.workflows import STATES, compiled, decode_counts
+from app.bmdb.workflows import BUILTIN, STATES, compiled, decode_counts, load_file, with_file
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import cloned_database, execute, run_sync, webug_client
 
@@ -46,6 +47,7 @@ EXPECTED = {
     116: ("not_needed", "blocked", "not_needed"),  # silent agent, stale ShepherdAccess work
     117: ("not_needed", "not_needed", "not_needed"),  # not provided at all
     118: ("not_needed", "running", "not_needed"),  # ShepherdRecovery work, alive session
+    119: ("not_needed", "eligible", "not_needed"),  # started 20 min ago, silent for 12
 }
 STUCK = [103, 105, 116, 117]  # 106 is installed (equal generations, whatever result)
 WORKFLOWS = ("AgentStart", "AgentRecovery", "OSInstallation")
@@ -91,13 +93,13 @@ def _backoff(n: int, process: str, until: str, cause: str) -> str:
 FLEET = [
     """INSERT INTO machines (machine_id, machine_created_at)
         SELECT (lpad(to_hex(g), 8, '0') || '-0000-4000-8000-000000000000')::uuid, now()
-        FROM generate_series(101, 118) g""",
+        FROM generate_series(101, 119) g""",
     f"""INSERT INTO sessions VALUES
         ('{ALIVE}', 'shepherd-equinix', 'pid 42', now() - interval '1 hour', 60,
          now() + interval '1 hour'),
         ('{DEAD}', 'shepherd-lumen', 'pid 7', now() - interval '2 hours', 60,
          now() - interval '5 minutes')""",
-    _provided(*range(101, 117), 118),
+    _provided(*range(101, 117), 118, 119),
     _backoff(102, "ShepherdAgentStart", "5 minutes", "ssh: connection refused"),
     f"INSERT INTO work VALUES ('{mid(103)}', '{DEAD}', 'ShepherdAccess')",
     f"INSERT INTO work VALUES ('{mid(104)}', '{ALIVE}', 'ShepherdAgentStart')",
@@ -125,6 +127,8 @@ FLEET = [
     _started(118, "2 hours"),
     _heartbeat(118, "1 hour"),
     f"INSERT INTO work VALUES ('{mid(118)}', '{ALIVE}', 'ShepherdRecovery')",
+    _started(119, "20 minutes"),
+    _heartbeat(119, "12 minutes"),
 ]
 
 
@@ -290,9 +294,10 @@ def test_stuck_rows_say_what_blocks_them(client):
     assert "<th>Workflows</th>" in text
     row = text[text.index(f'id="m-{mid(116)}"') :]
     row = row[: row.index("</tr>")]
-    assert 'data-state="blocked"' in row and "AgentRecovery" in row and "expired session" in row
+    assert 'data-state="blocked"' in row and "AgentRecovery" in row
+    assert "stale ShepherdAccess work" in row and "expired session of shepherd-lumen" in row
     row = text[text.index(f'id="m-{mid(117)}"') :]
-    assert "no workflow applies: no Provided tag" in row[: row.index("</tr>")]
+    assert "no workflow applies: no Provided, no installation request" in row[: row.index("</tr>")]
     assert "<th>Workflows</th>" not in client.get("/").text  # other views stay as dense
 
 
@@ -464,7 +469,7 @@ def test_a_workflows_file_adds_a_workflow(fleet_dsn, tmp_path, suffix):
         audit = workflows_of(client, 107)["HardwareAudit"]
         assert audit["state"] == "eligible" and audit["component"] == "hardware auditor"
         assert workflows_of(client, 101)["HardwareAudit"]["state"] == "not_needed"
-        started = [n for n in EXPECTED if n in (107, 108, 109, 110, 111, 112, 113, 116, 118)]
+        started = [n for n in EXPECTED if n in (107, 108, 109, 110, 111, 112, 113, 116, 118, 119)]
         assert listed(client, "workflow=HardwareAudit&workflow_state=eligible") == started
         assert client.get("/?format=json").json()["facets"]["workflows"]["HardwareAudit"][
             "eligible"] == len(started)  # fmt: skip
@@ -483,3 +488,37 @@ def test_a_bad_workflows_file_stops_webug_at_start_with_one_line(tmp_path):
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert lines[0].startswith("webug: invalid configuration: WEBUG_WORKFLOWS:")
     assert "hass" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_the_readme_shows_the_built_in_definitions_as_they_are(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Workflows: why") :]
+    start = section.index("```json\n") + len("```json\n")
+    example = section[start : section.index("```\n", start)]
+    path = tmp_path / "builtin.json"
+    path.write_text(example)
+    assert load_file(path) == BUILTIN
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("w.yaml", "workflows:\n  - {name: Y, component: c, lacks: [Provided]}\n", None),
+        ("w.json", '{"workflows": [', "is not valid json"),
+        ("w.toml", "[[workflows]]\nname = 3\n", "workflows.0.name"),
+        (
+            "w.json",
+            json.dumps({"workflows": [{"name": "A", "component": "c"}] * 2}),
+            "'A' is defined twice",
+        ),
+    ],
+)
+def test_a_workflows_file_is_json_toml_or_yaml_and_says_what_is_wrong(tmp_path, name, text, says):
+    path = tmp_path / name
+    path.write_text(text)
+    if says is None:
+        assert [w.name for w in load_file(path)] == ["Y"]
+        assert [w.name for w in with_file(path)] == [*(w.name for w in BUILTIN), "Y"]
+        return
+    with pytest.raises(ValueError, match=re.escape(says)):
+        load_file(path)

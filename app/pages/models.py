@@ -163,6 +163,7 @@ class Blocker(Model):
     """A condition of a workflow that fails, with its evidence from the machine's rows."""
 
     kind: Literal["tag", "work", "stale_work", "backoff", "heartbeat", "installation"]
+    label: str  # in a few words, for the list: "stale ShepherdAccess work"
     detail: str
     at: Timestamp | None = None  # when the evidence happened: a tag's time, a heartbeat, ...
     until: Timestamp | None = None  # when it stops failing, when that is known

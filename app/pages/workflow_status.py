@@ -102,12 +102,12 @@ def _evidence(condition: Condition, machine: Machine) -> list[Blocker]:
     kind = condition.kind
     if kind == "has":
         return [Blocker(
-            kind="tag", detail=f"no {condition.tag} tag",
+            kind="tag", label=f"no {condition.tag}", detail=f"no {condition.tag} tag",
             url=urls.machines(lacks=[condition.tag]),
         )]  # fmt: skip
     if kind == "lacks":
         return [Blocker(
-            kind="tag", detail=f"has {condition.tag}",
+            kind="tag", label=f"has {condition.tag}", detail=f"has {condition.tag}",
             at=_first_time(tags.get(condition.tag) or {}),
             url=urls.machine_tag(machine_id, condition.tag),
         )]  # fmt: skip
@@ -116,7 +116,7 @@ def _evidence(condition: Condition, machine: Machine) -> list[Blocker]:
     if kind == "silent":
         at = (tags.get(HEARTBEAT) or {}).get("agent_heartbeat_at")
         return [Blocker(
-            kind="heartbeat",
+            kind="heartbeat", label="agent heartbeats",
             detail="the agent heartbeats: its last heartbeat is under"
             f" {condition.minutes:g} min old",
             at=at, until=_plus(at, condition.minutes),
@@ -125,8 +125,13 @@ def _evidence(condition: Condition, machine: Machine) -> list[Blocker]:
         )]  # fmt: skip
     if kind == "due":
         at = (tags.get(STARTED) or {}).get("agent_started_at")
+        if at is None:
+            return [Blocker(
+                kind="heartbeat", label="agent never started",
+                detail="no heartbeat, and no agent start to count the minutes from",
+            )]  # fmt: skip
         return [Blocker(
-            kind="heartbeat",
+            kind="heartbeat", label=f"agent started < {condition.minutes:g} min ago",
             detail=f"the agent never heartbeated and started under {condition.minutes:g} min ago",
             at=at, until=_plus(at, condition.minutes),
             change=f"the agent has been silent {condition.minutes:g} min since it started",
@@ -140,7 +145,7 @@ def _evidence(condition: Condition, machine: Machine) -> list[Blocker]:
         ]  # fmt: skip
     return [  # no_backoff
         Blocker(
-            kind="backoff", detail=f"{b.process} backoff: {b.cause}",
+            kind="backoff", label=f"{b.process} backoff", detail=f"{b.process} backoff: {b.cause}",
             at=b.started, until=b.until, change=f"the {b.process} backoff ends",
             url=urls.machine_history(machine_id, process=b.process),
         )
@@ -153,13 +158,14 @@ def _work(w: Work) -> Blocker:
     holder = w.component or "a session"
     if w.stale:
         return Blocker(
-            kind="stale_work",
+            kind="stale_work", label=f"stale {w.process} work",
             detail=f"{w.process} work held by an expired session of {holder}: nothing runs,"
             " and nothing starts until the session is garbage-collected",
             at=w.session_deadline, url=w.session_url,
         )  # fmt: skip
     return Blocker(
-        kind="work", detail=f"{w.process} work held by an alive session of {holder}",
+        kind="work", label=f"{w.process} runs",
+        detail=f"{w.process} work held by an alive session of {holder}",
         url=w.session_url,
     )  # fmt: skip
 
@@ -168,7 +174,8 @@ def _installation(tags: dict, machine_id) -> Blocker:
     request, report = tags.get(REQUEST), tags.get(REPORT)
     if request is None:
         return Blocker(
-            kind="installation", detail="no OS installation request",
+            kind="installation", label="no installation request",
+            detail="no OS installation request",
             url=urls.machines(lacks=[REQUEST]),
         )  # fmt: skip
     answer = ""
@@ -178,7 +185,7 @@ def _installation(tags: dict, machine_id) -> Blocker:
             f" ({result})" if result is not None else ""
         )
     return Blocker(
-        kind="installation",
+        kind="installation", label="installation fulfilled",
         detail=f"the OS installation of generation {request.get('generation')} is fulfilled"
         f"{answer}",
         url=urls.machine_tag(machine_id, REPORT if report is not None else REQUEST),
