@@ -3,16 +3,18 @@
 The upstream components select the machines they work on with plain queries
 (../shared/BMDB.md, "Workflows"). Each workflow here is ONE definition, data rather than
 code (`WorkflowSpec`: required and absent tags, no work of some processes, no active
-backoff, an unfulfilled installation, a silent agent). Compiled against the reflected
-schema, a definition becomes conditions, each an EXISTS (or NOT EXISTS) over tables
-reflection knows, and the same conditions give:
+backoff, an unfulfilled installation, a silent agent; more from WEBUG_WORKFLOWS).
+Compiled against the reflected schema, a definition becomes conditions, each a formula
+over probes of tables reflection knows (app/bmdb/formulas.py), and the same conditions
+give:
 
-- a machine's document: whether each condition holds (`document_sql`); app/pages/
-  workflow_status.py explains the state with the machine's own rows as evidence;
-- the list's filter `workflow=&workflow_state=` (`state_condition`: the state's formula,
-  a conjunction of EXISTS where it can be one, which PostgreSQL runs as joins);
-- the facet and overview counts (`counts_sql`: each condition's machines joined once to
-  the fleet, every state of every workflow counted in one pass).
+- a machine's document: whether each condition holds (`document_sql`, and
+  `page_conditions` for a page of them); app/pages/workflow_status.py explains the
+  state with the machine's own rows as evidence;
+- the list's filters `workflow=&workflow_state=` and `stuck=1` (`state_condition`,
+  `stuck_condition`: the states' formulas, written as joins);
+- the facet and overview counts (`counts_sql`: each origin's rows joined once to the
+  fleet, every state of every workflow counted in one pass).
 
 A machine's state is decided by the roles of the conditions that fail, in this order
 (`DECISION`): the first role with a failing condition decides.
@@ -44,6 +46,18 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from app.bmdb import tables
+from app.bmdb.formulas import (
+    FALSE,
+    TRUE,
+    Formula,
+    Found,
+    Joined,
+    Probe,
+    all_of,
+    any_of,
+    correlated,
+    negate,
+)
 from app.bmdb.reflection import PROCESS_ENUM, Schema, quote_ident
 from app.bmdb.sql import json_array
 
@@ -199,116 +213,9 @@ def with_file(path: Path | None) -> tuple[WorkflowSpec, ...]:
 # --- conditions ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Probe:
-    """Whether rows about a machine exist: FROM `source` WHERE `key` is the machine AND
-    `pred`. {0}, {1}, ... in `source` stand for `source_values`, in `pred` for `values`,
-    each bound as a parameter where the probe is written out (tuples are arrays)."""
-
-    source: str
-    key: str
-    pred: str = "TRUE"
-    values: tuple = ()
-    source_values: tuple = ()
-    unique: bool = True  # at most one row of `source` per machine
-
-    @property
-    def origin(self) -> tuple:
-        """Probes of the same origin read the same rows: counts read them once."""
-        return (self.source, self.source_values, self.key, self.unique)
-
-    def bound_source(self, params: SqlWhere) -> str:
-        return self.source.format(*(params.param(v) for v in self.source_values))
-
-    def bound_pred(self, params: SqlWhere) -> str:
-        return self.pred.format(*(params.param(v) for v in self.values))
-
-    def exists(self, params: SqlWhere, m: str) -> str:
-        return (
-            f"EXISTS (SELECT 1 FROM {self.bound_source(params)}"
-            f" WHERE {self.key} = {m}.machine_id AND {self.bound_pred(params)})"
-        )
-
-
 def _rows_of(table: str, pred: str = "TRUE", *values: object) -> Probe:
     """A probe of one tag table (aliased `t`: probes of the same table share an origin)."""
     return Probe(f"{quote_ident(table)} t", "t.machine_id", pred, values)
-
-
-# Formulas over probes: a condition holds when its formula does; states and "stuck" are
-# formulas of conditions. Written out three ways (`_correlated`, `_columns`).
-
-
-@dataclass(frozen=True)
-class Found:
-    probe: Probe
-    positive: bool = True  # False: the probe finds nothing
-
-
-@dataclass(frozen=True)
-class AllOf:
-    parts: tuple = ()
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    parts: tuple = ()
-
-
-Formula = Found | AllOf | AnyOf
-TRUE, FALSE = AllOf(), AnyOf()
-
-
-def negate(f: Formula) -> Formula:
-    if isinstance(f, Found):
-        return Found(f.probe, not f.positive)
-    return (AnyOf if isinstance(f, AllOf) else AllOf)(tuple(negate(p) for p in f.parts))
-
-
-def all_of(*parts: Formula) -> Formula:
-    flat: list[Formula] = []
-    for p in parts:
-        if p == FALSE:
-            return FALSE
-        flat += p.parts if isinstance(p, AllOf) else [p]
-    flat = list(dict.fromkeys(flat))
-    return flat[0] if len(flat) == 1 else AllOf(tuple(flat))
-
-
-def any_of(*parts: Formula) -> Formula:
-    flat: list[Formula] = []
-    for p in parts:
-        if p == TRUE:
-            return TRUE
-        flat += p.parts if isinstance(p, AnyOf) else [p]
-    flat = list(dict.fromkeys(flat))
-    return flat[0] if len(flat) == 1 else AnyOf(tuple(flat))
-
-
-def _correlated(f: Formula, params: SqlWhere, m: str, *, joins: bool, depth: int = 0) -> str:
-    """`f` for machine `m` as EXISTS subqueries. With `joins`, a disjunction is written
-    NOT EXISTS (the machine, where every alternative fails): PostgreSQL plans that as
-    an anti-join over joins, where an OR of EXISTS is a subplan per machine (or a hash of
-    each whole table), so every state filter runs as joins."""
-    if isinstance(f, Found):
-        found = f.probe.exists(params, m)
-        return found if f.positive else f"NOT {found}"
-    if isinstance(f, AllOf):
-        if not f.parts:
-            return "TRUE"
-        parts = [_correlated(p, params, m, joins=joins, depth=depth) for p in f.parts]
-        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
-    if not f.parts:
-        return "FALSE"
-    if len(f.parts) == 1:
-        return _correlated(f.parts[0], params, m, joins=joins, depth=depth)
-    if not joins:
-        return "(" + " OR ".join(_correlated(p, params, m, joins=False) for p in f.parts) + ")"
-    x = f"x{depth}"
-    none = _correlated(negate(f), params, x, joins=True, depth=depth + 1)
-    return (
-        f"NOT EXISTS (SELECT 1 FROM machines {x} WHERE {x}.machine_id = {m}.machine_id AND {none})"
-    )
 
 
 Kind = Literal["running", "has", "lacks", "installation", "silent", "due", "no_work", "no_backoff"]
@@ -570,7 +477,7 @@ def document_sql(fleet: Fleet, params: SqlWhere, m: str = "m") -> str:
     exactly when a condition flips, so a polled document stays the same until a state
     does."""
     return json_array([
-        json_array([_correlated(c.holds, params, m, joins=False) for c in w.conditions])
+        json_array([correlated(c.holds, params, m, joins=False) for c in w.conditions])
         for w in fleet.known
     ])  # fmt: skip
 
@@ -581,69 +488,12 @@ def state_condition(
     """SQL: machine `m`'s state for `workflow` is one of `states` (as joins)."""
     if not workflow.known:
         return "TRUE" if "unknown" in states else "FALSE"
-    return _correlated(workflow.in_states(states), params, m, joins=True)
+    return correlated(workflow.in_states(states), params, m, joins=True)
 
 
 def stuck_condition(fleet: Fleet, params: SqlWhere, m: str = "m") -> str:
     """SQL: machine `m` is stuck (`Fleet.stuck`), as joins."""
-    return _correlated(fleet.stuck, params, m, joins=True)
-
-
-class Joined:
-    """Probes read as columns rather than subqueries: the rows of each origin (a tag
-    table, work, backoffs, requests with their reports) LEFT JOINed once to the machines
-    `m`, with a column per probe of that origin. One hash or index join per origin, where
-    a correlated EXISTS per machine and condition would probe dozens of times per machine
-    (or hash each whole table for each condition)."""
-
-    def __init__(self, formulas: list[Formula], params: SqlWhere, *, only: str | None = None):
-        """`only`: the machines the joins are for, as the right side of `machine_id =`
-        (`ANY(...)`): each origin reads just their rows, by its index."""
-        origins: dict[tuple, list[Probe]] = {}
-
-        def collect(f: Formula) -> None:
-            if isinstance(f, Found):
-                probes = origins.setdefault(f.probe.origin, [])
-                if f.probe not in probes:
-                    probes.append(f.probe)
-            else:
-                for part in f.parts:
-                    collect(part)
-
-        for f in formulas:
-            collect(f)
-        self.columns: dict[Probe, str] = {}
-        joins = []
-        for i, probes in enumerate(origins.values()):
-            alias, first = f"c{i}", probes[0]
-            source = first.bound_source(params)
-            preds = [p.bound_pred(params) for p in probes]
-            selected, where = [f"{first.key} AS machine_id"], []
-            for j, (probe, pred) in enumerate(zip(probes, preds, strict=True)):
-                if pred == "TRUE":
-                    self.columns[probe] = f"({alias}.machine_id IS NOT NULL)"
-                else:
-                    self.columns[probe] = f"coalesce({alias}.p{j}, false)"
-                    selected.append(f"{pred if first.unique else f'bool_or({pred})'} AS p{j}")
-            if "TRUE" not in preds:
-                where.append("(" + " OR ".join(f"({p})" for p in preds) + ")")
-            if only is not None:
-                where.append(f"{first.key} = {only}")
-            filtered = f" WHERE {' AND '.join(where)}" if where else ""
-            grouped = "" if first.unique else f" GROUP BY {first.key}"
-            joins.append(
-                f" LEFT JOIN (SELECT {', '.join(selected)} FROM {source}{filtered}{grouped})"
-                f" {alias} ON {alias}.machine_id = m.machine_id"
-            )
-        self.joins = "".join(joins)
-
-    def sql(self, f: Formula) -> str:
-        if isinstance(f, Found):
-            return self.columns[f.probe] if f.positive else f"NOT {self.columns[f.probe]}"
-        if not f.parts:
-            return "TRUE" if isinstance(f, AllOf) else "FALSE"
-        glue = " AND " if isinstance(f, AllOf) else " OR "
-        return "(" + glue.join(self.sql(p) for p in f.parts) + ")"
+    return correlated(fleet.stuck, params, m, joins=True)
 
 
 def page_conditions(fleet: Fleet, params: SqlWhere, only: str) -> tuple[str, str]:

@@ -47,11 +47,13 @@ def diagnose(workflow: CompiledWorkflow, holds: list[bool], machine: Machine) ->
     evidence = {c: _evidence(c, machine) for c in failing}
     blockers = list(dict.fromkeys(b for c in failing for b in evidence[c]))  # once each
     eligible_at = change = None
-    if state in ("waiting", "not_needed"):
-        ends = [b for c in failing for b in evidence[c]]
-        if ends and all(isinstance(b.until, datetime) for b in ends):
-            latest = max(ends, key=lambda b: b.until)
-            eligible_at, change = latest.until, latest.change
+    # When every failing condition ends at a known time, the latest end is when it
+    # becomes eligible (a fresh heartbeat too: if no other comes).
+    if state in ("waiting", "not_needed") and all(
+        evidence[c] and all(isinstance(b.until, datetime) for b in evidence[c]) for c in failing
+    ):
+        latest = max(blockers, key=lambda b: b.until)
+        eligible_at, change = latest.until, latest.change
     return WorkflowStatus(
         workflow=spec.name,
         process=spec.process,
