@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.bmdb import reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
 from app.bmdb.reflection import Schema, TagType, quote_ident
+from app.bmdb.sql import SqlWhere  # where it lives; the list's filters build one
 from app.bmdb.tables import HEARTBEAT, INSTALLATION_REPORT, INSTALLATION_REQUEST, PROVIDED
 from app.bmdb.workflows import HEARTBEAT_WINDOW, Fleet
 
@@ -174,25 +174,6 @@ class MachineFilters(BaseModel):
 
 
 _OPPOSITE = {"has": "lacks", "lacks": "has"}
-
-
-@dataclass
-class SqlWhere:
-    """WHERE conditions on `machines m` with their positional parameters."""
-
-    conditions: list[str] = field(default_factory=list)
-    params: list[object] = field(default_factory=list)
-
-    def param(self, value: object) -> str:
-        self.params.append(value)
-        return f"${len(self.params)}"
-
-    def add(self, condition: str) -> None:
-        self.conditions.append(condition)
-
-    @property
-    def sql(self) -> str:
-        return " AND ".join(self.conditions) if self.conditions else "TRUE"
 
 
 def uuid_prefix_range(prefix: str) -> tuple[UUID, UUID] | None:

@@ -15,10 +15,8 @@ A formula is written out for what reads it:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from app.bmdb.filters import SqlWhere
+from app.bmdb.sql import SqlWhere
 
 
 @dataclass(frozen=True)

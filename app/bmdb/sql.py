@@ -1,6 +1,9 @@
-"""SQL composition that every page's statement uses: JSON documents and polled ones."""
+"""SQL composition that every page's statement uses: JSON documents, polled ones, and
+WHERE conditions with their bound parameters (`SqlWhere`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 MAX_FUNCTION_ARGS = 100  # PostgreSQL's FUNC_MAX_ARGS: json_build_array(...) takes at most this
 
@@ -34,3 +37,22 @@ def polled(document_sql: str, ptag_param: str) -> str:
         f" CASE WHEN md5(page.doc::text) IS DISTINCT FROM {ptag_param} THEN page.doc END AS doc"
         f" FROM ({document_sql} OFFSET 0) page"
     )
+
+
+@dataclass
+class SqlWhere:
+    """WHERE conditions on `machines m` with their positional parameters."""
+
+    conditions: list[str] = field(default_factory=list)
+    params: list[object] = field(default_factory=list)
+
+    def param(self, value: object) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def add(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) if self.conditions else "TRUE"

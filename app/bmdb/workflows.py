@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -59,10 +59,7 @@ from app.bmdb.formulas import (
     negate,
 )
 from app.bmdb.reflection import PROCESS_ENUM, Schema, quote_ident
-from app.bmdb.sql import json_array
-
-if TYPE_CHECKING:  # filters.py builds its workflow filters from this module
-    from app.bmdb.filters import SqlWhere
+from app.bmdb.sql import SqlWhere, json_array
 
 STATES = ("not_needed", "eligible", "running", "waiting", "blocked", "unknown")
 # The first role with a failing condition decides the state; none failing: eligible.
