@@ -504,32 +504,32 @@ def page_conditions(fleet: Fleet, params: SqlWhere, only: str) -> tuple[str, str
 
 
 def counts_sql(fleet: Fleet, where: SqlWhere, machines: str = "machines") -> str:
-    """SQL of a JSON array of [state of each known workflow..., heartbeating, installed,
-    machines] (`decode_counts` sums them up), over the machines `where` selects from
-    the relation `machines` (its values are bound into `where`: pass a copy that the
-    statement's parameters come from). One pass over the fleet: each origin joined once
-    (`Joined`), every state a CASE over the joined columns."""
+    """SQL of a JSON array of [[each known workflow's state (its index in STATES)...,
+    heartbeating, installed], machines] (`decode_counts` sums them up), over the
+    machines `where` selects from the relation `machines` (its values are bound into
+    `where`: pass a copy that the statement's parameters come from). One pass over the
+    fleet: each origin joined once (`Joined`), every state a CASE over the joined
+    columns."""
     formulas = [[w.holds(role) for _, role in DECISION] for w in fleet.known]
     joined = Joined(
         [*(f for fs in formulas for f in fs), fleet.heartbeating, fleet.installed], where
     )
     sql, joins = joined.sql, joined.joins
-    selected = [
-        "CASE" + "".join(f" WHEN NOT {sql(h)} THEN '{state}'" for (state, _), h in
+    # Each state as its index in STATES, and the machines grouped by one key, the array
+    # of them all (a few dozen combinations, summed up by `decode_counts`): one key is
+    # hashed; five were sorted (PostgreSQL guessed a group per machine), and a FILTER per
+    # state would evaluate the CASEs again for each.
+    states = [
+        "CASE" + "".join(f" WHEN NOT {sql(h)} THEN {STATES.index(state)}" for (state, _), h in
                          zip(DECISION, holds, strict=True) if h != TRUE)
-        + " ELSE 'eligible' END"
+        + f" ELSE {STATES.index('eligible')} END"
         for holds in formulas
     ]  # fmt: skip
-    selected += [sql(fleet.heartbeating), sql(fleet.installed)]
-    names = [f"k{i}" for i in range(len(selected))]
-    # Grouped by every state at once (a few dozen combinations), summed up by
-    # `decode_counts`: a FILTER per state would evaluate the CASEs again for each.
+    flags = [f"CASE WHEN {sql(f)} THEN 1 ELSE 0 END" for f in (fleet.heartbeating, fleet.installed)]
     return (
-        f"(SELECT coalesce(json_agg(json_build_array({', '.join(f'g.{k}' for k in names)},"
-        f" g.n)), '[]'::json) FROM (SELECT {', '.join(names)}, count(*) AS n"
-        f" FROM (SELECT {', '.join(f'{e} AS {k}' for e, k in zip(selected, names, strict=True))}"
-        f" FROM {machines} m{joins} WHERE {where.sql}) f"
-        f" GROUP BY {', '.join(names)}) g)"
+        "(SELECT coalesce(json_agg(json_build_array(g.k, g.n)), '[]'::json) FROM"
+        f" (SELECT ARRAY[{', '.join([*states, *flags])}] AS k, count(*) AS n"
+        f" FROM {machines} m{joins} WHERE {where.sql} GROUP BY 1) g)"
     )
 
 
@@ -537,7 +537,9 @@ def decode_counts(fleet: Fleet, document: list) -> tuple[dict[str, dict[str, int
     """`counts_sql`'s groups as ({known workflow: {state: machines}}, stuck machines)."""
     counts = {w.name: dict.fromkeys(STATES, 0) for w in fleet.known}
     stuck = 0
-    for *states, heartbeating, installed, n in document:
+    for key, n in document:
+        *codes, heartbeating, installed = key
+        states = [STATES[code] for code in codes]
         for w, state in zip(fleet.known, states, strict=True):
             counts[w.name][state] += n
         if not heartbeating and not installed and all(s not in MOVING for s in states):
