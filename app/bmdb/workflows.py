@@ -271,13 +271,15 @@ class CompiledWorkflow:
 
     def in_states(self, states: tuple[str, ...]) -> Formula:
         """The machine's state is one of `states`: the decision list read backwards, so
-        each state adds "its role fails, or ..." and each other state "its role holds,
-        and ...": a conjunction wherever the states allow one."""
+        each state adds "its role fails, or ..." and each other state "... and its role
+        holds": a conjunction wherever the states allow one. What decides comes first
+        (PostgreSQL joins in the order written): a blocked machine is one with that work
+        (a few hundred rows), then with the tags, not the tags then the work."""
         formula = TRUE if "eligible" in states else FALSE
         for state, role in reversed(DECISION):
             holds = self.holds(role)
             fails_here = state in states
-            formula = any_of(negate(holds), formula) if fails_here else all_of(holds, formula)
+            formula = any_of(negate(holds), formula) if fails_here else all_of(formula, holds)
         return formula
 
 
