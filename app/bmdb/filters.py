@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.bmdb import reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
@@ -66,8 +66,18 @@ class FilterError(ValueError):
     """A filter value that cannot mean anything (unknown tag, bad prefix): a 400."""
 
 
-Label = Annotated[str | None, Field(max_length=200)]
-TagNames = Annotated[tuple[Annotated[str, Field(max_length=200)], ...], Field(max_length=50)]
+
+
+def _no_nul(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold one: a value with it would fail the statement (a 500).
+    if text is not None and "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
+Label = Annotated[str | None, Field(max_length=200), AfterValidator(_no_nul)]
+TagName = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+TagNames = Annotated[tuple[TagName, ...], Field(max_length=50)]
 
 
 class MachineFilters(BaseModel):
