@@ -74,7 +74,7 @@ async def main() -> None:
             layout = bmdb.list_layout(schema, summary_fields)
             for query in VIEWS:
                 f = filters_of(query)
-                where = build_where(f, schema, fleet)
+                where = build_where(f, schema, fleet=fleet)
                 rows = fleet if f.workflow or f.stuck else None
                 page = bmdb.list_statement(
                     layout, where, after=None, limit=101, with_total=False, known_ptag=None,
