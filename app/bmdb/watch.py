@@ -27,6 +27,7 @@ from app.bmdb.machines import MachineLayout, page_documents
 from app.bmdb.ordering import Order
 from app.bmdb.reflection import Schema
 from app.bmdb.sql import polled
+from app.bmdb.workflows import Fleet
 
 MAX_IDS = 100  # machines a watch list names: each poll reads them all
 CANDIDATES = 5  # machines listed for an ambiguous prefix (one more is read, to say "more")
@@ -52,9 +53,11 @@ def watch_statement(
     ranges: list[tuple[UUID, UUID]],
     candidates: int,
     known_ptag: str | None,
+    fleet: Fleet | None = None,
 ) -> tuple[str, list[object]]:
     """The polled watch document of the machines `ranges` (low, high) name; `candidates`
-    machines at most per range."""
+    machines at most per range; with the conditions of `fleet`'s workflows in each
+    machine's document when given."""
     p = SqlWhere()
     lows, highs = p.param([r[0] for r in ranges]), p.param([r[1] for r in ranges])
     resolved = (
@@ -80,7 +83,7 @@ def watch_statement(
         " ORDER BY r.i, r.machine_id), '[]'::json) FROM resolved r),"
         " 'machines', (SELECT coalesce(json_agg(json_build_array(md5(d.doc::text), d.doc,"
         f" {_heartbeat(schema, p)}) ORDER BY d.machine_id), '[]'::json)"
-        f" FROM ({page_documents(layout, unique)}) d)) AS doc"
+        f" FROM ({page_documents(layout, unique, fleet, p)}) d)) AS doc"
     )
     return polled(document, f"{p.param(known_ptag)}::text"), p.params
 
@@ -100,8 +103,9 @@ async def watch(
     *,
     candidates: int,
     known_ptag: str | None = None,
+    fleet: Fleet | None = None,
 ) -> WatchDocument:
-    sql, params = watch_statement(schema, layout, ranges, candidates, known_ptag)
+    sql, params = watch_statement(schema, layout, ranges, candidates, known_ptag, fleet)
     row = await reader.fetchrow(sql, *params)
     doc = reader.parse(row["doc"])
     if doc is None:

@@ -16,7 +16,7 @@ Data: app/bmdb/watch.py, one statement per page and per poll (an unchanged poll:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -28,12 +28,13 @@ from app.bmdb.filters import FilterError, MachineFilters, build_where, uuid_pref
 from app.bmdb.machines import MachineLayout, list_layout
 from app.bmdb.ordering import Order
 from app.bmdb.watch import CANDIDATES, MAX_IDS
+from app.bmdb.workflows import Fleet
 from app.pages.common import Poll, PollTag, list_poll
 from app.pages.failures import list_failure
 from app.pages.json_models import twin
-from app.pages.models import Machine, Model, PageModel, Timestamp
+from app.pages.models import Machine, Model, PageModel, Timestamp, WorkflowStatus
 from app.pages.search import MIN_HEX_DIGITS, hex_digits, normalize
-from app.pages.workflow_status import fleet_of
+from app.pages.workflow_status import fleet_of, statuses
 from app.render import urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
@@ -73,9 +74,7 @@ class WatchedMachine(Machine):
     named_by: list[str]  # the tokens that named it
     last_heartbeat: Timestamp | None  # agent_heartbeat_at; None: never
     heartbeat_recent: bool | None  # within 10 minutes; None: no heartbeat tag in this BMDB
-    # Workflow states (issue 12: [{workflow, process, state, eligible_at, blockers}]),
-    # filled when workflow eligibility is available; None until then.
-    workflows: list[dict[str, Any]] | None = None
+    workflows: list[WorkflowStatus] = []  # would a component pick it up, and what stops it
 
     @computed_field
     @property
@@ -100,13 +99,15 @@ class WatchRow:
     """One watched machine as its document came, decoded only when asked: a row whose
     HTML is reused (app/render/templating.py's watch_rows_html) is never decoded."""
 
-    __slots__ = ("_machine", "document", "heartbeat", "key", "layout", "machine_id", "named_by")
+    __slots__ = (
+        "_machine", "document", "fleet", "heartbeat", "key", "layout", "machine_id", "named_by",
+    )  # fmt: skip
 
     def __init__(
         self, key: str, document: dict, heartbeat: list | None, named_by: list[str],
-        layout: MachineLayout,
+        layout: MachineLayout, fleet: Fleet,
     ) -> None:  # fmt: skip
-        self.key, self.document, self.layout = key, document, layout
+        self.key, self.document, self.layout, self.fleet = key, document, layout, fleet
         self.heartbeat = tuple(heartbeat) if heartbeat is not None else None
         self.machine_id = UUID(document["machine_id"])
         self.named_by = tuple(named_by)
@@ -114,19 +115,21 @@ class WatchRow:
 
     @property
     def view_key(self) -> tuple:
-        """Everything its HTML shows: the document (by its md5), the heartbeat, the
-        tokens. (Workflow states, once a row has them, belong here too.)"""
+        """Everything its HTML shows: the document (by its md5: its workflow conditions
+        too), the heartbeat, the tokens."""
         return (self.key, self.heartbeat, self.named_by)
 
     @property
     def machine(self) -> WatchedMachine:
         if self._machine is None:
             at, recent = self.heartbeat if self.heartbeat is not None else (None, None)
-            self._machine = WatchedMachine.model_validate(
+            machine = WatchedMachine.model_validate(
                 {**self.document, "key": self.key, "named_by": list(self.named_by),
                  "last_heartbeat": at, "heartbeat_recent": recent},
                 context={"layout": self.layout},
             )  # fmt: skip
+            workflows = statuses(self.fleet, self.document["workflow_conditions"], machine)
+            self._machine = machine.model_copy(update={"workflows": workflows})
         return self._machine
 
 
@@ -222,9 +225,10 @@ async def watch_page(
         layout = list_layout(schema, None if as_json else summary_fields)
         tag = PollTag(request, "watch", tokens, capped, poll, schema.layout_key)
         order = list(ranges)  # statement position -> token index
+        fleet = fleet_of(request, schema)
         doc = await bmdb.watch(
             reader, schema, layout, [ranges[i] for i in order], candidates=CANDIDATES + 1,
-            known_ptag=tag.known,
+            known_ptag=tag.known, fleet=fleet,
         )  # fmt: skip
         ptag = tag.of(doc.ptag)
         if doc.tokens is None:
@@ -233,7 +237,7 @@ async def watch_page(
         page = page.model_copy(update={
             "tokens": [_token(t, found.get(i, []) if i in ranges else None)
                        for i, t in enumerate(tokens)],
-            "rows": _rows(doc.machines or [], layout, tokens, found),
+            "rows": _rows(doc.machines or [], layout, fleet, tokens, found),
         })  # fmt: skip
     else:
         page = page.model_copy(update={"tokens": [_token(t, None) for t in tokens]})
@@ -245,7 +249,11 @@ async def watch_page(
 
 
 def _rows(
-    machines: list, layout: MachineLayout, tokens: list[str], found: dict[int, list[UUID]]
+    machines: list,
+    layout: MachineLayout,
+    fleet: Fleet,
+    tokens: list[str],
+    found: dict[int, list[UUID]],
 ) -> list[WatchRow]:
     """The watched machines' rows, in the order their tokens came."""
     named_by: dict[UUID, list[str]] = {}
@@ -253,7 +261,10 @@ def _rows(
         if len(found.get(i, ())) == 1:
             named_by.setdefault(found[i][0], []).append(token)
     rows = [
-        WatchRow(key, document, heartbeat, named_by.get(UUID(document["machine_id"]), []), layout)
+        WatchRow(
+            key, document, heartbeat, named_by.get(UUID(document["machine_id"]), []), layout,
+            fleet,
+        )  # fmt: skip
         for key, document, heartbeat in machines
     ]
     position = {machine_id: n for n, machine_id in enumerate(named_by)}
