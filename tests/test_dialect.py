@@ -53,7 +53,11 @@ def test_cockroachdb_strict_reads_are_current():
 def test_only_postgresql_gets_session_settings_and_in_one_statement():
     # CockroachDB refuses settings it does not know (join_collapse_limit is PostgreSQL's).
     assert FOLLOWER.session_statements() == STRICT.session_statements() == ()
+    assert FOLLOWER.session_statements(plan_per_values=True) == ()
     assert POSTGRES.session_statements() == (
+        "SET join_collapse_limit = 1; SET from_collapse_limit = 1",
+    )
+    assert POSTGRES.session_statements(plan_per_values=True) == (
         "SET join_collapse_limit = 1; SET from_collapse_limit = 1;"
         " SET plan_cache_mode = force_custom_plan",
     )
@@ -99,9 +103,9 @@ async def test_session_settings_are_applied_once_per_connection_not_per_page(mig
     initialized = []
     init = database._init_connection
 
-    async def counting_init(conn: asyncpg.Connection) -> None:
+    async def counting_init(conn: asyncpg.Connection, **options: bool) -> None:
         initialized.append(conn)
-        await init(conn)
+        await init(conn, **options)
 
     database._init_connection = counting_init
     await database.open()
@@ -110,11 +114,13 @@ async def test_session_settings_are_applied_once_per_connection_not_per_page(mig
             reader = Reader(database)
             assert await reader.fetchval("SHOW join_collapse_limit") == "1"
             assert await reader.fetchval("SHOW from_collapse_limit") == "1"
-            assert await reader.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
-        assert len(initialized) == 1 and database.dialect == POSTGRES
+            assert await reader.fetchval("SHOW plan_cache_mode") == "auto"  # a machine, a poll
+            filtered = await reader.fetchval("SHOW plan_cache_mode", plan_per_values=True)
+            assert filtered == "force_custom_plan"  # the list's filters: planned per values
+        assert len(initialized) == 2 and database.dialect == POSTGRES  # one of each kind
         await database.expire_connections()  # a new connection is set up again
         assert await Reader(database).fetchval("SHOW join_collapse_limit") == "1"
-        assert len(initialized) == 2
+        assert len(initialized) == 3
     finally:
         await database.close()
 

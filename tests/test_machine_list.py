@@ -404,7 +404,7 @@ async def test_the_list_is_planned_for_each_provider_not_once_for_all(seeded_db_
     database = Database(seeded_db_dsn, Settings(dsn=seeded_db_dsn))
     await database.open()
     try:
-        async with database.connection() as conn:
+        async with database.connection(plan_per_values=True) as conn:
             schema = await reflect(conn)
             counts = dict(
                 await conn.fetch("SELECT provider::text, count(*) FROM machine_provided GROUP BY 1")

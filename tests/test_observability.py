@@ -62,7 +62,7 @@ def test_metrics_expose_every_family_after_a_few_requests(client):
         "webug_bmdb_reachable",
         "webug_bmdb_reachable_age_seconds",
     } <= names
-    assert value(text, "webug_db_pool_connections_max") == 7
+    assert value(text, "webug_db_pool_connections_max") == 2 * 7  # the two pages' pools
     assert value(text, "webug_db_pool_connections_open") >= 1
     assert value(text, "webug_db_pool_connections_in_use") == 0  # nothing in flight now
     assert value(text, "webug_schema_info", version="1698288577", dirty="false") == 1

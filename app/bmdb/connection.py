@@ -31,13 +31,15 @@ POSTGRESQL_SESSION = (
     # Explicit JOINs of other pages, of two or three tables, keep their written order too.
     ("join_collapse_limit", "1"),
     ("from_collapse_limit", "1"),
-    # Filter values, enum labels too, are bound parameters, and asyncpg prepares every
-    # statement: after five runs PostgreSQL may switch to a generic plan, which estimates
-    # every provider and status alike. At 100k machines the list of a rare pair then
-    # walked all of machine_provided in ID order (205 ms, not 8 ms). Webug's statements
-    # plan in well under a millisecond: plan each run for its values.
-    ("plan_cache_mode", "force_custom_plan"),
 )
+# ...and on the connections of statements whose best plan depends on their values (the
+# list's filters): filter values, enum labels too, are bound parameters, and asyncpg
+# prepares every statement, so after five runs PostgreSQL may switch to a generic plan,
+# which estimates every provider and status alike. At 100k machines the list of a rare
+# pair then walked all of machine_provided in ID order (205 ms, not 8 ms). Planning each
+# run costs about a millisecond, which the other pages (a machine, a poll) need not pay:
+# their plans do not depend on which machine.
+POSTGRESQL_PLAN_PER_VALUES = (("plan_cache_mode", "force_custom_plan"),)
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,12 @@ class Dialect:
             return f"SELECT * FROM ({sql}) AS page AS OF SYSTEM TIME follower_read_timestamp()"
         return sql
 
-    def session_statements(self) -> tuple[str, ...]:
+    def session_statements(self, *, plan_per_values: bool = False) -> tuple[str, ...]:
         """The SQL a new connection runs once, after the start-up settings."""
         if self.name == "cockroachdb":
             return ()
-        return ("; ".join(f"SET {name} = {value}" for name, value in POSTGRESQL_SESSION),)
+        settings = POSTGRESQL_SESSION + (POSTGRESQL_PLAN_PER_VALUES if plan_per_values else ())
+        return ("; ".join(f"SET {name} = {value}" for name, value in settings),)
 
 
 def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
@@ -103,10 +106,13 @@ class Reader:
         self.db = db
         self.queries: list[QueryRecord] = []
 
-    async def fetch(self, sql: str, *args: object, history: bool = False) -> list[asyncpg.Record]:
+    async def fetch(
+        self, sql: str, *args: object, history: bool = False, plan_per_values: bool = False
+    ) -> list[asyncpg.Record]:
         """Rows of `sql`; `history`: a fleet-wide read of work_history, on the connection
-        kept for those (`Database.connection`), under its own time budget."""
-        async with self.db.connection(history=history) as conn:
+        kept for those, under its own time budget; `plan_per_values`: a statement whose
+        best plan depends on its values (`Database.connection`)."""
+        async with self.db.connection(history=history, plan_per_values=plan_per_values) as conn:
             assert self.db.dialect is not None
             statement = self.db.dialect.statement(sql)
             start = time.perf_counter()
@@ -122,14 +128,12 @@ class Reader:
             query_hook(elapsed, None)
         return rows
 
-    async def fetchrow(
-        self, sql: str, *args: object, history: bool = False
-    ) -> asyncpg.Record | None:
-        rows = await self.fetch(sql, *args, history=history)
+    async def fetchrow(self, sql: str, *args: object, **options: bool) -> asyncpg.Record | None:
+        rows = await self.fetch(sql, *args, **options)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: object, history: bool = False) -> object:
-        row = await self.fetchrow(sql, *args, history=history)
+    async def fetchval(self, sql: str, *args: object, **options: bool) -> object:
+        row = await self.fetchrow(sql, *args, **options)
         return row[0] if row else None
 
     @staticmethod
@@ -185,6 +189,7 @@ class Database:
         self.dsn = dsn
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._per_values_pool: asyncpg.Pool | None = None  # plans each run (POSTGRESQL_...)
         self._history_pool: asyncpg.Pool | None = None
         self._history_turn = asyncio.Semaphore(1)  # renewed by open(), in its event loop
         self.dialect: Dialect | None = None
@@ -194,10 +199,15 @@ class Database:
         self._pool = await self._create_pool(
             self._settings.pool_max_size, self._settings.statement_timeout_ms
         )
+        self._per_values_pool = await self._create_pool(
+            self._settings.pool_max_size, self._settings.statement_timeout_ms, plan_per_values=True
+        )
         self._history_pool = await self._create_pool(1, self._settings.history_timeout_ms)
         self._history_turn = asyncio.Semaphore(1)
 
-    async def _create_pool(self, max_size: int, statement_timeout_ms: int) -> asyncpg.Pool:
+    async def _create_pool(
+        self, max_size: int, statement_timeout_ms: int, *, plan_per_values: bool = False
+    ) -> asyncpg.Pool:
         # min_size=0: creating the pool never needs the BMDB, so webug starts while it is down.
         return await asyncpg.create_pool(
             self.dsn,
@@ -213,38 +223,50 @@ class Database:
                 "standard_conforming_strings": "on",
             },
             timeout=10,
-            init=self._init_connection,
+            init=lambda conn: self._init_connection(conn, plan_per_values=plan_per_values),
             reset=_end_transaction,
         )
 
-    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+    async def _init_connection(
+        self, conn: asyncpg.Connection, *, plan_per_values: bool = False
+    ) -> None:
         """Once per new connection: learn the dialect (the first time), apply its settings."""
         if self.dialect is None:
             self.server_version = await conn.fetchval("SELECT version()")
             self.dialect = detect_dialect(
                 self.server_version, strict=self._settings.strict_consistency
             )
-        for sql in self.dialect.session_statements():
+        for sql in self.dialect.session_statements(plan_per_values=plan_per_values):
             await conn.execute(sql)  # one round trip: a simple query may hold several
 
+    def _pools(self) -> tuple[asyncpg.Pool | None, ...]:
+        return (self._pool, self._per_values_pool, self._history_pool)
+
     async def close(self) -> None:
-        for pool in (self._pool, self._history_pool):
+        for pool in self._pools():
             if pool is not None:
                 await pool.close()
 
     def pool_stats(self) -> tuple[int, int, int]:
-        """(connections in use, connections open, maximum) for /metrics."""
-        pool = self._pool
-        if pool is None:
-            return 0, 0, self._settings.pool_max_size
-        size = pool.get_size()
-        return size - pool.get_idle_size(), size, pool.get_max_size()
+        """(connections in use, connections open, maximum) of the pages' pools, for /metrics."""
+        pools = [p for p in (self._pool, self._per_values_pool) if p is not None]
+        if not pools:
+            return 0, 0, 2 * self._settings.pool_max_size
+        size, idle = sum(p.get_size() for p in pools), sum(p.get_idle_size() for p in pools)
+        return size - idle, size, sum(p.get_max_size() for p in pools)
 
     @asynccontextmanager
-    async def connection(self, *, history: bool = False) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(
+        self, *, history: bool = False, plan_per_values: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; `history`: the one for fleet-wide history reads, waited
-        for at most their time budget (then HistoryReadBusy)."""
-        pool = self._history_pool if history else self._pool
+        for at most their time budget (then HistoryReadBusy); `plan_per_values`: one that
+        plans each statement for its values (the list's filters)."""
+        pool = (
+            self._history_pool if history
+            else self._per_values_pool if plan_per_values
+            else self._pool
+        )  # fmt: skip
         assert pool is not None, "Database.open() was not awaited"
         if not history:
             async with pool.acquire() as conn:
@@ -263,7 +285,7 @@ class Database:
 
     async def expire_connections(self) -> None:
         """Replace every pooled connection on its next use (fresh prepared statements)."""
-        for pool in (self._pool, self._history_pool):
+        for pool in self._pools():
             if pool is not None:
                 await pool.expire_connections()
 

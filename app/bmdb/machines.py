@@ -20,6 +20,7 @@ from the one the browser holds, so an unchanged poll transfers nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -43,6 +44,9 @@ class MachineLayout:
 
     tags: tuple[tuple[TagType, tuple[Field, ...]], ...]
     blob_cap: int = BLOB_PREVIEW_BYTES
+    # Statements built for this layout (`machine`): they depend on nothing else that can
+    # change while the layout lives (one per schema), and a poll need not rebuild them.
+    statements: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def full(cls, schema: Schema) -> MachineLayout:
@@ -228,7 +232,8 @@ async def machine_list(
         layout, where, after=after, limit=limit, with_total=with_total, known_ptag=known_ptag,
         order=order, schema=schema, fleet=fleet,
     )  # fmt: skip
-    row = await reader.fetchrow(sql, *params)
+    # Planned for its filters' values when it has some (app/bmdb/connection.py).
+    row = await reader.fetchrow(sql, *params, plan_per_values=bool(where.params))
     if row["doc"] is None:
         return ListDocument(row["ptag"], None, None)
     # Megabytes for a page of thousands: decoded a slice at a time (app/slices.py).
@@ -260,14 +265,18 @@ async def machine(
     """The machine's document (unless unchanged since `known_ptag`), with the conditions
     of `fleet`'s workflows when given; for a machine that does not exist, how much work
     history it left behind."""
-    params = SqlWhere(params=[machine_id, known_ptag])  # $1, $2
-    doc = machine_doc(layout, extra=workflow_fields(fleet, params))
-    document = f"SELECT (SELECT {doc} FROM machines m WHERE m.machine_id = $1) AS doc"
-    sql = (
-        f"SELECT polled.ptag, polled.doc, CASE WHEN polled.ptag IS NULL THEN"
-        f" {HISTORY_BY_PROCESS} END AS history FROM ({polled(document, '$2::text')}) polled"
-    )
-    row = await reader.fetchrow(sql, *params.params)
+    key = ("machine", id(fleet))  # the fleet lives as long as the layout: one per schema
+    if key not in layout.statements:
+        params = SqlWhere(params=[None, None])  # $1 the machine, $2 the ptag it had
+        doc = machine_doc(layout, extra=workflow_fields(fleet, params))
+        document = f"SELECT (SELECT {doc} FROM machines m WHERE m.machine_id = $1) AS doc"
+        layout.statements[key] = (
+            f"SELECT polled.ptag, polled.doc, CASE WHEN polled.ptag IS NULL THEN"
+            f" {HISTORY_BY_PROCESS} END AS history FROM ({polled(document, '$2::text')}) polled",
+            params.params[2:],
+        )
+    sql, values = layout.statements[key]
+    row = await reader.fetchrow(sql, machine_id, known_ptag, *values)
     history = reader.parse(row["history"])
     return MachineDocument(
         row["ptag"], reader.parse(row["doc"]), dict(history) if history is not None else None
@@ -413,7 +422,7 @@ async def facets(
 ) -> dict:
     """The facets document (see `facets_statement`); `tags` by position in the schema."""
     sql, params = facets_statement(schema, where, fleet)
-    doc = reader.parse(await reader.fetchval(sql, *params))
+    doc = reader.parse(await reader.fetchval(sql, *params, plan_per_values=bool(where.params)))
     doc["tags"] = unchunk(doc["tags"], len(schema.tag_types))
     return doc
 

@@ -122,6 +122,10 @@ async def filtered_ids(
     """The first `limit` machine IDs of the list's filter, in the list's order."""
     params = SqlWhere(list(where.conditions), list(where.params))
     page = order.page_sql(schema, params, None, limit)
-    rows = await reader.fetch(f"SELECT p.machine_id FROM ({page}) p ORDER BY p.pos", *params.params)
+    rows = await reader.fetch(
+        f"SELECT p.machine_id FROM ({page}) p ORDER BY p.pos",
+        *params.params,
+        plan_per_values=bool(where.params),
+    )
     return [r["machine_id"] for r in rows]
 

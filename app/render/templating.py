@@ -30,7 +30,7 @@ from app.bmdb.reflection import Schema
 from app.bmdb.schema_cache import SchemaCache
 from app.render import formatting, protobuf_names, urls
 from app.render.fragment_cache import FragmentCache
-from app.render.relative_times import fill, later
+from app.render.relative_times import Unfilled, fill, later
 from app.render.tag_hints import detail_order, tag_hint
 from app.render.values import render_text, render_value, special
 from app.slices import map_in_slices, model_json_in_slices
@@ -70,7 +70,7 @@ templates.filters["fingerprint"] = fingerprint
 # computes): a page where one machine changed renders one row, and a new field in the
 # document changes the key, so a reused row can never be stale. Relative times in a row
 # are markers filled in per response (app/render/relative_times.py).
-machine_rows: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1024)
+machine_rows: FragmentCache[Unfilled] = FragmentCache(max_chars=32 * 1024 * 1024)
 
 
 async def machine_rows_html(rows: list, schema: Schema) -> Markup:
@@ -83,8 +83,9 @@ async def machine_rows_html(rows: list, schema: Schema) -> Markup:
 
     def row(r: Any) -> Markup:
         key = (schema.layout_key, r.key)
-        html = machine_rows.get(key, lambda: macro(r.machine, schema.tag_types))
-        return Markup(fill(str(html), now))  # a plain str: markers split from Markup escape
+        # Kept cut at its markers (Unfilled), so a reused row is filled without a rescan.
+        html = machine_rows.get(key, lambda: Unfilled(str(macro(r.machine, schema.tag_types))))
+        return html.fill(now)
 
     return Markup("").join(await map_in_slices(row, rows))
 
