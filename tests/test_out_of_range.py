@@ -12,6 +12,7 @@ from uuid import UUID
 
 import pytest
 
+from app.bmdb.dsn import database_name
 from tests.fleet import mid
 from tests.support import execute, run_sync, webug_client
 
@@ -270,7 +271,7 @@ def test_an_infinite_deadline_is_never_reached(client):
 def test_times_past_year_9999_in_utc_written_in_another_time_zone(migrated_db_dsn):
     """A BMDB whose TimeZone is not UTC writes 10000-01-01 03:00 UTC as 9999-12-31 22:00
     -05:00: Python parses that but cannot hold it in UTC. Shown as PostgreSQL wrote it."""
-    db = migrated_db_dsn.rsplit("/", 1)[1]
+    db = database_name(migrated_db_dsn)
     run_sync(execute(
         migrated_db_dsn,
         f"ALTER DATABASE \"{db}\" SET timezone TO 'America/New_York'",
