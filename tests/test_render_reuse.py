@@ -82,6 +82,47 @@ def test_reused_rows_tell_time_relative_to_each_response(fleet):
     assert second.count("data-relative>") == 2
 
 
+def test_a_machines_reused_tag_blocks_follow_their_tags_and_tell_time_per_response(fleet):
+    """A machine page's poll renders no tag anew while only its work changed: the tag's
+    HTML is the same but for its relative times, which are current; a changed tag shows."""
+    run_sync(execute(
+        fleet, f"INSERT INTO machine_agent_heartbeat VALUES ('{mid(4)}', now() - interval '40 s')"
+    ))  # fmt: skip
+    with webug_client(fleet) as client:
+        first = tag_block(client, 4, "AgentHeartbeat")
+        run_sync(
+            execute(fleet, f"INSERT INTO work VALUES ('{mid(4)}', '{ALIVE}', 'ShepherdAccess')")
+        )
+        time.sleep(2.1)
+        assert "ShepherdAccess" in live(client, 4)
+        second = tag_block(client, 4, "AgentHeartbeat")
+        assert _without_times(second) == _without_times(first)
+        (ago_1,), (ago_2,) = _seconds_ago(first), _seconds_ago(second)
+        assert 39 <= ago_1 < 50 and ago_2 >= ago_1 + 2
+
+        run_sync(execute(
+            fleet,
+            "UPDATE machine_agent_heartbeat SET agent_heartbeat_at = '2024-05-01 12:00:00+00'"
+            f" WHERE machine_id = '{mid(4)}'",
+        ))  # fmt: skip
+        changed = tag_block(client, 4, "AgentHeartbeat")
+        assert "2024-05-01T12:00:00+00:00" in changed and _key(changed) != _key(first)
+
+
+def live(client, machine: int) -> str:
+    fragment = client.get(f"/machine/{mid(machine)}/live", headers=HTMX)
+    assert fragment.status_code == 200
+    return fragment.text
+
+
+def tag_block(client, machine: int, tag: str) -> str:
+    """One tag's block of a machine, as its page's poll sends it."""
+    block = rf'<div class="tag-block" id="tag-{tag}".*?</div>'
+    match = re.search(block, live(client, machine), re.S)
+    assert match, f"machine {machine} has no {tag} block"
+    return match[0]
+
+
 def test_list_fetches_only_the_fields_its_rows_show_and_json_gets_them_all(small_fleet_dsn):
     with webug_client(small_fleet_dsn) as client:
         page = client.get("/").text

@@ -16,6 +16,7 @@ from google.protobuf import timestamp_pb2
 from markupsafe import Markup
 
 from app.bmdb.reflection import Field
+from app.render.relative_times import fill
 from app.render.values import (
     HEX_CUT,
     HEX_FULL_MAX,
@@ -83,9 +84,9 @@ def field(name="f", data_type="text", udt="text", enum_values=()) -> Field:
 
 
 def render(f: Field | None, value: object) -> str:
-    out = render_value(f, value, now=NOW)
+    out = render_value(f, value)
     assert isinstance(out, Markup)
-    return str(out)
+    return fill(str(out), NOW)  # its relative times as a response at NOW shows them
 
 
 def assert_no_raw_script(html: str) -> None:
@@ -430,8 +431,8 @@ def test_protobuf_bytes_field_with_html_bytes_and_huge_value_are_safe():
 def test_markup_survives_autoescaping_templates():
     env = jinja2.Environment(autoescape=True)
     env.globals["render_value"] = render_value
-    tpl = env.from_string("<td>{{ render_value(f, v, now=now) }}</td>")
-    html = tpl.render(f=field(), v=XSS, now=NOW)
+    tpl = env.from_string("<td>{{ render_value(f, v) }}</td>")
+    html = tpl.render(f=field(), v=XSS)
     assert html == '<td><span class="text">&lt;script&gt;alert(1)&lt;/script&gt;</span></td>'
 
 

@@ -15,12 +15,13 @@ request (`use`), and app/render/values.py asks `named_html` / `named_json`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class ProtoNames:
     classes: Mapping[str, Any]  # column -> generated message class
     types: Mapping[str, str]  # column -> fully qualified message type
     missing: Mapping[str, str] = field(default_factory=dict)  # column -> type not in the set
+    digest: str = ""  # of the set and the column mapping: a key for HTML decoded with it
 
     def parse(self, column: str, data: bytes) -> Any | None:
         """The message in `data`, or None (column not mapped, or not a message of its type)."""
@@ -76,7 +78,8 @@ def load_proto_names(path: Path, columns: Mapping[str, str]) -> ProtoNames:
     from google.protobuf.message import DecodeError
 
     try:
-        fds = descriptor_pb2.FileDescriptorSet.FromString(Path(path).read_bytes())
+        content = Path(path).read_bytes()
+        fds = descriptor_pb2.FileDescriptorSet.FromString(content)
     except OSError as exc:
         raise ProtoConfigError(f"cannot read {path}: {exc}") from None
     except DecodeError as exc:
@@ -129,7 +132,8 @@ def load_proto_names(path: Path, columns: Mapping[str, str]) -> ProtoNames:
             path,
             ", ".join(f"{t} ({c})" for c, t in sorted(missing.items())),
         )
-    return ProtoNames(str(path), classes, types, missing)
+    digest = hashlib.blake2b(content + repr(sorted(columns.items())).encode(), digest_size=16)
+    return ProtoNames(str(path), classes, types, missing, digest.hexdigest())
 
 
 def _library_file(name: str) -> Any | None:
@@ -177,8 +181,10 @@ def reset(token: Token) -> None:
     _current.reset(token)
 
 
-def current() -> ProtoNames | None:
-    return _current.get()
+def current_digest() -> str | None:
+    """What identifies the current request's descriptor set, for keys of rendered HTML."""
+    names = _current.get()
+    return None if names is None else names.digest
 
 
 # --- rendering -----------------------------------------------------------------------
@@ -207,7 +213,7 @@ def named_html(column: str | None, data: bytes, render_leaf: RenderLeaf) -> Mark
     names, msg = parsed
     budget = [MAX_FIELDS]
     try:
-        tree = _message_html(msg, _Walk(budget, datetime.now(UTC), render_leaf))
+        tree = _message_html(msg, _Walk(budget, render_leaf))
     except _TooBig:
         return None
     return Markup(' <code class="pb-type" title="decoded with {}">{}</code>{}').format(
@@ -238,7 +244,6 @@ class _Walk:
     """What rendering one message tree carries along."""
 
     budget: list[int]  # fields left before the tree is too big to show
-    now: datetime
     render_leaf: RenderLeaf
 
 
@@ -300,13 +305,13 @@ def _field_html(label: Markup, fd: Any, value: Any, walk: _Walk) -> Markup:
                 fd.enum_type.full_name, value, enum_value.name
             )
     else:
-        shown = walk.render_leaf(None, value, now=walk.now)
+        shown = walk.render_leaf(None, value)
     return Markup("<li>{}{}</li>").format(head, shown)
 
 
 def _well_known(convert: Any, walk: _Walk) -> Markup | None:
     try:
-        return walk.render_leaf(None, convert(), now=walk.now)
+        return walk.render_leaf(None, convert())
     except (OverflowError, ValueError):
         return None  # out of datetime's range: show the raw seconds/nanos
 

@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from app.bmdb import tables
 from app.bmdb.columns import PgSpecial
 from app.bmdb.connection import Database, Reader
-from app.bmdb.reflection import Schema
+from app.bmdb.reflection import Schema, TagType
 from app.bmdb.schema_cache import SchemaCache
 from app.render import formatting, protobuf_names, urls
 from app.render.fragment_cache import FragmentCache
@@ -122,6 +122,25 @@ def reused_block(template: str, key: Hashable, **context: Any) -> Markup:
 
 
 templates.globals["reused_block"] = reused_block
+
+# A machine page's tag blocks: a poll where its work or backoffs changed renders no tag
+# anew (a hardware report is hundreds of values).
+tag_blocks: FragmentCache[Markup] = FragmentCache(max_chars=8 * 1024 * 1024)
+
+
+def tag_block(machine_id: object, tag: TagType, values: dict[str, Any]) -> Markup:
+    """partials/machine_tag.html for one tag of a machine, reused while everything it
+    shows is unchanged: its values, its reflected fields (`tag`), the descriptor set that
+    names protobuf fields, and the machine (its download links)."""
+    digest = fingerprint(values)
+    key = (tag, protobuf_names.current_digest(), machine_id, digest)
+    template = templates.get_template("partials/machine_tag.html")
+    return tag_blocks.get(
+        key, lambda: Markup(template.render(tag=tag, values=values, id=machine_id, digest=digest))
+    )
+
+
+templates.globals["tag_block"] = tag_block
 
 
 def is_htmx(request: Request) -> bool:

@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from app.bmdb.columns import Blob, PgSpecial
 from app.bmdb.reflection import Field
-from app.render.formatting import absolute, duration, relative
+from app.render.formatting import absolute, duration
 from app.render.fragment_cache import FragmentCache
 from app.render.protobuf_decode import (
     PbField,
@@ -35,6 +35,7 @@ from app.render.protobuf_decode import (
     to_jsonable,
 )
 from app.render.protobuf_names import named_html, named_json
+from app.render.relative_times import later
 
 # Columns that hold serialized protobuf messages (see BMDB.md).
 PROTOBUF_COLUMNS = frozenset(
@@ -69,9 +70,11 @@ schemaless_values: FragmentCache[Markup] = FragmentCache(max_chars=32 * 1024 * 1
 
 
 def render_value(
-    field: Field | None, value: object, *, now: datetime, download: str | None = None
+    field: Field | None, value: object, *, download: str | None = None
 ) -> Markup:
     """HTML for one field value. `field` may be None (type is then read off the value).
+    It depends on the value alone: relative times are markers filled in per response
+    (app/render/relative_times.py), so the HTML may be reused.
 
     `download`: the URL of the whole value, linked from blobs.
     """
@@ -84,14 +87,14 @@ def render_value(
     if field is not None and field.is_enum and isinstance(value, str):
         return _enum_array_text(field, value) if field.is_array else _enum(field, value)
     if isinstance(value, list | tuple):
-        return _array(field, value, now)
+        return _array(field, value)
     if isinstance(value, bool):
         word = "true" if value else "false"
         return Markup('<span class="bool {}">{}</span>').format(word, word)
     if isinstance(value, datetime):
-        return _timestamp(value, now)
+        return _timestamp(value)
     if isinstance(value, date):
-        return _date(value, now)
+        return _date(value)
     if isinstance(value, time):
         return Markup('<span class="ts">{}</span>').format(value.isoformat())
     if isinstance(value, timedelta):
@@ -139,11 +142,8 @@ def human_interval(td: timedelta) -> str:
     return sign + duration(seconds)
 
 
-def _timestamp(ts: datetime, now: datetime) -> Markup:
-    try:
-        rel = relative(ts, now)
-    except (OverflowError, ValueError):  # 'infinity' and friends
-        rel = ""
+def _timestamp(ts: datetime) -> Markup:
+    rel = later(ts)  # '' for 'infinity' and friends
     if rel and ts.tzinfo is not None:
         # Ticks in the browser (webug.js), so a live fragment answered 304 stays current.
         # A timestamp without time zone has no instant the browser could count from.
@@ -157,11 +157,8 @@ def _timestamp(ts: datetime, now: datetime) -> Markup:
     )
 
 
-def _date(d: date, now: datetime) -> Markup:
-    try:
-        rel = relative(datetime.combine(d, time(), UTC), now)
-    except (OverflowError, ValueError):
-        rel = ""
+def _date(d: date) -> Markup:
+    rel = later(datetime.combine(d, time(), UTC))
     return Markup('<span class="ts">{}</span>{}').format(d.isoformat(), _rel(rel))
 
 
@@ -194,11 +191,11 @@ def _enum_array_text(field: Field, text: str) -> Markup:
     return _list_markup([NULL if label is None else _enum(element, label) for label in labels])
 
 
-def _array(field: Field | None, items: list | tuple, now: datetime) -> Markup:
+def _array(field: Field | None, items: list | tuple) -> Markup:
     element = None
     if field is not None:
         element = replace(field, data_type=field.element_udt, udt_name=field.element_udt)
-    return _list_markup([render_value(element, item, now=now) for item in items])
+    return _list_markup([render_value(element, item) for item in items])
 
 
 def _list_markup(rendered: list[Markup]) -> Markup:
