@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime
 from urllib.parse import quote
 
 import asyncpg
@@ -245,8 +246,11 @@ def test_totals_and_facets_are_counted_once_then_reused_by_polls(migrated_db_dsn
         again = client.get("/?location=fr5&format=json").json()
         assert again["total"] == 2
         assert not any("count(*)" in q["sql"] for q in again["queries"])  # from the cache
+        assert again["counted_at"] == first["counted_at"]  # as of when they were counted
         page = client.get("/?location=fr5").text
         assert "cached up to 10 s" in page
+        note = re.search(r'id="counts-note">Exact counts as of <time datetime="([^"]+)"', page)
+        assert datetime.fromisoformat(note[1]) == datetime.fromisoformat(first["counted_at"])
     with webug_client(migrated_db_dsn, count_cache_seconds=0) as client:
         for _ in range(2):  # WEBUG_COUNT_CACHE_SECONDS=0: every request counts
             response = client.get("/?location=fr5&format=json").json()

@@ -197,8 +197,13 @@ async def machine_list(
             ("facets", count_key), lambda: bmdb.facets(reader, schema, where, fleet)
         )
         facets = facets_from(facets_doc, schema, fleet)
-        counts.store(("total", count_key), facets_doc["total"])
-    kept_total = counts.fresh(("total", count_key))
+    # The total counted with the facets, else the one a list statement counted: as of
+    # when it was counted (which also keys the reused facets block).
+    kept_facets = counts.fresh(("facets", count_key))
+    if kept_facets is not None:
+        kept_total = (kept_facets[0]["total"], kept_facets[1])
+    else:
+        kept_total = counts.fresh(("total", count_key))
     # HTML rows show a summary of each tag; the JSON twin carries every field.
     layout = bmdb.list_layout(schema, None if as_json else summary_fields)
     total_view = kept_total[0] if kept_total is not None else None
