@@ -30,12 +30,14 @@ def polled(document_sql: str, ptag_param: str) -> str:
     document itself only when the md5 differs from `ptag_param`, the one the client holds:
     a poll whose data is unchanged costs one small statement and no transfer.
 
-    OFFSET 0 keeps the document a subquery of its own: pulled up into this SELECT, its
-    expression would be planned and computed once for each of the three uses of `doc`."""
+    Each OFFSET 0 keeps a subquery of its own, computed once: pulled up into the SELECT
+    above it, the document's expression would be computed for each use of `doc`, and the
+    md5 (of the whole document's text) for each use of `ptag`."""
     return (
-        "SELECT md5(page.doc::text) AS ptag,"
-        f" CASE WHEN md5(page.doc::text) IS DISTINCT FROM {ptag_param} THEN page.doc END AS doc"
-        f" FROM ({document_sql} OFFSET 0) page"
+        "SELECT hashed.ptag,"
+        f" CASE WHEN hashed.ptag IS DISTINCT FROM {ptag_param} THEN hashed.doc END AS doc"
+        " FROM (SELECT md5(page.doc::text) AS ptag, page.doc"
+        f" FROM ({document_sql} OFFSET 0) page OFFSET 0) hashed"
     )
 
 
