@@ -64,15 +64,6 @@ def duration(seconds: float) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
-def relative(ts: datetime | None, now: datetime | None = None) -> str:
-    """'3m ago' or 'in 20s'."""
-    if ts is None:
-        return ""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return relative_seconds((ts - (now or datetime.now(UTC))).total_seconds())
-
-
 def relative_seconds(delta: float) -> str:
     """'3m ago' or 'in 20s' for a time `delta` seconds from now."""
     return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"

@@ -21,11 +21,11 @@ _END = "\x1f"
 
 
 def later(ts: datetime | None) -> Markup:
-    """A marker for `relative(ts)` at render time ('' for NULL). It holds the instant as
+    """A marker for the time relative to `ts` at render time ('' for NULL). It holds the instant as
     seconds since the epoch: filling a page's hundreds of markers is then arithmetic."""
     if not isinstance(ts, datetime):  # NULL, or 'infinity' (app.bmdb.columns.PgSpecial)
         return Markup("")
-    if ts.tzinfo is None:  # `timestamp without time zone`: read as UTC, as relative() does
+    if ts.tzinfo is None:  # `timestamp without time zone`: read as UTC
         ts = ts.replace(tzinfo=UTC)
     try:
         return Markup(f"{_START}{ts.timestamp():.6f}{_END}")

@@ -128,15 +128,19 @@ templates.globals["reused_block"] = reused_block
 tag_blocks: FragmentCache[Markup] = FragmentCache(max_chars=8 * 1024 * 1024)
 
 
-def tag_block(machine_id: object, tag: TagType, values: dict[str, Any]) -> Markup:
+def tag_block(schema: Schema, machine_id: object, tag: TagType, values: dict[str, Any]) -> Markup:
     """partials/machine_tag.html for one tag of a machine, reused while everything it
-    shows is unchanged: its values, its reflected fields (`tag`), the descriptor set that
-    names protobuf fields, and the machine (its download links)."""
+    shows is unchanged: its values, the reflected tag types (`schema.layout_key`), the
+    descriptor set that names protobuf fields, and the machine (its download links)."""
     digest = fingerprint(values)
-    key = (tag, protobuf_names.current_digest(), machine_id, digest)
-    template = templates.get_template("partials/machine_tag.html")
+    key = (schema.layout_key, tag.name, protobuf_names.current_digest(), machine_id, digest)
     return tag_blocks.get(
-        key, lambda: Markup(template.render(tag=tag, values=values, id=machine_id, digest=digest))
+        key,
+        lambda: Markup(
+            templates.get_template("partials/machine_tag.html").render(
+                tag=tag, values=values, id=machine_id, digest=digest
+            )
+        ),
     )
 
 
@@ -221,20 +225,28 @@ def respond(
     `json_slices`: (a long list in `page`'s JSON, the update of `page` that empties it):
     the twin is then serialized a slice at a time as it is sent (app/slices.py).
     """
-    if reader is not None and page is not None and "queries" in type(page).model_fields:
+    as_json = page is not None and json_requested(request)
+    if as_json and reader is not None and "queries" in type(page).model_fields:
         page = page.model_copy(update={"queries": list(reader.queries)})
     # Protobuf columns are decoded with the app's descriptor set, if it has one.
     proto_names = getattr(request.app.state, "proto_names", None)
-    if json_slices is not None and page is not None and json_requested(request):
+    if as_json and json_slices is not None:
         return _SlicedJSONTwin(page, json_slices, proto_names, status_code, headers)
     names = protobuf_names.use(proto_names)
     try:
-        return _respond(request, template, page, reader, status_code, headers, view)
+        if as_json:
+            return Response(
+                page.model_dump_json(),
+                status_code=status_code,
+                headers=headers,
+                media_type="application/json",
+            )
+        return _page_html(request, template, page, reader, status_code, headers, view)
     finally:
         protobuf_names.reset(names)
 
 
-def _respond(
+def _page_html(
     request: Request,
     template: str,
     page: BaseModel | None,
@@ -243,13 +255,6 @@ def _respond(
     headers: dict[str, str] | None,
     view: dict[str, Any],
 ) -> Response:
-    if page is not None and json_requested(request):
-        return Response(
-            page.model_dump_json(),
-            status_code=status_code,
-            headers=headers,
-            media_type="application/json",
-        )
     started = time.perf_counter()
     app_state = request.app.state
     cache: SchemaCache = app_state.schema_cache
@@ -261,13 +266,12 @@ def _respond(
         "schema": cache.schema if cache.loaded else None,
         "tag_types": cache.schema.tag_types if cache.loaded else (),
         "reader": reader,
-        "now": now,
         "now_utc": formatting.absolute(now, "time"),  # HH:MM:SSZ, local in the browser if asked
         "render_ms": _RENDER_MS,
         "page": page,
         **view,
     }
-    body = fill(templates.get_template(template).render(context), datetime.now(UTC))
+    body = fill(templates.get_template(template).render(context), now)
     render_ms = (time.perf_counter() - started) * 1000
     body = body.replace(_RENDER_MS, f"{render_ms:.1f}")
     return HTMLResponse(body, status_code=status_code, headers=headers)
