@@ -191,18 +191,17 @@ async def machine_list(
     # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
     # as light as it was (a dozen probes per machine saved).
     row_workflows = fleet if filters.workflow or filters.stuck else None
+    # The total, as of when it was counted (which also keys the reused facets block).
     facets = None
     if not fragment:  # facets (with the total) in a statement of their own, when due
         facets_doc, counted_at = await counts.get(
             ("facets", count_key), lambda: bmdb.facets(reader, schema, where, fleet)
         )
         facets = facets_from(facets_doc, schema, fleet)
-    # The total counted with the facets, else the one a list statement counted: as of
-    # when it was counted (which also keys the reused facets block).
-    kept_facets = counts.fresh(("facets", count_key))
-    if kept_facets is not None:
+        kept_total = (facets_doc["total"], counted_at)
+    elif (kept_facets := counts.fresh(("facets", count_key))) is not None:
         kept_total = (kept_facets[0]["total"], kept_facets[1])
-    else:
+    else:  # the total a list statement counted
         kept_total = counts.fresh(("total", count_key))
     # HTML rows show a summary of each tag; the JSON twin carries every field.
     layout = bmdb.list_layout(schema, None if as_json else summary_fields)
