@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from uuid import UUID
 from fastapi import HTTPException, Query, Request
 
 from app.render import urls
+from app.render.templating import fingerprint
 
 EXAMPLE_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 
@@ -62,7 +62,7 @@ class PollTag:
     view is the same) and returns no document when it is unchanged: a 304 then."""
 
     def __init__(self, request: Request, *view: object) -> None:
-        self.view = hashlib.blake2b(repr(view).encode(), digest_size=6).hexdigest()
+        self.view = fingerprint(view)
         held = request.headers.get("HX-PTag", "")
         prefix, _, md5 = held.partition(".")
         self.known: str | None = md5 if prefix == self.view and md5 else None

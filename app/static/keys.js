@@ -35,7 +35,7 @@
   const go = (letter) => {
     const link = help()?.querySelector(`a[data-go="${CSS.escape(letter)}"]`);
     if (link) location.assign(link.href);
-    else if (help() && !help().open) help().showModal(); // says what this version lacks
+    else if (help() && !help().open) help().showModal(); // another letter: the help lists them
   };
 
   // --- list rows -------------------------------------------------------------------------
