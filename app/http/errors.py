@@ -30,6 +30,14 @@ def error_response(request: Request, status: int, title: str, detail: str) -> Re
     )
 
 
+async def bmdb_unavailable(request: Request, exc: BaseException) -> Response:
+    """The 503 page of a BMDB that is down or broke the connection: webug retries. (An
+    exception handler: async, so that Starlette runs it on the event loop.)"""
+    return error_response(
+        request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
+    )
+
+
 def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -62,13 +70,8 @@ def install_error_pages(app: FastAPI) -> None:
             f"The BMDB did not answer within the statement timeout: {exc}",
         )
 
-    async def db_down(request: Request, exc: Exception):
-        return error_response(
-            request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
-        )
-
     for unavailable in DB_UNAVAILABLE:
-        app.add_exception_handler(unavailable, db_down)
+        app.add_exception_handler(unavailable, bmdb_unavailable)
 
 
 class InternalErrorPage:

@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
-from app.http.errors import error_response
+from app.http.errors import bmdb_unavailable, error_response
 from app.render import urls
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,7 @@ class ResilienceMiddleware:
             if progress["started"]:
                 raise
             log.warning("BMDB connection broken on %s: %s", scope["path"], exc)
-            response = error_response(
-                Request(scope), 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
-            )
+            response = await bmdb_unavailable(Request(scope), exc)
             await response(scope, receive, send)
         except Exception as exc:
             # The BMDB went away after the page was sent, while its read transaction was
@@ -237,10 +235,5 @@ def install_resilience(app: FastAPI, settings: Settings) -> None:
     """Schema-drift retry, outage handling and pool admission for every route."""
     app.add_middleware(ResilienceMiddleware, settings=settings)
 
-    async def unavailable(request: Request, exc: Exception):
-        return error_response(
-            request, 503, "BMDB unreachable, retrying", f"{type(exc).__name__}: {exc}"
-        )
-
     for exc_class in ALSO_UNAVAILABLE:
-        app.add_exception_handler(exc_class, unavailable)
+        app.add_exception_handler(exc_class, bmdb_unavailable)
