@@ -352,8 +352,7 @@ def _tags(names: tuple[str, ...], schema: Schema) -> list[TagType]:
 
 
 def _require(schema: Schema, table: str, column: str, what: str) -> None:
-    tag = schema.tag(table)
-    if tag is None or tag.field(column) is None:
+    if not schema.has_field(table, column):
         raise FilterError(f"{what} needs {table}.{column}, which this BMDB does not have")
 
 

@@ -111,7 +111,7 @@ async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = Non
             " provider::text AS provider, provider_status::text AS status, count(*) AS n"
             f" FROM {tables.PROVIDED} GROUP BY provider, provider_status) g)"
         )
-    if _has(schema, tables.HEARTBEAT, "agent_heartbeat_at"):
+    if schema.has_field(tables.HEARTBEAT, "agent_heartbeat_at"):
         window = params.param(HEARTBEAT_WINDOW)
         started = never = "NULL::bigint"
         if schema.tag(tables.AGENT_STARTED) is not None:
@@ -126,12 +126,12 @@ async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = Non
             f" count(*) FILTER (WHERE agent_heartbeat_at <= now() - {window}::interval))"
             f" FROM {tables.HEARTBEAT})"
         )
-    if _has(schema, tables.INSTALLATION_REQUEST, "generation") and _has(
-        schema, tables.INSTALLATION_REPORT, "generation"
+    if schema.has_field(tables.INSTALLATION_REQUEST, "generation") and schema.has_field(
+        tables.INSTALLATION_REPORT, "generation"
     ):
         answered = "rep.generation >= r.generation"
         results = "NULL::bigint, NULL::bigint"
-        if _has(schema, tables.INSTALLATION_REPORT, "os_installation_result"):
+        if schema.has_field(tables.INSTALLATION_REPORT, "os_installation_result"):
             results = (
                 f"count(*) FILTER (WHERE {answered}"
                 " AND rep.os_installation_result::text = 'Success'),"
@@ -165,8 +165,3 @@ async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = Non
     if "installation" in doc:
         counts.installation = InstallationCounts(*doc["installation"])
     return counts
-
-
-def _has(schema: Schema, table: str, column: str) -> bool:
-    tag = schema.tag(table)
-    return tag is not None and tag.field(column) is not None

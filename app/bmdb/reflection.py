@@ -145,6 +145,12 @@ class Schema:
             None,
         )
 
+    def has_field(self, name_or_table: str, column: str | None = None) -> bool:
+        """Whether this BMDB has that tag table, and its `column` when one is named: what a
+        feature needs to know before it reads them."""
+        tag = self.tag(name_or_table)
+        return tag is not None and (column is None or tag.field(column) is not None)
+
 
 def display_name(table: str) -> str:
     """`machine_os_installation_request` -> `OSInstallationRequest`."""

@@ -36,11 +36,6 @@ def provided_tag(schema: Schema) -> TagType | None:
     return schema.tag(tables.PROVIDED)
 
 
-def has_provided_column(schema: Schema, column: str) -> bool:
-    tag = provided_tag(schema)
-    return tag is not None and tag.field(column) is not None
-
-
 def _provided_row(tag: TagType) -> str:
     """[provider, provider_id, reservation, ip] of the machine_provided row `p`, NULL for
     a column this BMDB lacks."""

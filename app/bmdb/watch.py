@@ -36,8 +36,7 @@ CANDIDATES = 5  # machines listed for an ambiguous prefix (one more is read, to 
 def _heartbeat(schema: Schema, params: SqlWhere) -> str:
     """[agent_heartbeat_at or null, whether it is recent] of machine `d`; NULL when this
     BMDB has no heartbeat tag. An aggregate, so a machine without a heartbeat has a row."""
-    tag = schema.tag(tables.HEARTBEAT)
-    if tag is None or tag.field("agent_heartbeat_at") is None:
+    if not schema.has_field(tables.HEARTBEAT, "agent_heartbeat_at"):
         return "NULL::json"
     return (
         "(SELECT json_build_array(max(h.agent_heartbeat_at),"

@@ -326,20 +326,15 @@ def compiled(schema: Schema, specs: tuple[WorkflowSpec, ...] = BUILTIN) -> Fleet
 
 def _compile_fleet(schema: Schema, specs: tuple[WorkflowSpec, ...]) -> Fleet:
     heartbeating = installed = FALSE  # a schema without the tables has none
-    if _has_field(schema, tables.PROVIDED, None):
+    if schema.has_field(tables.PROVIDED):
         provided = Found(_rows_of(tables.PROVIDED))
-        if _has_field(schema, tables.HEARTBEAT, "agent_heartbeat_at"):
+        if schema.has_field(tables.HEARTBEAT, "agent_heartbeat_at"):
             heartbeating = all_of(provided, Found(_fresh_heartbeat(HEARTBEAT_WINDOW)))
-        if _has_field(schema, tables.INSTALLATION_REQUEST, "generation") and _has_field(
-            schema, tables.INSTALLATION_REPORT, "generation"
+        if schema.has_field(tables.INSTALLATION_REQUEST, "generation") and schema.has_field(
+            tables.INSTALLATION_REPORT, "generation"
         ):
             installed = all_of(provided, Found(_installation_probe(fulfilled=True)))
     return Fleet(tuple(compile_workflow(s, schema) for s in specs), heartbeating, installed)
-
-
-def _has_field(schema: Schema, table: str, column: str | None) -> bool:
-    tag = schema.tag(table)
-    return tag is not None and (column is None or tag.field(column) is not None)
 
 
 def _fresh_heartbeat(window: timedelta) -> Probe:
@@ -375,7 +370,7 @@ def compile_workflow(spec: WorkflowSpec, schema: Schema) -> CompiledWorkflow:
         return names
 
     def column(tag_table: str, name: str) -> None:
-        if not _has_field(schema, tag_table, name):
+        if not schema.has_field(tag_table, name):
             missing.append(f"{tag_table}.{name}")
 
     if spec.process is not None:

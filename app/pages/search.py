@@ -32,6 +32,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import Field, computed_field
 
 from app.bmdb import search as bmdb
+from app.bmdb import tables
 from app.bmdb.connection import Reader
 from app.bmdb.reflection import Schema
 from app.bmdb.search import Pasted, SearchKinds
@@ -288,7 +289,7 @@ def _notes(schema: Schema, q: str) -> list[str]:
             " only exact provider IDs were looked up."
         )
     for column in (bmdb.RESERVATION, bmdb.IP_ADDRESS):
-        if not bmdb.has_provided_column(schema, column) and (
+        if not schema.has_field(tables.PROVIDED, column) and (
             column != bmdb.IP_ADDRESS or _can_be_ip(q)
         ):
             notes.append(f"This BMDB's machine_provided has no {column} column.")
