@@ -33,16 +33,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
-from app.bmdb.reflection import Field, quote_ident
+from app.bmdb.reflection import NATIVE_UDTS, Field, quote_ident
 from app.bmdb.sql import json_array
-
-# Types whose JSON form decodes exactly (see the table above); anything else is read as text.
-_AS_IS = frozenset({
-    "text", "varchar", "bpchar", "name", "char", "int2", "int4", "int8", "oid", "bool",
-    "float4", "float8", "uuid", "timestamp", "timestamptz", "date", "time", "timetz",
-    "inet", "cidr", "macaddr", "bytea", "numeric", "interval", "json", "jsonb",
-})  # fmt: skip
-_TIMESTAMPS = frozenset({"timestamp", "timestamptz"})
 
 # The first bytes of a bytea value put into a document: enough for a preview and for
 # decoding real hardware reports; the whole value is a download of its own.
@@ -120,7 +112,7 @@ def select_expr(field: Field, column: str, *, blob_cap: int = BLOB_PREVIEW_BYTES
     udt = field.element_udt
     if field.is_enum:
         return column  # labels are strings; enum arrays are arrays of them
-    if udt not in _AS_IS:
+    if udt not in NATIVE_UDTS:  # travels as its text
         return f"{column}::text"
     if field.is_array:
         if udt in ("numeric", "interval", "json", "jsonb", "bytea"):
@@ -163,7 +155,7 @@ Decoder = Callable[[object], object]
 def decoder(field: Field) -> Decoder:
     """Re-types one field's document value (None stays None)."""
     udt = field.element_udt
-    if field.is_enum or udt not in _AS_IS:
+    if field.is_enum or udt not in NATIVE_UDTS:
         return _identity
     element = _ELEMENT_DECODERS.get(udt, _identity)
     if field.is_array:
@@ -305,11 +297,6 @@ def _blob(value: object) -> object:
         return value
     length, head = value
     return Blob(int(length), base64.b64decode(head or ""))
-
-
-def aware_utc(value: datetime) -> datetime:
-    """A naive datetime read as UTC (PostgreSQL's `timestamp without time zone`)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 _ELEMENT_DECODERS: dict[str, Decoder] = {

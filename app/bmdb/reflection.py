@@ -20,8 +20,9 @@ T = TypeVar("T")
 
 PROCESS_ENUM = "process"  # the enum type of work.process and work_backoff.process
 
-# Types asyncpg decodes itself (element types for arrays too). Anything else is read
-# through its text form, so an unknown type added by a migration still shows.
+# Types a page's document carries in a form of their own (app/bmdb/columns.py; element
+# types for arrays too). Anything else travels as its text form, so an unknown type added
+# by a migration still shows.
 NATIVE_UDTS = frozenset({
     "text", "varchar", "bpchar", "name", "char", "bytea", "int2", "int4", "int8", "numeric",
     "float4", "float8", "bool", "uuid", "timestamp", "timestamptz", "date", "time", "timetz",
@@ -78,7 +79,7 @@ class Field:
 
     @property
     def read_as_text(self) -> bool:
-        """True when the value must be fetched via `::text` (asyncpg has no codec)."""
+        """True when the value travels as its text (`::text`): no form of its own."""
         if self.is_enum:
             return self.is_array  # enum arrays need the codec of an anonymous type
         return self.element_udt not in NATIVE_UDTS
