@@ -10,8 +10,6 @@ import platformdirs
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.bmdb.workflows import load_file
-
 # The BMDB's protobuf columns and their messages (see BMDB.md).
 DEFAULT_PROTO_COLUMNS = {
     "hardware_report_raw": "cloud.bmaas.server.api.AgentHardwareReport",
@@ -129,13 +127,6 @@ class Settings(BaseSettings):
         description="JSON, TOML or YAML file of workflows to add to the built-in ones"
         " (README, \"Workflows\")",
     )
-
-    @field_validator("workflows")
-    @classmethod
-    def _workflow_file(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            load_file(value)  # now: a bad file stops webug at start
-        return value
 
     # Set but empty would mean no access control (an empty token) or a guessable login:
     # refused, as a typo in a deployment's secret should not open webug to everyone.

@@ -110,7 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ttl=app.state.settings.history_cache_seconds,
         budget_ms=app.state.settings.history_timeout_ms,
     )
-    app.state.workflows = workflows.with_file(app.state.settings.workflows)
+    try:  # read once, now: a bad file stops webug at start with one line
+        app.state.workflows = workflows.with_file(app.state.settings.workflows)
+    except ValueError as exc:
+        raise SystemExit(f"webug: invalid configuration: WEBUG_WORKFLOWS: {exc}") from None
     app.state.proto_names = protobuf_names.from_settings(
         app.state.settings.proto_descriptors, app.state.settings.proto_columns
     )
