@@ -12,6 +12,9 @@ from typing import Any
 
 
 class CountCache:
+    """Values kept `ttl` seconds, the least recently stored dropped past `max_entries`
+    (app/bmdb/history_reads.py keeps its reads in two of these)."""
+
     def __init__(self, ttl: float, max_entries: int = 256) -> None:
         self.ttl = ttl
         self._max = max_entries

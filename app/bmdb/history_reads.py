@@ -19,8 +19,8 @@ once, and the machine list resolves a failure group from the last read (`latest`
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from app.bmdb.connection import HistoryReadBusy
+from app.bmdb.counts import CountCache
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,10 @@ class HistoryReads:
     def __init__(self, ttl: float, budget_ms: int, max_entries: int = 32) -> None:
         self.ttl = ttl
         self.budget_ms = budget_ms
-        self._max = max_entries
-        # key -> (monotonic time, attempt): the last attempt, answered while fresh
-        self._attempts: OrderedDict[Hashable, tuple[float, HistoryRead]] = OrderedDict()
+        # key -> the last attempt, answered while fresh
+        self._attempts = CountCache(ttl, max_entries)
         # key -> the last successful read, whatever its age (`latest`)
-        self._values: OrderedDict[Hashable, HistoryRead] = OrderedDict()
+        self._values = CountCache(math.inf, max_entries)
         self._running: dict[Hashable, asyncio.Task[HistoryRead]] = {}
         self.reads = 0  # reads started (tests and the bench watch it)
 
@@ -62,14 +62,13 @@ class HistoryReads:
         self._values.clear()
 
     def fresh(self, key: Hashable) -> HistoryRead | None:
-        entry = self._attempts.get(key)
-        if entry is not None and time.monotonic() - entry[0] < self.ttl:
-            return entry[1]
-        return None
+        kept = self._attempts.fresh(key)
+        return None if kept is None else kept[0]
 
     def latest(self, key: Hashable) -> HistoryRead | None:
         """The last successful read of `key`, however old: what a link made from it meant."""
-        return self._values.get(key)
+        kept = self._values.fresh(key)
+        return None if kept is None else kept[0]
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> HistoryRead:
         """The fresh read of `key`, or one computed now (or joined, if one is running)."""
@@ -98,7 +97,7 @@ class HistoryReads:
         except asyncpg.QueryCanceledError:
             ms = (time.perf_counter() - started) * 1000
             read = HistoryRead(at, ms, error=f"the read took longer than its budget of {budget}")
-            self._keep(self._attempts, key, (time.monotonic(), read))
+            self._attempts.store(key, read)
             return read
         except HistoryReadBusy:  # not kept: the next request may find the connection free
             ms = (time.perf_counter() - started) * 1000
@@ -106,12 +105,6 @@ class HistoryReads:
                 at, ms, error=f"another history read kept the connection busy for {budget}"
             )
         read = HistoryRead(at, (time.perf_counter() - started) * 1000, value=value)
-        self._keep(self._attempts, key, (time.monotonic(), read))
-        self._keep(self._values, key, read)
+        self._attempts.store(key, read)
+        self._values.store(key, read)
         return read
-
-    def _keep(self, entries: OrderedDict, key: Hashable, value: object) -> None:
-        entries[key] = value
-        entries.move_to_end(key)
-        while len(entries) > self._max:
-            entries.popitem(last=False)
