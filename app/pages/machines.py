@@ -30,7 +30,7 @@ from app.bmdb.watch import MAX_IDS as MAX_WATCH
 from app.bmdb.workflows import Fleet, decode_counts
 from app.pages import csv_export
 from app.pages.common import Poll, PollTag, list_poll
-from app.pages.failures import FailureFilter, list_failure
+from app.pages.failures import FailureFilter, ResolvedFailure, list_failure
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
 from app.pages.workflow_status import fleet_of, statuses
@@ -154,6 +154,22 @@ class MachineListPage(PageModel):
         return active
 
 
+async def list_query(
+    request: Request, reader: Reader, schema: Schema, filters: MachineFilters
+) -> tuple[ResolvedFailure | None, SqlWhere, Order]:
+    """The list's filters as SQL conditions, and its order: a 400 for one this BMDB cannot
+    answer. A `failure=` group is resolved to its machine IDs (shared, see failures.py)."""
+    failure = await list_failure(request, reader, filters)
+    try:
+        where = build_where(
+            filters, schema, failure.machine_ids if failure else None,
+            fleet=fleet_of(request, schema),
+        )  # fmt: skip
+        return failure, where, Order.parse(filters.sort, schema)
+    except FilterError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 @router.get(
     urls.MACHINES, name="machines", responses=twin(MachineListPage, "one page of machines")
 )
@@ -173,13 +189,9 @@ async def machine_list(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
-    failure = await list_failure(request, reader, filters)  # a group's machine IDs, shared
+    failure, where, order = await list_query(request, reader, schema, filters)
     fleet = fleet_of(request, schema)
     try:
-        where = build_where(
-            filters, schema, failure.machine_ids if failure else None, fleet=fleet
-        )
-        order = Order.parse(filters.sort, schema)
         cursor = order.cursor(after) if after else None
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None

@@ -24,14 +24,13 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import watch as bmdb
-from app.bmdb.filters import FilterError, MachineFilters, build_where, uuid_prefix_range
+from app.bmdb.filters import MachineFilters, uuid_prefix_range
 from app.bmdb.machines import MachineLayout, list_layout
-from app.bmdb.ordering import Order
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from app.bmdb.workflows import Fleet
 from app.pages.common import Poll, PollTag, list_poll
-from app.pages.failures import list_failure
 from app.pages.json_models import twin
+from app.pages.machines import list_query
 from app.pages.models import Machine, Model, PageModel, Timestamp, WorkflowStatus
 from app.pages.search import MIN_HEX_DIGITS, hex_digits, normalize
 from app.pages.workflow_status import fleet_of, statuses
@@ -279,15 +278,7 @@ async def watch_filtered(
     filters: Annotated[MachineFilters, Query()],
 ):
     """303 to the watch list of the filter's first MAX_IDS machines, in the list's order."""
-    failure = await list_failure(request, reader, filters)  # a group's machine IDs, shared
-    try:
-        where = build_where(
-            filters, schema, failure.machine_ids if failure else None,
-            fleet=fleet_of(request, schema),
-        )  # fmt: skip
-        order = Order.parse(filters.sort, schema)
-    except FilterError as exc:
-        raise HTTPException(400, str(exc)) from None
+    _, where, order = await list_query(request, reader, schema, filters)
     ids = await bmdb.filtered_ids(reader, where, order, schema, MAX_IDS + 1)
     if not ids:
         raise HTTPException(404, "No machine matches this filter: there is nothing to watch.")
