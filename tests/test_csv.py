@@ -11,8 +11,7 @@ from html import unescape
 
 import pytest
 
-from app.pages import machines as machines_page
-from app.pages import sessions as sessions_page
+from app.pages import csv_export
 from tests.fleet import ALIVE, DEAD, MACHINES, SMALL_FLEET, mid
 from tests.support import cloned_database, execute, run_sync, webug_client
 
@@ -141,7 +140,7 @@ def test_blobs_are_their_length_and_a_download_url_never_their_bytes(client):
 def test_a_download_streams_keyset_pages(client, monkeypatch):
     """With pages of 5 machines, a download of 12 is three statements' pages, in order,
     in every kind of order (by ID, by a key every machine has, by a key some lack)."""
-    monkeypatch.setattr(machines_page, "CSV_PAGE", 5)
+    monkeypatch.setattr(csv_export, "PAGE_ROWS", 5)
     for sort, expected in [
         ("id", list(range(1, MACHINES + 1))),
         ("-created", list(range(1, MACHINES + 1))),
@@ -154,7 +153,7 @@ def test_a_download_streams_keyset_pages(client, monkeypatch):
 
 
 def test_the_row_cap_is_in_a_header_and_on_the_page_never_in_the_file(dsn, monkeypatch):
-    monkeypatch.setattr(machines_page, "CSV_PAGE", 2)
+    monkeypatch.setattr(csv_export, "PAGE_ROWS", 2)
     with webug_client(dsn, csv_row_cap=5) as client:
         header, rows, response = download(client, "/?format=csv")
         assert response.headers["X-Webug-Row-Cap"] == "5"
@@ -176,7 +175,7 @@ def test_a_bad_filter_is_a_400_not_a_broken_download(client):
 
 
 def test_sessions_csv(client, monkeypatch):
-    monkeypatch.setattr(sessions_page, "CSV_PAGE", 1)  # two sessions: two pages, and an empty one
+    monkeypatch.setattr(csv_export, "PAGE_ROWS", 1)  # two sessions: two pages, and an empty one
     header, rows, response = download(client, "/sessions?format=csv")
     assert header == [
         "session_id", "component", "runtime_info", "created_at", "interval_seconds",

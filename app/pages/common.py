@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query, Request
 
 from app.render import urls
 from app.render.templating import fingerprint
@@ -42,6 +42,10 @@ def poll_parameters(
 
 list_poll = poll_parameters(urls.LIST_EVERY, (2, 5, 10, 30))
 detail_poll = poll_parameters(urls.DETAIL_EVERY, (1, 2, 5, 10))
+ListPoll = Annotated[Poll, Depends(list_poll)]  # a list page's `live` and `every`
+DetailPoll = Annotated[Poll, Depends(detail_poll)]  # one machine's or session's
+
+PAGE_SIZES = (50, 100, 500)  # the page sizes a list offers
 
 
 def parse_id(text: str, what: str, column: str) -> UUID:

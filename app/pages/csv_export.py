@@ -56,17 +56,20 @@ def _csv_text(rows: Iterable[list[str]]) -> str:
 ReadPage = Callable[[Any, int], Awaitable[tuple[list[list[object]], Any]]]
 
 
+PAGE_ROWS = 1000  # rows per statement of a CSV download
+
+
 def stream(
-    header: list[str], read: ReadPage, page_size: int, row_cap: int, filename: str
+    header: list[str], read: ReadPage, row_cap: int, filename: str
 ) -> StreamingResponse:
-    """A CSV download: `header`, then the rows of page after page (`read`, `page_size`
+    """A CSV download: `header`, then the rows of page after page (`read`, PAGE_ROWS
     rows each) as they are read, until a page comes back short or `row_cap` rows are out."""
 
     async def body() -> AsyncIterator[str]:
         yield _csv_text([header])
         after, sent = None, 0
         while sent < row_cap:
-            size = min(page_size, row_cap - sent)
+            size = min(PAGE_ROWS, row_cap - sent)
             rows, after = await read(after, size)
             yield _csv_text([[cell(v) for v in row] for row in rows])
             sent += len(rows)

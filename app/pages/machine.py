@@ -14,14 +14,14 @@ from typing import Annotated
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from app.bmdb import machines as bmdb
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import Schema
 from app.pages import search
-from app.pages.common import Poll, PollTag, detail_poll, parse_id
+from app.pages.common import DetailPoll, Poll, PollTag, parse_id
 from app.pages.json_models import twin
 from app.pages.models import (
     Backoff,
@@ -42,7 +42,6 @@ router = APIRouter()
 HISTORY_PAGE = 50
 TIMELINE_EVENTS = 1000
 
-DetailPoll = Annotated[Poll, Depends(detail_poll)]
 
 
 class MachinePage(PageModel):

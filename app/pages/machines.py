@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import machines as bmdb
@@ -29,7 +29,7 @@ from app.bmdb.reflection import Schema
 from app.bmdb.watch import MAX_IDS as MAX_WATCH
 from app.bmdb.workflows import Fleet, decode_counts
 from app.pages import csv_export
-from app.pages.common import Poll, PollTag, list_poll
+from app.pages.common import PAGE_SIZES, ListPoll, PollTag
 from app.pages.failures import FailureFilter, ResolvedFailure, list_failure
 from app.pages.json_models import twin
 from app.pages.models import Machine, Model, PageModel, machine_from
@@ -48,9 +48,7 @@ from app.slices import map_in_slices
 
 router = APIRouter()
 
-PAGE_SIZES = (50, 100, 500)
 MAX_PAGE = 5000  # rows per page, HTML or JSON
-CSV_PAGE = 1000  # machines per statement of a CSV download
 
 
 class Facets(Model):
@@ -178,7 +176,7 @@ async def machine_list(
     reader: PageReader,
     schema: CurrentSchema,
     filters: Annotated[MachineFilters, Query()],
-    poll: Annotated[Poll, Depends(list_poll)],
+    poll: ListPoll,
     after: Annotated[
         str | None,
         Query(
@@ -272,7 +270,7 @@ async def machine_list(
 def _csv(request: Request, reader: Reader, schema: Schema, where: SqlWhere, order: Order):
     """Every machine of the filter in `order`, up to the row cap, as a streamed CSV.
 
-    A CSV of the whole fleet is many pages by design: keyset pages of CSV_PAGE machines,
+    A CSV of the whole fleet is many pages by design: keyset pages of csv_export.PAGE_ROWS machines,
     one statement each (each its own consistent read), written out as they arrive, so
     neither webug nor the BMDB ever holds the whole fleet.
     """
@@ -290,6 +288,6 @@ def _csv(request: Request, reader: Reader, schema: Schema, where: SqlWhere, orde
         return [csv_export.machine_row(m, layout, base_url) for m in machines], last
 
     return csv_export.stream(
-        csv_export.machine_header(layout), read, CSV_PAGE,
+        csv_export.machine_header(layout), read,
         request.app.state.settings.csv_row_cap, "webug-machines.csv",
     )  # fmt: skip

@@ -6,14 +6,13 @@ session costs one small statement and answers 304.
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import computed_field
 
 from app.bmdb import sessions as bmdb
-from app.pages.common import Poll, PollTag, detail_poll, parse_id
+from app.pages.common import DetailPoll, Poll, PollTag, parse_id
 from app.pages.json_models import twin
 from app.pages.models import HistoryEvent, Model, PageModel, Session
 from app.render import urls
@@ -23,7 +22,6 @@ router = APIRouter()
 
 HISTORY_LIMIT = 100  # work_history rows shown on a session page
 
-DetailPoll = Annotated[Poll, Depends(detail_poll)]
 
 
 class HeldWork(Model):

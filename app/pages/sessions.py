@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import Field, computed_field
 
 from app.bmdb import sessions as bmdb
 from app.bmdb.connection import Reader
 from app.pages import csv_export
-from app.pages.common import Poll, list_poll
+from app.pages.common import PAGE_SIZES, ListPoll
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel, Session, Timestamp, seconds_until
 from app.render import urls
@@ -26,8 +26,6 @@ from app.render.templating import PageReader, is_htmx, respond
 router = APIRouter()
 
 STALE_LIMIT = 200  # stale work items listed (the count is always exact)
-PAGE_SIZES = (50, 100, 500)
-CSV_PAGE = 1000  # sessions per statement of a CSV download
 
 class StaleWork(Model):
     """Work held by an expired session: nobody is doing it, and nobody else may."""
@@ -102,9 +100,9 @@ async def session_list(
     request: Request,
     reader: PageReader,
     filters: Annotated[bmdb.SessionFilters, Query()],
-    poll: Annotated[Poll, Depends(list_poll)],
+    poll: ListPoll,
     after: Annotated[UUID | None, Query(description="keyset: session IDs after this one")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = urls.SESSIONS_LIMIT,
 ):
     if request.query_params.get("format") == "csv":
         return _csv(request, reader, filters)
@@ -138,7 +136,7 @@ async def session_list(
 
 def _csv(request: Request, reader: Reader, filters: bmdb.SessionFilters):
     """Every session of the filter by ID, up to the row cap, as a streamed CSV: keyset
-    pages of CSV_PAGE sessions, one statement each."""
+    pages of csv_export.PAGE_ROWS sessions, one statement each."""
 
     async def read(after: UUID | None, size: int) -> tuple[list[list[object]], UUID | None]:
         docs = await bmdb.session_page(Reader(reader.db), filters, after=after, limit=size)
@@ -147,6 +145,6 @@ def _csv(request: Request, reader: Reader, filters: bmdb.SessionFilters):
         return [csv_export.session_row(s) for s in sessions], last
 
     return csv_export.stream(
-        csv_export.SESSION_HEADER, read, CSV_PAGE, request.app.state.settings.csv_row_cap,
+        csv_export.SESSION_HEADER, read, request.app.state.settings.csv_row_cap,
         "webug-sessions.csv",
     )  # fmt: skip

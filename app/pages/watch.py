@@ -19,7 +19,7 @@ import re
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ConfigDict, Field, computed_field
 
@@ -28,7 +28,7 @@ from app.bmdb.filters import MachineFilters, uuid_prefix_range
 from app.bmdb.machines import MachineLayout, list_layout
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from app.bmdb.workflows import Fleet
-from app.pages.common import Poll, PollTag, list_poll
+from app.pages.common import ListPoll, PollTag
 from app.pages.json_models import twin
 from app.pages.machines import list_query
 from app.pages.models import Machine, Model, PageModel, Timestamp, WorkflowStatus
@@ -187,7 +187,6 @@ def _token(token: str, found: list[UUID] | None) -> WatchToken:
     )
 
 
-ListPoll = Annotated[Poll, Depends(list_poll)]
 
 
 @router.get(
