@@ -23,7 +23,14 @@ from pydantic import ConfigDict, Field, computed_field
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
 from app.bmdb.counts import CountCache
-from app.bmdb.filters import FilterError, MachineFilters, SqlWhere, build_where, text_searched
+from app.bmdb.filters import (
+    NULL_STATUS,
+    FilterError,
+    MachineFilters,
+    SqlWhere,
+    build_where,
+    text_searched,
+)
 from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
 from app.bmdb.watch import MAX_IDS as MAX_WATCH
@@ -69,7 +76,7 @@ class Facets(Model):
 def facets_from(doc: dict, schema: Schema, fleet: Fleet) -> Facets:
     by_value: dict[str, dict[str, int]] = {"provider": {}, "status": {}, "location": {}}
     for provider, status, location, n in doc["provided"] or ():
-        for facet, value in (("provider", provider), ("status", status or "NULL"),
+        for facet, value in (("provider", provider), ("status", status or NULL_STATUS),
                              ("location", location)):  # fmt: skip
             if value is not None:
                 by_value[facet][value] = by_value[facet].get(value, 0) + n

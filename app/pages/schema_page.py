@@ -99,7 +99,6 @@ def schema_json(cache: SchemaCache, refresh_error: str | None = None) -> SchemaJ
 def _schema_page(request: Request, *, refresh_error: str | None = None, status_code: int = 200):
     cache: SchemaCache = request.app.state.schema_cache
     context = {
-        "s": cache.schema if cache.loaded else None,
         "cache": cache,
         "refresh_error": refresh_error,
         "machines_with": machines_with,
