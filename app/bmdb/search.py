@@ -76,7 +76,31 @@ class Pasted:
     limit: int  # matches read per kind
 
 
-def _pasted_parts(schema: Schema, pasted: Pasted, params: SqlWhere) -> list[str]:
+def _machines_part(key: str, tag: TagType | None, where: str, n: str) -> str:
+    """The document's `key` entry: [ID, its provided row] of the machines `where` picks
+    (at most `n`, in ID order)."""
+    provided = _provided_of(tag, "m.machine_id") if tag is not None else "NULL"
+    return (
+        f"'{key}', (SELECT coalesce(json_agg(json_build_array(m.machine_id,"
+        f" {provided}) ORDER BY m.machine_id), '[]'::json) FROM (SELECT machine_id"
+        f" FROM machines WHERE {where} ORDER BY machine_id LIMIT {n}) m)"
+    )
+
+
+def _sessions_part(key: str, where: str, n: str) -> str:
+    """The document's `key` entry: [ID, component, alive] of the sessions `where` picks
+    (at most `n`, in ID order)."""
+    return (
+        f"'{key}', (SELECT coalesce(json_agg(json_build_array(s.session_id,"
+        " s.session_component_name, coalesce(s.session_deadline > now(), false))"
+        " ORDER BY s.session_id), '[]'::json) FROM (SELECT * FROM sessions"
+        f" WHERE {where} ORDER BY session_id LIMIT {n}) s)"
+    )
+
+
+def _pasted_parts(
+    tag: TagType | None, pasted: Pasted, params: SqlWhere
+) -> list[str]:
     """The document's "pasted_*" entries: machines and sessions by the IDs in the text,
     machine_provided rows whose provider ID, reservation ID or IP address is a word of it.
 
@@ -89,21 +113,8 @@ def _pasted_parts(schema: Schema, pasted: Pasted, params: SqlWhere) -> list[str]
     parts: list[str] = []
     if pasted.ids:
         ids, n = params.param(pasted.ids), params.param(pasted.limit)
-        tag = provided_tag(schema)
-        provided = _provided_of(tag, "m.machine_id") if tag is not None else "NULL"
-        parts.append(
-            "'pasted_machine', (SELECT coalesce(json_agg(json_build_array(m.machine_id,"
-            f" {provided}) ORDER BY m.machine_id), '[]'::json) FROM (SELECT machine_id"
-            f" FROM machines WHERE machine_id = ANY({ids}::uuid[])"
-            f" ORDER BY machine_id LIMIT {n}) m)"
-        )
-        parts.append(
-            "'pasted_session', (SELECT coalesce(json_agg(json_build_array(s.session_id,"
-            " s.session_component_name, coalesce(s.session_deadline > now(), false))"
-            " ORDER BY s.session_id), '[]'::json) FROM (SELECT * FROM sessions"
-            f" WHERE session_id = ANY({ids}::uuid[]) ORDER BY session_id LIMIT {n}) s)"
-        )
-    tag = provided_tag(schema)
+        parts.append(_machines_part("pasted_machine", tag, f"machine_id = ANY({ids}::uuid[])", n))
+        parts.append(_sessions_part("pasted_session", f"session_id = ANY({ids}::uuid[])", n))
     if tag is None or not (pasted.words or pasted.ips):
         return parts
     words, n = params.param(pasted.words), params.param(pasted.limit)
@@ -138,21 +149,10 @@ def search_statement(
     if bounds is not None:
         low, high = params.param(bounds[0]), params.param(bounds[1])
         n = params.param(limit)
-        provided = _provided_of(tag, "m.machine_id") if tag is not None else "NULL"
-        parts.append(
-            "'machine', (SELECT coalesce(json_agg(json_build_array(m.machine_id,"
-            f" {provided}) ORDER BY m.machine_id), '[]'::json) FROM (SELECT machine_id"
-            f" FROM machines WHERE machine_id BETWEEN {low}::uuid AND {high}::uuid"
-            f" ORDER BY machine_id LIMIT {n}) m)"
-        )
+        in_range = f"BETWEEN {low}::uuid AND {high}::uuid"
+        parts.append(_machines_part("machine", tag, f"machine_id {in_range}", n))
         if not kinds.machines_only:
-            parts.append(
-                "'session', (SELECT coalesce(json_agg(json_build_array(s.session_id,"
-                " s.session_component_name, coalesce(s.session_deadline > now(), false))"
-                " ORDER BY s.session_id), '[]'::json) FROM (SELECT * FROM sessions"
-                f" WHERE session_id BETWEEN {low}::uuid AND {high}::uuid"
-                f" ORDER BY session_id LIMIT {n}) s)"
-            )
+            parts.append(_sessions_part("session", f"session_id {in_range}", n))
     if tag is not None and not kinds.machines_only and kinds.whole_text:
         exact = params.param(text)
         n = params.param(limit)
@@ -176,7 +176,7 @@ def search_statement(
                 f" ORDER BY p.machine_id LIMIT {n}) x)"
             )
     if pasted is not None:
-        parts += _pasted_parts(schema, pasted, params)
+        parts += _pasted_parts(tag, pasted, params)
     if not parts:
         return "SELECT json_build_object() AS doc", []
     return f"SELECT json_build_object({', '.join(parts)}) AS doc", params.params
