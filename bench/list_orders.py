@@ -60,7 +60,7 @@ async def explain(conn: asyncpg.Connection, sql: str, params: list, runs: int) -
 
 async def cursor_at(conn, schema, order: Order, where: SqlWhere, nth: int) -> Cursor | None:
     """The cursor after the nth machine of the order (None if there are fewer)."""
-    params = SqlWhere(list(where.conditions), list(where.params))
+    params = where.copy()
     page = order.page_sql(schema, params, None, nth)
     row = await conn.fetchrow(
         f"SELECT machine_id, sort_key FROM ({page}) p ORDER BY pos DESC LIMIT 1", *params.params

@@ -194,7 +194,7 @@ def list_statement(
     """
     if isinstance(after, UUID):
         after = Cursor(None, after)
-    params = SqlWhere(list(where.conditions), list(where.params))
+    params = where.copy()
     page = order.page_sql(schema, params, after, limit)
     total = f"(SELECT count(*) FROM machines m WHERE {where.sql})" if with_total else "NULL"
     document = (

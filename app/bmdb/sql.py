@@ -55,6 +55,10 @@ class SqlWhere:
     def add(self, condition: str) -> None:
         self.conditions.append(condition)
 
+    def copy(self) -> SqlWhere:
+        """The same conditions and parameters, to bind more to without changing these."""
+        return SqlWhere(list(self.conditions), list(self.params))
+
     @property
     def sql(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "TRUE"

@@ -119,7 +119,7 @@ async def filtered_ids(
     reader: Reader, where: SqlWhere, order: Order, schema: Schema, limit: int
 ) -> list[UUID]:
     """The first `limit` machine IDs of the list's filter, in the list's order."""
-    params = SqlWhere(list(where.conditions), list(where.params))
+    params = where.copy()
     page = order.page_sql(schema, params, None, limit)
     rows = await reader.fetch(
         f"SELECT p.machine_id FROM ({page}) p ORDER BY p.pos",
