@@ -173,8 +173,9 @@ class ResilienceMiddleware:
             response = await bmdb_unavailable(Request(scope), exc)
             await response(scope, receive, send)
         except Exception as exc:
-            # The BMDB went away after the page was sent, while its read transaction was
-            # being ended: the client has its whole answer, the pool drops the connection.
+            # The BMDB went away after the page was sent (when pages held a transaction,
+            # while it was ended; today a page's connection is back in the pool before it
+            # answers): the client has its whole answer, the pool drops the connection.
             if progress["finished"] and _bmdb_error(exc):
                 log.warning("BMDB error after %s was answered: %s", scope["path"], _bmdb_error(exc))
                 return
