@@ -17,8 +17,8 @@ import uuid
 from playwright.sync_api import Page, expect
 
 from e2e.conftest import SCREENSHOTS
-from e2e.e2e_db import Db
-from e2e.test_machine_pages import insert_backoff, mark_document, query_of, still_same_document
+from e2e.e2e_db import Db, insert_backoff
+from e2e.test_machine_pages import mark_document, query_of, still_same_document
 
 SELECTED = re.compile(r"\bkb-selected\b")
 POLL_TIMEOUT_MS = 8_000  # the list polls every 5 s by default; ?every=2 here

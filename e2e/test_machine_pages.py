@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Page, expect
 
-from e2e.e2e_db import Db
+from e2e.e2e_db import Db, insert_backoff, insert_session
 
 LIVE_TIMEOUT_MS = 6_000  # pages poll every 2 s; a change shows within a poll or two
 QUIET_S = 5.0  # how long "nothing happens" is watched for: two and a half poll periods
@@ -34,22 +34,6 @@ def idle_machine(db: Db, nth: int = 0) -> uuid.UUID:
     )
     assert machine_id is not None, "the seeded fleet has idle provided machines"
     return machine_id
-
-
-def insert_backoff(
-    db: Db, machine_id: uuid.UUID, process: str, cause: str, *, expired: bool = False
-) -> None:
-    db.execute(
-        "INSERT INTO work_backoff (machine_id, process, until, cause, last_interval_seconds)"
-        " VALUES ($1, $2, now() + make_interval(mins => $3), $4, 600)",
-        machine_id,
-        process,
-        -30 if expired else 10,
-        cause,
-    )
-    db.cleanup(
-        "DELETE FROM work_backoff WHERE machine_id = $1 AND process = $2", machine_id, process
-    )
 
 
 def query_of(url: str) -> dict[str, list[str]]:
@@ -83,14 +67,7 @@ def test_new_work_appears_live_and_flashes(page: Page, page_errors: list[str], d
     expect(live).to_contain_text("No work on this machine.")
     mark_document(page)
 
-    session_id = uuid.uuid4()
-    db.execute(
-        "INSERT INTO sessions (session_id, session_component_name, session_runtime_info,"
-        " session_created_at, session_interval_seconds, session_deadline)"
-        " VALUES ($1, 'e2e-shepherd', 'e2e test session', now(), 60, now() + interval '1 minute')",
-        session_id,
-    )
-    db.cleanup("DELETE FROM sessions WHERE session_id = $1", session_id)
+    session_id = insert_session(db, "e2e test session", interval_seconds=60, deadline="1 minute")
     db.execute(
         "INSERT INTO work (machine_id, session_id, process) VALUES ($1, $2, 'ShepherdRecovery')",
         machine_id,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.e2e_db import Db
+from e2e.e2e_db import Db, insert_session
 
 LIST_EXPIRY_TIMEOUT_MS = 8_000  # /sessions polls every 5 s: one poll plus slack
 PAGE_EXPIRY_TIMEOUT_MS = 6_000  # /session/<id> polls every 2 s
@@ -182,15 +182,14 @@ def expiring_session(db: Db) -> Held:
         """
     )
     assert row is not None
-    held = Held(uuid.uuid4(), row["machine_id"], row["process"])
-    db.execute(
-        "INSERT INTO sessions (session_id, session_component_name, session_runtime_info,"
-        " session_created_at, session_interval_seconds, session_deadline)"
-        " VALUES ($1, $2, 'e2e: expires while watched', now(), 30, now() + interval '30 seconds')",
-        held.session_id,
-        COMPONENT,
+    session_id = insert_session(
+        db,
+        "e2e: expires while watched",
+        component=COMPONENT,
+        interval_seconds=30,
+        deadline="30 seconds",
     )
-    db.cleanup("DELETE FROM sessions WHERE session_id = $1", held.session_id)
+    held = Held(session_id, row["machine_id"], row["process"])
     db.execute(
         "INSERT INTO work (machine_id, session_id, process) VALUES ($1, $2, $3::process)",
         held.machine_id,

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.e2e_db import Db
-from e2e.test_machine_pages import LIVE_TIMEOUT_MS, insert_backoff
+from e2e.e2e_db import Db, insert_backoff
+from e2e.test_machine_pages import LIVE_TIMEOUT_MS
 
 ZONE = "America/New_York"
 

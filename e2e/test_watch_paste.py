@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import Page, expect
 
-from e2e.e2e_db import Db
+from e2e.e2e_db import Db, insert_session
 
 BACKOFF_SECONDS = 5  # long enough to load the page first, short enough to wait for
 NOTIFY_TIMEOUT_MS = 15_000
@@ -114,13 +114,7 @@ def test_work_heartbeat_and_deletion_raise_notifications(
     db.execute(
         "INSERT INTO machine_agent_heartbeat VALUES ($1, now() - interval '20 minutes')", silent
     )
-    session = uuid.uuid4()
-    db.execute(
-        "INSERT INTO sessions VALUES ($1, 'e2e-shepherd', 'e2e', now(), 30,"
-        " now() + interval '5 minutes')",
-        session,
-    )
-    db.cleanup("DELETE FROM sessions WHERE session_id = $1", session)
+    session = insert_session(db, "e2e", interval_seconds=30, deadline="5 minutes")
 
     open_watch_list(page, [working, silent, doomed])
     expect(row(page, silent)).to_have_attribute("data-heartbeat", "stale")

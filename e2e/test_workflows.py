@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from e2e.e2e_db import Db
+from e2e.e2e_db import Db, insert_session
 from e2e.test_machine_pages import mark_document, still_same_document
 
 BACKOFF_S = 6  # long enough to see it waiting, short enough to watch it end
@@ -82,13 +82,9 @@ def test_stale_work_blocks_until_collected_and_the_numbers_link_to_their_lists(
     page: Page, page_errors: list[str], db: Db, screenshot: Callable
 ) -> None:
     machine_id = provided_machine(db)
-    session_id = uuid.uuid4()
-    db.execute(
-        "INSERT INTO sessions VALUES ($1, 'e2e-shepherd', 'e2e: crashed', now() - interval"
-        " '1 hour', 60, now() - interval '10 minutes')",
-        session_id,
+    session_id = insert_session(
+        db, "e2e: crashed", created="-1 hour", interval_seconds=60, deadline="-10 minutes"
     )
-    db.cleanup("DELETE FROM sessions WHERE session_id = $1", session_id)
     db.execute(
         "INSERT INTO work VALUES ($1, $2, 'ShepherdAccess')", machine_id, session_id
     )  # removed with its session (ON DELETE CASCADE)

@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
+import importlib.util
 import os
 import socket
+import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import asyncpg
@@ -42,23 +47,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _admin(server_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def create_database(server_dsn: str, *, template: str | None = None) -> str:
     name = f"webug_test_{uuid.uuid4().hex[:12]}"
     clause = f' TEMPLATE "{template}"' if template else ""
-    run_sync(_admin(server_dsn, f'CREATE DATABASE "{name}"{clause}'))
+    run_sync(execute(server_dsn, f'CREATE DATABASE "{name}"{clause}'))
     return name
 
 
 def drop_database(server_dsn: str, name: str) -> None:
-    run_sync(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_sync(execute(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextlib.contextmanager
@@ -166,3 +163,70 @@ def module_fleet_dsn(pg_server_dsn: str, migrated_template: str) -> Iterator[str
     with cloned_database(pg_server_dsn, migrated_template) as dsn:
         load_small_fleet(dsn)
         yield dsn
+
+
+@functools.cache
+def load_latency_proxy() -> ModuleType:
+    """bench/latency_proxy.py as module `latency_proxy`, loaded and registered once: bench/
+    is no package, and its dataclasses look their module up in sys.modules."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "latency_proxy.py"
+    spec = importlib.util.spec_from_file_location("latency_proxy", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["latency_proxy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def proxied_webug(dsn: str) -> Iterator[tuple]:
+    """(the proxy, a webug client whose BMDB connections all go through it)."""
+    latency_proxy = load_latency_proxy()
+    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(dsn))
+    try:
+        with webug_client(latency_proxy.dsn_through(dsn, proxy.start())) as client:
+            yield proxy, client
+    finally:
+        proxy.stop()
+
+
+def sent(proxy, request) -> tuple[int, int, object]:
+    """(statements, round trips) `request()` made webug send, and its response."""
+    run_sync(proxy.settle())
+    before = proxy.total
+    response = request()
+    run_sync(proxy.settle())
+    spent = proxy.total - before
+    return spent.statements, spent.round_trips, response
+
+
+class TableLock:
+    """Another BMDB client holding `LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` in a transaction."""
+
+    def __init__(self, dsn: str, table: str) -> None:
+        self._dsn, self._table = dsn, table
+        self._locked, self._release = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._hold()), daemon=True)
+
+    async def _hold(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute(f"LOCK TABLE {self._table} IN ACCESS EXCLUSIVE MODE")
+            self._locked.set()
+            await asyncio.to_thread(self._release.wait)
+            await tx.rollback()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass  # the server went away under the lock: that is what some tests do
+        finally:
+            self._locked.set()
+            await conn.close(timeout=2)
+
+    def __enter__(self) -> TableLock:
+        self._thread.start()
+        assert self._locked.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release.set()
+        self._thread.join(10)

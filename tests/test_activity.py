@@ -10,8 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, webug_client
-from tests.test_statements import proxied_webug, sent
+from tests.support import cloned_database, proxied_webug, sent, webug_client
 
 HTMX = {"HX-Request": "true"}
 NOW = datetime.now(UTC)

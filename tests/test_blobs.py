@@ -12,7 +12,7 @@ from app.bmdb.columns import BLOB_PREVIEW_BYTES
 from app.bmdb.machines import LIST_BLOB_BYTES
 from app.render.values import HEX_FULL_MAX
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import cloned_database, webug_client
 
 BIG = os.urandom(2_000_000)  # a hardware report as big as real ones get
 SMALL = b"\x0a\x03abc"  # a protobuf message small enough to show whole
@@ -20,17 +20,17 @@ SMALL = b"\x0a\x03abc"  # a protobuf message small enough to show whole
 
 @pytest.fixture(scope="module")
 def client(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(
-            execute(
-                dsn,
-                machines_sql(1, 2),
-                f"INSERT INTO machine_hardware_report VALUES ('{mid(1)}', '\\x{BIG.hex()}')",
-                f"INSERT INTO machine_hardware_report VALUES ('{mid(2)}', '\\x{SMALL.hex()}')",
-            )
-        )
-        with webug_client(dsn) as c:
-            yield c
+    with (
+        cloned_database(
+            pg_server_dsn,
+            migrated_template,
+            machines_sql(1, 2),
+            f"INSERT INTO machine_hardware_report VALUES ('{mid(1)}', '\\x{BIG.hex()}')",
+            f"INSERT INTO machine_hardware_report VALUES ('{mid(2)}', '\\x{SMALL.hex()}')",
+        ) as dsn,
+        webug_client(dsn) as c,
+    ):
+        yield c
 
 
 def test_a_big_blob_is_previewed_with_its_length_and_a_download(client):

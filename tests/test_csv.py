@@ -13,7 +13,7 @@ import pytest
 
 from app.pages import csv_export
 from tests.fleet import ALIVE, DEAD, MACHINES, SMALL_FLEET, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import cloned_database, webug_client
 
 BIG = bytes(range(256)) * 8000  # 2 MB: a hardware report as big as real ones get
 HOSTILE = {
@@ -40,8 +40,7 @@ EXTRA = [
 
 @pytest.fixture(scope="module")
 def dsn(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *SMALL_FLEET, *EXTRA))
+    with cloned_database(pg_server_dsn, migrated_template, *SMALL_FLEET, *EXTRA) as dsn:
         yield dsn
 
 

@@ -17,7 +17,7 @@ import pytest
 from markupsafe import escape
 
 from app.demo.protobuf_wire import f_string
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import cloned_database, webug_client
 
 HTMX = {"HX-Request": "true"}
 # Never in a page: only from the database (the search page's own text area ends in a
@@ -143,10 +143,11 @@ ECHOES = [
 
 @pytest.fixture(scope="module")
 def client(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *HOSTILE_BMDB))
-        with webug_client(dsn) as c:
-            yield c
+    with (
+        cloned_database(pg_server_dsn, migrated_template, *HOSTILE_BMDB) as dsn,
+        webug_client(dsn) as c,
+    ):
+        yield c
 
 
 def assert_inert(body: str) -> None:

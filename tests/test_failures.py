@@ -23,8 +23,7 @@ import pytest
 from app.bmdb.failures import SIGNATURE_STEPS, signature_sql
 from app.demo import seed
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, run_sync, webug_client
-from tests.test_resilience import TableLock
+from tests.support import TableLock, cloned_database, run_sync, webug_client
 
 ROW = re.compile(r'<tr id="m-([0-9a-f-]{36})"')
 

@@ -4,20 +4,15 @@ its delay per direction is paid twice per round trip."""
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "latency_proxy.py"
-_spec = importlib.util.spec_from_file_location("latency_proxy", _PATH)
-latency_proxy = importlib.util.module_from_spec(_spec)
-sys.modules["latency_proxy"] = latency_proxy  # bench/ is no package; dataclasses look it up
-_spec.loader.exec_module(latency_proxy)
+from tests.support import load_latency_proxy
+
+latency_proxy = load_latency_proxy()
 
 
 @pytest.fixture

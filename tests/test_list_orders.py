@@ -113,10 +113,11 @@ SORTS = [s for name in ("id", "created", "backoff", "heartbeat") for s in (name,
 
 @pytest.fixture(scope="module")
 def client(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *fleet_sql()))
-        with webug_client(dsn) as c:
-            yield c
+    with (
+        cloned_database(pg_server_dsn, migrated_template, *fleet_sql()) as dsn,
+        webug_client(dsn) as c,
+    ):
+        yield c
 
 
 def walk_json(client, query: str) -> list[str]:
@@ -299,13 +300,12 @@ def test_the_json_twin_says_its_order_and_cursors(client):
     assert by_id["sort"] == "id" and by_id["next_after"] == str(mid(PAGE))
 
 
-def test_heartbeat_order_without_the_heartbeat_table_is_a_400(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *fleet_sql()[:1], "DROP TABLE machine_agent_heartbeat"))
-        with webug_client(dsn) as client:
-            response = client.get("/?sort=heartbeat")
-            assert response.status_code == 400
-            assert "machine_agent_heartbeat" in response.text
-            page = client.get("/?sort=-created")
-            assert page.status_code == 200 and "last heartbeat" not in page.text
-            assert walk_json(client, "sort=-created") == expected("-created")
+def test_heartbeat_order_without_the_heartbeat_table_is_a_400(migrated_db_dsn):
+    run_sync(execute(migrated_db_dsn, *fleet_sql()[:1], "DROP TABLE machine_agent_heartbeat"))
+    with webug_client(migrated_db_dsn) as client:
+        response = client.get("/?sort=heartbeat")
+        assert response.status_code == 400
+        assert "machine_agent_heartbeat" in response.text
+        page = client.get("/?sort=-created")
+        assert page.status_code == 200 and "last heartbeat" not in page.text
+        assert walk_json(client, "sort=-created") == expected("-created")

@@ -14,7 +14,7 @@ import pytest
 
 from app.bmdb.dsn import database_name
 from tests.fleet import mid
-from tests.support import execute, run_sync, webug_client
+from tests.support import cloned_database, execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
 BIG = 2**63 - 1  # the largest BIGINT: seconds no timedelta holds
@@ -61,10 +61,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def odd_dsn(pg_server_dsn: str, migrated_template: str):
-    from tests.support import cloned_database
-
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *ROWS))
+    with cloned_database(pg_server_dsn, migrated_template, *ROWS) as dsn:
         yield dsn
 
 

@@ -10,7 +10,7 @@ import pytest
 from app.pages.paste import extract
 from app.pages.search import MAX_QUERY
 from tests.fleet import ALIVE, DEAD, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import cloned_database, webug_client
 
 EQ_UUID = UUID("3f2504e0-4f89-41d3-9a0c-0305e82c3301")  # an Equinix provider ID is a UUID
 
@@ -215,10 +215,11 @@ OWN_ROWS = [
 
 @pytest.fixture(scope="module")
 def own(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *OWN_ROWS))
-        with webug_client(dsn) as c:
-            yield c
+    with (
+        cloned_database(pg_server_dsn, migrated_template, *OWN_ROWS) as dsn,
+        webug_client(dsn) as c,
+    ):
+        yield c
 
 
 def test_reservation_ids_ipv6_and_uuid_provider_ids_in_a_text(own):

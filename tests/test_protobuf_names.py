@@ -23,7 +23,7 @@ from app.render.protobuf_names import (
     use,
 )
 from app.render.values import render_value
-from tests.support import execute, run_sync, webug_client
+from tests.support import cloned_database, webug_client
 
 PROTO_SOURCE = """
 syntax = "proto3";
@@ -273,17 +273,13 @@ MACHINE = "00000000-0000-4000-8000-0000000000a7"
 
 @pytest.fixture(scope="module")
 def reported_dsn(pg_server_dsn, migrated_template):
-    from tests.support import cloned_database
-
     report_hex = encoded_report().hex()
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(
-            execute(
-                dsn,
-                f"INSERT INTO machines VALUES ('{MACHINE}', now())",
-                f"INSERT INTO machine_hardware_report VALUES ('{MACHINE}', '\\x{report_hex}')",
-            )
-        )
+    with cloned_database(
+        pg_server_dsn,
+        migrated_template,
+        f"INSERT INTO machines VALUES ('{MACHINE}', now())",
+        f"INSERT INTO machine_hardware_report VALUES ('{MACHINE}', '\\x{report_hex}')",
+    ) as dsn:
         yield dsn
 
 

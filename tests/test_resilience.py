@@ -7,10 +7,8 @@ shared test server.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import pytest
 from app.bmdb.connection import Reader
 from tests.fleet import mid
 from tests.outage import REPO, RestartablePostgres, free_port
-from tests.support import execute, run_sync, webug_client
+from tests.support import TableLock, execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
 UNREACHABLE = "BMDB unreachable, retrying"
@@ -115,39 +113,6 @@ def test_pages_and_fragments_recover_after_a_restart(running, own_bmdb):
         print(f"\nfragment {time.monotonic() - back:.2f} s after the BMDB restarted")
         assert after.status_code == 200 and str(machine) in after.text
         assert client.get("/healthz").status_code == 200
-
-
-class TableLock:
-    """Another BMDB client holding `LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` in a transaction."""
-
-    def __init__(self, dsn: str, table: str) -> None:
-        self._dsn, self._table = dsn, table
-        self._locked, self._release = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._hold()), daemon=True)
-
-    async def _hold(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
-        try:
-            tx = conn.transaction()
-            await tx.start()
-            await conn.execute(f"LOCK TABLE {self._table} IN ACCESS EXCLUSIVE MODE")
-            self._locked.set()
-            await asyncio.to_thread(self._release.wait)
-            await tx.rollback()
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            pass  # the server went away under the lock: that is what some tests do
-        finally:
-            self._locked.set()
-            await conn.close(timeout=2)
-
-    def __enter__(self) -> TableLock:
-        self._thread.start()
-        assert self._locked.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._release.set()
-        self._thread.join(10)
 
 
 def wait_for_webug_lock_waits(dsn: str, count: int) -> None:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.pages.search import LIMIT
 from tests.fleet import ALIVE, DEAD, mid
-from tests.support import execute, run_sync, webug_client
+from tests.support import cloned_database, execute, run_sync, webug_client
 
 NO_REDIRECT = {"follow_redirects": False}
 
@@ -248,10 +248,7 @@ OWN_ROWS = [
 
 @pytest.fixture(scope="module")
 def own_dsn(pg_server_dsn, migrated_template):
-    from tests.support import cloned_database
-
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *OWN_ROWS))
+    with cloned_database(pg_server_dsn, migrated_template, *OWN_ROWS) as dsn:
         yield dsn
 
 

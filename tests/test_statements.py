@@ -4,23 +4,13 @@ nothing webug does (a BEGIN, a SET, a ROLLBACK after the response) goes uncounte
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from tests.fleet import ALIVE, mid
-from tests.support import run_sync, webug_client
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "latency_proxy.py"
-_spec = importlib.util.spec_from_file_location("latency_proxy", _PATH)
-latency_proxy = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("latency_proxy", latency_proxy)  # bench/ is no package
-_spec.loader.exec_module(latency_proxy)
+from tests.support import proxied_webug, sent
 
 HTMX = {"HX-Request": "true"}
 PASTED = f"ALERT {mid(3)} {mid(4)}\nsession {ALIVE} ip 10.0.0.1:22 provider_id=LUMEN-0002"
@@ -57,31 +47,10 @@ PAGES = [
 ]
 
 
-@contextlib.contextmanager
-def proxied_webug(dsn: str) -> Iterator[tuple]:
-    """(the proxy, a webug client whose BMDB connections all go through it)."""
-    proxy = latency_proxy.ProxyThread(latency_proxy.dsn_target(dsn))
-    try:
-        with webug_client(latency_proxy.dsn_through(dsn, proxy.start())) as client:
-            yield proxy, client
-    finally:
-        proxy.stop()
-
-
 @pytest.fixture(scope="module")
 def proxied(small_fleet_dsn: str) -> Iterator[tuple]:
     with proxied_webug(small_fleet_dsn) as proxy_and_client:
         yield proxy_and_client
-
-
-def sent(proxy, request) -> tuple[int, int, object]:
-    """(statements, round trips) `request()` made webug send, and its response."""
-    run_sync(proxy.settle())
-    before = proxy.total
-    response = request()
-    run_sync(proxy.settle())
-    spent = proxy.total - before
-    return spent.statements, spent.round_trips, response
 
 
 @pytest.mark.parametrize(
@@ -135,18 +104,16 @@ def test_the_overview_counts_in_one_statement_then_shares_them(proxied):
 
 
 def test_a_csv_download_is_one_statement_per_keyset_page(proxied, monkeypatch):
-    from app.pages import machines as machines_page
-    from app.pages import sessions as sessions_page
+    from app.pages import csv_export
 
     proxy, client = proxied
-    monkeypatch.setattr(machines_page, "CSV_PAGE", 5)
-    monkeypatch.setattr(sessions_page, "CSV_PAGE", 1)
-    for path, rows, statements in [
-        ("/?format=csv", 12, 3),  # 5 + 5 + 2
-        ("/?sort=-heartbeat&format=csv", 12, 3),
-        ("/?lacks=Provided&format=csv", 9, 2),  # 5 + 4
-        ("/sessions?format=csv", 2, 3),  # 1 + 1 + an empty page that says it is the end
+    for path, page_rows, rows, statements in [
+        ("/?format=csv", 5, 12, 3),  # 5 + 5 + 2
+        ("/?sort=-heartbeat&format=csv", 5, 12, 3),
+        ("/?lacks=Provided&format=csv", 5, 9, 2),  # 5 + 4
+        ("/sessions?format=csv", 1, 2, 3),  # 1 + 1 + an empty page that says it is the end
     ]:
+        monkeypatch.setattr(csv_export, "PAGE_ROWS", page_rows)
         spent, _, response = sent(proxy, lambda p=path: client.get(p))
         assert response.status_code == 200
         assert response.text.count("\r\n") == 1 + rows, path

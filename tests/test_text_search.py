@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.fleet import SMALL_FLEET, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import cloned_database, webug_client
 
 ROW = re.compile(r'<tr id="m-([0-9a-f-]{36})"')
 
@@ -31,10 +31,11 @@ EXTRA_TAG = [
 
 @pytest.fixture(scope="module")
 def client(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *SMALL_FLEET, *EXTRA_TAG))
-        with webug_client(dsn) as c:
-            yield c
+    with (
+        cloned_database(pg_server_dsn, migrated_template, *SMALL_FLEET, *EXTRA_TAG) as dsn,
+        webug_client(dsn) as c,
+    ):
+        yield c
 
 
 def found(client, text: str, extra: str = "") -> list[int]:

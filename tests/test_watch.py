@@ -9,7 +9,7 @@ import pytest
 
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from tests.fleet import MACHINES, mid
-from tests.support import cloned_database, execute, run_sync, webug_client
+from tests.support import execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
 A1, A2 = UUID("abcd0000-0000-4000-8000-000000000001"), UUID("abcd1111-0000-4000-8000-000000000002")
@@ -234,17 +234,16 @@ def test_machine_list_links_its_filter_as_a_watch_list(client):
     assert bad.status_code == 400 and "NoSuchTag" in bad.text
 
 
-def test_a_filter_of_more_than_100_machines_watches_the_first_100(pg_server_dsn, migrated_template):
+def test_a_filter_of_more_than_100_machines_watches_the_first_100(migrated_db_dsn):
     from tests.fleet import machines_sql
 
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, machines_sql(1, MAX_IDS + 5)))
-        with webug_client(dsn) as c:
-            redirect = c.get("/watch/filtered", follow_redirects=False)
-            location = redirect.headers["location"]
-            assert location.endswith("&capped=1")
-            ids = location.removeprefix("/watch?ids=").removesuffix("&capped=1").split(",")
-            assert ids == [str(mid(n)) for n in range(1, MAX_IDS + 1)]
-            page = c.get(location)
-            assert len(watched(page.text)) == MAX_IDS
-            assert "The filter matched more than 100 machines" in page.text
+    run_sync(execute(migrated_db_dsn, machines_sql(1, MAX_IDS + 5)))
+    with webug_client(migrated_db_dsn) as c:
+        redirect = c.get("/watch/filtered", follow_redirects=False)
+        location = redirect.headers["location"]
+        assert location.endswith("&capped=1")
+        ids = location.removeprefix("/watch?ids=").removesuffix("&capped=1").split(",")
+        assert ids == [str(mid(n)) for n in range(1, MAX_IDS + 1)]
+        page = c.get(location)
+        assert len(watched(page.text)) == MAX_IDS
+        assert "The filter matched more than 100 machines" in page.text

@@ -134,8 +134,7 @@ FLEET = [
 
 @pytest.fixture(scope="module")
 def fleet_dsn(pg_server_dsn, migrated_template):
-    with cloned_database(pg_server_dsn, migrated_template) as dsn:
-        run_sync(execute(dsn, *FLEET))
+    with cloned_database(pg_server_dsn, migrated_template, *FLEET) as dsn:
         yield dsn
 
 
