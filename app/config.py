@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     workflows: FilePath | None = Field(
         None,
         description="JSON, TOML or YAML file of workflows to add to the built-in ones"
-        " (README, \"Workflows\")",
+        " (docs/workflows.md)",
     )
 
     # Set but empty would mean no access control (an empty token) or a guessable login:

@@ -5,7 +5,7 @@
 Runs each read's statement as webug does (app/bmdb, on the connection kept for history
 reads, with follower reads on CockroachDB), without webug's sharing, and prints the
 median and fastest of `--runs` runs in a Markdown table, with the sizes it read. For the
-README's figures: seed a test database with `python -m app seed --dsn DSN --machines
+figures of docs/using.md: seed a test database with `python -m app seed --dsn DSN --machines
 100000`, then add history rows with `psql "$DSN" -f bench/history_rows.sql`.
 """
 

@@ -1,5 +1,5 @@
--- Bulk work history for measuring webug's fleet-wide history reads (README, "History
--- reads: failure groups and activity"). Adds :rows rows (default 5,000,000) spread over
+-- Bulk work history for measuring webug's fleet-wide history reads (docs/using.md, "Failure
+-- signatures and activity"). Adds :rows rows (default 5,000,000) spread over
 -- the last 30 days across the machines a `python -m app seed` put there, in ONE
 -- INSERT ... SELECT. Every 10th row is a Failed event whose cause varies like real ones:
 -- the machine's address and device ID, and per failure a duration, a count or a request ID.

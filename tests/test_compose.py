@@ -1,7 +1,7 @@
-"""Deployment files: compose.yaml, Dockerfile, .dockerignore, requirements.lock, README grants.
+"""Deployment files: compose.yaml, Dockerfile, .dockerignore, requirements.lock, documented grants.
 
 Docker does not run here: compose.yaml and the Dockerfile are checked for structure,
-not run. The README's read-only grants are run for real in their PostgreSQL form.
+not run. The read-only grants of docs/operating.md are run for real in their PostgreSQL form.
 
 requirements.lock is the runtime closure of pyproject.toml's dependencies, pinned.
 Rewrite it after changing dependencies (from the project's virtualenv):
@@ -275,14 +275,14 @@ def test_dockerignore_lets_in_only_what_the_image_copies():
         assert (ROOT / needed).exists(), needed
 
 
-# --- README: the read-only grants ----------------------------------------------------
+# --- docs/operating.md: the read-only grants ----------------------------------------------------
 
 
 def _sql_block(name: str) -> list[str]:
-    """Statements of the README's ```sql block that follows `<!-- name -->`."""
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- {name} -->\s*```sql\n(.*?)```", readme, re.S)
-    assert match, f"README.md has no sql block marked <!-- {name} -->"
+    """Statements of docs/operating.md's ```sql block that follows `<!-- name -->`."""
+    operating = (ROOT / "docs" / "operating.md").read_text()
+    match = re.search(rf"<!-- {name} -->\s*```sql\n(.*?)```", operating, re.S)
+    assert match, f"docs/operating.md has no sql block marked <!-- {name} -->"
     body = "\n".join(re.sub(r"\s*--.*$", "", line) for line in match[1].splitlines())
     return [" ".join(s.split()) for s in body.split(";") if s.strip()]
 
@@ -293,8 +293,8 @@ def _as_user(dsn: str, user: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
 
 
-def test_readme_postgresql_grants_give_a_working_read_only_user(migrated_db_dsn):
-    """The README's PostgreSQL grants, run for real: pages work, writes are refused,
+def test_documented_postgresql_grants_give_a_working_read_only_user(migrated_db_dsn):
+    """The PostgreSQL grants of docs/operating.md, run for real: pages work, writes are refused,
     and a tag table added by a later migration is readable without a new grant."""
     import asyncpg
 

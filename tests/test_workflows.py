@@ -489,9 +489,8 @@ def test_a_bad_workflows_file_stops_webug_at_start_with_one_line(tmp_path):
     assert "hass" in lines[0] and "Traceback" not in result.stderr
 
 
-def test_the_readme_shows_the_built_in_definitions_as_they_are(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Workflows: why") :]
+def test_the_docs_show_the_built_in_definitions_as_they_are(tmp_path):
+    section = (REPO / "docs" / "workflows.md").read_text()
     start = section.index("```json\n") + len("```json\n")
     example = section[start : section.index("```\n", start)]
     path = tmp_path / "builtin.json"

@@ -22,7 +22,7 @@ Plans. Only machines_pkey orders anything (webug adds no index), so:
 - `id` walks machines_pkey and stops after a page;
 - `created`, `backoff` and `heartbeat` read every row that has the key (machines,
   the active backoffs, machine_agent_heartbeat) and keep the page's top N: a bounded scan
-  of one table, at 100k machines tens of milliseconds (README, bench/list_orders.py),
+  of one table, at 100k machines tens of milliseconds (docs/using.md, bench/list_orders.py),
   under the statement timeout like any page. The keyed rows are ordered without joining
   `machines` (with it, the page of IDs by heartbeat took 90 ms instead of 18 at 100k):
   filter conditions name only `m.machine_id` (app/bmdb/filters.py), so the key's own
