@@ -11,7 +11,7 @@ from html import unescape
 
 import pytest
 
-from app.pages import csv_export
+from app.model import csv_export
 from tests.fleet import ALIVE, DEAD, MACHINES, SMALL_FLEET, mid
 from tests.support import cloned_database, webug_client
 

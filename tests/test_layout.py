@@ -10,7 +10,7 @@ from pathlib import Path
 APP = Path(__file__).resolve().parents[1] / "app"
 
 # A layer may import the ones listed after it, never the ones before.
-LAYERS = ("http", "pages", "render", "bmdb")
+LAYERS = ("http", "pages", "model", "render", "bmdb")
 
 
 def _imports() -> dict[str, set[str]]:
@@ -37,6 +37,30 @@ def _imports() -> dict[str, set[str]]:
 def _layer(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 2 and parts[1] in LAYERS else None
+
+
+def test_no_page_imports_another_page():
+    """Page modules are views side by side: what two pages share lives below them."""
+    shared = sorted(
+        (module, dependency)
+        for module, dependencies in _imports().items()
+        for dependency in dependencies
+        if _layer(module) == "pages" and _layer(dependency) == "pages"
+    )
+    assert shared == []
+
+
+def test_every_page_module_is_a_view():
+    """app/pages holds only modules with routes; anything else belongs below them."""
+    for path in (APP / "pages").glob("*.py"):
+        if path.name != "__init__.py":
+            assert "router = APIRouter()" in path.read_text(), path.name
+
+
+def test_pages_get_the_app_state_through_dependencies():
+    """Handlers name what they need (app/deps.py); none reaches into request.app.state."""
+    for path in (APP / "pages").glob("*.py"):
+        assert "app.state" not in path.read_text(), path.name
 
 
 def test_no_import_cycle():

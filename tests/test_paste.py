@@ -1,5 +1,5 @@
 """Paste anything: /search with an alert, log lines or JSON (real PostgreSQL), and what
-app/pages/paste.py finds in a text."""
+app/model/paste.py finds in a text."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from uuid import UUID
 
 import pytest
 
-from app.pages.paste import extract
-from app.pages.search import MAX_QUERY
+from app.model.paste import extract
+from app.model.search import MAX_QUERY
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import cloned_database, webug_client
 

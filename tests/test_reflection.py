@@ -12,7 +12,7 @@ from app.bmdb.connection import Database, Reader
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import display_name, reflect
 from app.config import Settings
-from app.pages.models import machine_from
+from app.model.entities import machine_from
 from tests.support import execute, webug_client
 
 UPSTREAM_TAGS = {

@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from app.pages.search import LIMIT
+from app.model.search import LIMIT
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import cloned_database, execute, run_sync, webug_client
 

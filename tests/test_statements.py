@@ -104,7 +104,7 @@ def test_the_overview_counts_in_one_statement_then_shares_them(proxied):
 
 
 def test_a_csv_download_is_one_statement_per_keyset_page(proxied, monkeypatch):
-    from app.pages import csv_export
+    from app.model import csv_export
 
     proxy, client = proxied
     for path, page_rows, rows, statements in [

@@ -215,7 +215,7 @@ def build_where(
     installations and tags concern many. Starting from the few keeps the plan cheap.
 
     `failure_machines`: the machine IDs of the group `filters.failure` names, as the page
-    resolved them (app/pages/failures.py): a group is computed from a whole table (every
+    resolved them (app/model/failure_groups.py): a group is computed from a whole table (every
     active backoff, or a scan of work_history) and shared, never recomputed per statement.
     Workflow states, a dozen conditions each, come last; `fleet`: the workflows (the
     built-in ones when not given).

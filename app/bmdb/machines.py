@@ -445,7 +445,7 @@ def list_layout(
 
 def csv_layout(schema: Schema) -> MachineLayout:
     """Every field of every tag, blobs as their length only: a CSV row carries no bytes
-    (app/pages/csv_export.py). One per schema."""
+    (app/model/csv_export.py). One per schema."""
     return schema.derived(("machine layout", "csv"), lambda: MachineLayout(
         tuple((t, t.fields) for t in schema.tag_types), blob_cap=0
     ))  # fmt: skip

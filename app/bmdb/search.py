@@ -56,7 +56,7 @@ def _provided_of(tag: TagType, machine: str) -> str:
 
 @dataclass(frozen=True)
 class SearchKinds:
-    """Which kinds of thing to look for (the text decides, see app/pages/search.py)."""
+    """Which kinds of thing to look for (the text decides, see app/model/search.py)."""
 
     id_prefix: bool  # machine and session IDs starting with the text
     provider_prefix: bool  # provider IDs starting with it (exact ones always)
@@ -67,7 +67,7 @@ class SearchKinds:
 
 @dataclass(frozen=True)
 class Pasted:
-    """What a pasted text names, lower-cased (app/pages/paste.py finds them): looked up
+    """What a pasted text names, lower-cased (app/model/paste.py finds them): looked up
     exactly, machine_provided's values in any letter case."""
 
     ids: list[UUID]  # machine and session IDs

@@ -9,7 +9,7 @@ over probes of tables reflection knows (app/bmdb/formulas.py), and the same cond
 give:
 
 - a machine's document: whether each condition holds (`document_sql`, and
-  `page_conditions` for a page of them); app/pages/workflow_status.py explains the
+  `page_conditions` for a page of them); app/model/workflow_status.py explains the
   state with the machine's own rows as evidence;
 - the list's filters `workflow=&workflow_state=` and `stuck=1` (`state_condition`,
   `stuck_condition`: the states' formulas, written as joins);

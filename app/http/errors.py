@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb.connection import DB_UNAVAILABLE
 from app.bmdb.schema_cache import SchemaNotLoaded
-from app.pages.models import ErrorPage
+from app.model.entities import ErrorPage
 from app.render.templating import respond
 
 log = logging.getLogger("webug")

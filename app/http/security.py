@@ -92,7 +92,7 @@ ANY_HOST_PATHS = OPEN_PATHS | {urls.METRICS}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PATH_BYTES = 2048
 MAX_QUERY_BYTES = 8192
-# /search?q= takes a pasted alert or log excerpt of up to 16 KiB (app/pages/search.py's
+# /search?q= takes a pasted alert or log excerpt of up to 16 KiB (app/model/search.py's
 # MAX_QUERY); percent-encoding makes each byte at most three. Only there: every other
 # query string stays short. (Behind a proxy that caps request lines, POST /search.)
 QUERY_BYTES_BY_PATH = {urls.SEARCH: 3 * 16 * 1024 + 1024}

@@ -8,37 +8,29 @@ most once per WEBUG_HISTORY_CACHE_SECONDS, under their own budget; a read cut by
 budget leaves the backoff groups on the page, and says so). A page whose reads are
 both shared costs no statement.
 
-The machine list resolves `failure=` here (`resolve_failure`): to the machine IDs of the
-group as it was last computed, which is what the link that led there showed.
+The machine list resolves `failure=` to the machine IDs of the group as it was last
+computed, which is what the link that led there showed (app/model/failure_groups.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from app.bmdb import failures as bmdb
-from app.bmdb.connection import Reader
-from app.bmdb.counts import CountCache
-from app.bmdb.failures import FailureGroups, FailureId, MachineIds, window_text
-from app.bmdb.filters import MachineFilters
-from app.bmdb.history_reads import HistoryRead, HistoryReads
-from app.pages.json_models import twin
-from app.pages.models import Model, PageModel, Timestamp
+from app.bmdb.failures import FailureGroups, FailureId, window_text
+from app.deps import Counts, HistoryCache, PageReader
+from app.model.entities import Model, PageModel, Timestamp
+from app.model.failure_groups import backoff_groups, history_groups
+from app.model.twin import twin
 from app.render import urls
-from app.render.templating import PageReader, respond
+from app.render.templating import respond
 
 router = APIRouter()
 
 WINDOW_CHOICES = ("1h", "6h", "24h", "7d", "30d")
-BACKOFF_KEY = ("failures", "backoff")
-
-
-def history_key(window: timedelta) -> tuple:
-    return ("failures", "history", int(window.total_seconds()))
 
 
 class FailureGroup(Model):
@@ -102,16 +94,6 @@ def _state(found: FailureGroups | None, at: datetime | None, ttl: float, **read)
     )
 
 
-async def backoff_groups(request: Request, reader: Reader) -> tuple[FailureGroups, datetime]:
-    counts: CountCache = request.app.state.count_cache
-    return await counts.get(BACKOFF_KEY, lambda: bmdb.backoff_groups(reader))
-
-
-async def history_groups(request: Request, reader: Reader, window: timedelta) -> HistoryRead:
-    reads: HistoryReads = request.app.state.history_reads
-    return await reads.get(history_key(window), lambda: bmdb.history_groups(reader, window))
-
-
 @router.get(
     urls.FAILURES,
     name="failures",
@@ -120,6 +102,8 @@ async def history_groups(request: Request, reader: Reader, window: timedelta) ->
 async def failures_page(
     request: Request,
     reader: PageReader,
+    counts: Counts,
+    reads: HistoryCache,
     since: Annotated[
         str, Query(max_length=16, description="history window: 30m, 6h, 24h, 7d... (1m to 30d)")
     ] = window_text(bmdb.DEFAULT_WINDOW),
@@ -128,10 +112,8 @@ async def failures_page(
         window = bmdb.parse_window(since)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    backoffs, backoffs_at = await backoff_groups(request, reader)
-    history = await history_groups(request, reader, window)
-    counts: CountCache = request.app.state.count_cache
-    reads: HistoryReads = request.app.state.history_reads
+    backoffs, backoffs_at = await backoff_groups(counts, reader)
+    history = await history_groups(reads, reader, window)
     found = history.value if history.ok else None
     page = FailuresPage(
         since=window_text(window),
@@ -146,73 +128,3 @@ async def failures_page(
         request, "templates/failures.html", page, reader=reader, choices=WINDOW_CHOICES,
         count_ttl=counts.ttl, history_ttl=reads.ttl, max_groups=bmdb.MAX_GROUPS,
     )  # fmt: skip
-
-
-# --- the machine list's failure= filter -------------------------------------------------
-
-
-class FailureFilter(Model):
-    """What the list's `failure=` filter stands for."""
-
-    id: str
-    source: Literal["backoff", "history"]
-    window: str | None  # history: the window of the group
-    signature: str | None  # None: no such group in the read it was resolved from
-    computed_at: datetime | None  # the read the list's machine IDs come from
-    error: str | None  # the read could not be done (budget); the list is then empty
-    failures_url: str
-
-
-@dataclass(frozen=True)
-class ResolvedFailure:
-    machine_ids: MachineIds
-    info: FailureFilter
-
-
-async def list_failure(
-    request: Request, reader: Reader, filters: MachineFilters
-) -> ResolvedFailure | None:
-    """The machine list's `failure=` filter resolved (None without one); a 400 for an ID
-    whose window is out of bounds (its shape is checked with the other filters)."""
-    if not filters.failure:
-        return None
-    try:
-        failure = bmdb.parse_failure_id(filters.failure)
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
-    return await resolve_failure(request, reader, failure)
-
-
-async def resolve_failure(request: Request, reader: Reader, failure: FailureId) -> ResolvedFailure:
-    """The machine IDs of the group `failure` names, from its source's last read.
-
-    Backoff groups are read like counts (again once they are older than the count
-    interval). History groups come from the last successful read of their window,
-    however old: the list shows what the link it came from showed, and a poll never
-    starts a scan of work_history. A process that has no read of that window (restarted,
-    another replica) reads it once, shared like any history read.
-    """
-    window_label = window_text(failure.window) if failure.window else None
-    if failure.source == "backoff":
-        found, at = await backoff_groups(request, reader)
-        error = None
-    else:
-        assert failure.window is not None
-        reads: HistoryReads = request.app.state.history_reads
-        read = reads.latest(history_key(failure.window)) or await history_groups(
-            request, reader, failure.window
-        )
-        found, at, error = read.value, read.computed_at, read.error
-    group = found.group(failure.digest) if found else None
-    info = FailureFilter(
-        id=str(failure),
-        source=failure.source,  # type: ignore[arg-type]
-        window=window_label,
-        signature=group.signature if group else None,
-        computed_at=at,
-        error=error,
-        failures_url=urls.failures(
-            window_label if failure.window not in (None, bmdb.DEFAULT_WINDOW) else None
-        ),
-    )
-    return ResolvedFailure(group.machine_ids if group else MachineIds(), info)

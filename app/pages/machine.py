@@ -18,12 +18,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from app.bmdb import machines as bmdb
+from app.bmdb.connection import Reader
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import Schema
-from app.pages import search
-from app.pages.common import DetailPoll, Poll, PollTag, parse_id
-from app.pages.json_models import twin
-from app.pages.models import (
+from app.config import Settings
+from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
+from app.model.entities import (
     Backoff,
     HistoryEvent,
     Machine,
@@ -32,9 +32,13 @@ from app.pages.models import (
     WorkflowStatus,
     machine_from,
 )
-from app.pages.workflow_status import fleet_of, statuses
+from app.model.ids import parse_id
+from app.model.polling import Poll, PollTag
+from app.model.search import machine_prefix, search_response
+from app.model.twin import twin
+from app.model.workflow_status import statuses
 from app.render import urls
-from app.render.templating import CurrentSchema, PageReader, is_htmx, respond
+from app.render.templating import is_htmx, respond
 from app.render.timeline import build_timeline
 
 router = APIRouter()
@@ -68,11 +72,11 @@ class HistoryPage(PageModel):
     has_more: bool
 
 
-def console_url(request: Request, machine: Machine) -> str | None:
+def console_url(settings: Settings, machine: Machine) -> str | None:
     provided = machine.tags.get("Provided")
     if not provided:
         return None
-    template = request.app.state.settings.provider_console_urls.get(str(provided["provider"]))
+    template = settings.provider_console_urls.get(str(provided["provider"]))
     if not template:
         return None
     return template.format(provider_id=quote(str(provided["provider_id"]), safe=""))
@@ -88,15 +92,14 @@ def _live_tag(request: Request, poll: Poll, schema: Schema) -> PollTag:
     responses=twin(MachinePage, "one machine with tags, work and backoffs"),
 )
 async def machine_page(
-    request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema, poll: DetailPoll
-):
+    request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema,
+    fleet: Workflows, settings: AppSettings, poll: DetailPoll,
+):  # fmt: skip
     try:
         parsed = UUID(machine_id)
     except ValueError:
-        # A machine ID prefix, as pasted from chat: the search page resolves it.
-        return await search.machine_prefix(request, reader, schema, machine_id)
+        return await _prefix(request, reader, schema, machine_id)
     layout = MachineLayout.full(schema)
-    fleet = fleet_of(request, schema)
     doc = await bmdb.machine(reader, layout, parsed, fleet=fleet)
     if doc.machine is None:
         missing = MissingMachinePage(machine_id=parsed, history_by_process=doc.history_by_process)
@@ -106,22 +109,32 @@ async def machine_page(
     machine = machine_from(doc.machine, layout)
     page = MachinePage(
         machine=machine,
-        console_url=console_url(request, machine),
+        console_url=console_url(settings, machine),
         workflows=statuses(fleet, doc.machine["workflow_conditions"], machine),
     )
     ptag = _live_tag(request, poll, schema).of(doc.ptag)
     return respond(request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag)
 
 
+async def _prefix(request: Request, reader: Reader, schema: Schema, text: str) -> Response:
+    """/machine/<prefix>, as pasted from chat: 303 to the one machine it names (query
+    kept), else the search page listing them (a 404 for none)."""
+    page = await machine_prefix(reader, schema, text)
+    if len(page.matches) == 1:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"{page.matches[0].url}{query}", status_code=303)
+    return search_response(request, reader, page)
+
+
 @router.get(urls.MACHINE_LIVE, name="machine_live")
 async def machine_live(
-    request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema, poll: DetailPoll
-):
+    request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema,
+    fleet: Workflows, poll: DetailPoll,
+):  # fmt: skip
     """Work, backoffs and tags: the part of the page that polls."""
     parsed = parse_id(machine_id, "machine", "machines.machine_id")
     layout = MachineLayout.full(schema)
     tag = _live_tag(request, poll, schema)
-    fleet = fleet_of(request, schema)
     doc = await bmdb.machine(reader, layout, parsed, known_ptag=tag.known, fleet=fleet)
     if doc.ptag is None:
         # Returned without its trigger, so the page stops polling and says why.

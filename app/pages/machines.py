@@ -5,10 +5,10 @@ total when it is due); the facets are one more when they are due. Totals and fac
 scan the filtered fleet, so they are counted once per view and reused by its polls and
 by other watchers for WEBUG_COUNT_CACHE_SECONDS. A poll of an unchanged page costs one
 statement that returns no document, and answers 304. `failure=` lists the machine IDs
-of a failure group, read (shared, one more statement when due) by app/pages/failures.py.
+of a failure group, read (shared, one more statement when due) by app/model/failure_groups.py.
 
 Orders (`sort=`) and their keyset cursors: app/bmdb/ordering.py. `?format=csv` streams
-every machine of the filter in the page's order (app/pages/csv_export.py), up to
+every machine of the filter in the page's order (app/model/csv_export.py), up to
 WEBUG_CSV_ROW_CAP rows.
 """
 
@@ -22,30 +22,36 @@ from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
-from app.bmdb.counts import CountCache
 from app.bmdb.filters import (
     NULL_STATUS,
     FilterError,
     MachineFilters,
     SqlWhere,
-    build_where,
     text_searched,
 )
 from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
 from app.bmdb.watch import MAX_IDS as MAX_WATCH
 from app.bmdb.workflows import Fleet, decode_counts
-from app.pages import csv_export
-from app.pages.common import PAGE_SIZES, ListPoll, PollTag
-from app.pages.failures import FailureFilter, ResolvedFailure, list_failure
-from app.pages.json_models import twin
-from app.pages.models import Machine, Model, PageModel, machine_from
-from app.pages.workflow_status import fleet_of, statuses
+from app.deps import (
+    AppSettings,
+    Counts,
+    CurrentSchema,
+    HistoryCache,
+    ListPoll,
+    PageReader,
+    Workflows,
+)
+from app.model import csv_export
+from app.model.entities import Machine, Model, PageModel, machine_from
+from app.model.failure_groups import FailureFilter
+from app.model.machine_list import list_query
+from app.model.polling import PAGE_SIZES, PollTag
+from app.model.twin import twin
+from app.model.workflow_status import statuses
 from app.render import urls
 from app.render.tag_hints import summary_fields
 from app.render.templating import (
-    CurrentSchema,
-    PageReader,
     is_htmx,
     json_requested,
     machine_rows_html,
@@ -159,22 +165,6 @@ class MachineListPage(PageModel):
         return active
 
 
-async def list_query(
-    request: Request, reader: Reader, schema: Schema, filters: MachineFilters
-) -> tuple[ResolvedFailure | None, SqlWhere, Order]:
-    """The list's filters as SQL conditions, and its order: a 400 for one this BMDB cannot
-    answer. A `failure=` group is resolved to its machine IDs (shared, see failures.py)."""
-    failure = await list_failure(request, reader, filters)
-    try:
-        where = build_where(
-            filters, schema, failure.machine_ids if failure else None,
-            fleet=fleet_of(request, schema),
-        )  # fmt: skip
-        return failure, where, Order.parse(filters.sort, schema)
-    except FilterError as exc:
-        raise HTTPException(400, str(exc)) from None
-
-
 @router.get(
     urls.MACHINES, name="machines", responses=twin(MachineListPage, "one page of machines")
 )
@@ -182,6 +172,10 @@ async def machine_list(
     request: Request,
     reader: PageReader,
     schema: CurrentSchema,
+    fleet: Workflows,
+    counts: Counts,
+    reads: HistoryCache,
+    settings: AppSettings,
     filters: Annotated[MachineFilters, Query()],
     poll: ListPoll,
     after: Annotated[
@@ -194,16 +188,14 @@ async def machine_list(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
 ):
-    failure, where, order = await list_query(request, reader, schema, filters)
-    fleet = fleet_of(request, schema)
+    failure, where, order = await list_query(counts, reads, reader, schema, fleet, filters)
     try:
         cursor = order.cursor(after) if after else None
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
     if request.query_params.get("format") == "csv":
-        return _csv(request, reader, schema, where, order)
+        return _csv(request, reader, schema, where, order, settings.csv_row_cap)
     fragment, as_json = is_htmx(request), json_requested(request)
-    counts: CountCache = request.app.state.count_cache
     count_key = (schema.version, schema.layout_key, where.sql, *where.params)
     # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
     # as light as it was (a dozen probes per machine saved).
@@ -268,13 +260,15 @@ async def machine_list(
         request, template, page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order,
         max_watch=MAX_WATCH,
-        csv_row_cap=request.app.state.settings.csv_row_cap,
+        csv_row_cap=settings.csv_row_cap,
         json_slices=("machines", {"rows": []}),
         rows_html=rows_html,
     )  # fmt: skip
 
 
-def _csv(request: Request, reader: Reader, schema: Schema, where: SqlWhere, order: Order):
+def _csv(
+    request: Request, reader: Reader, schema: Schema, where: SqlWhere, order: Order, cap: int
+):
     """Every machine of the filter in `order`, up to the row cap, as a streamed CSV.
 
     A CSV of the whole fleet is many pages by design: keyset pages of csv_export.PAGE_ROWS machines,
@@ -296,5 +290,5 @@ def _csv(request: Request, reader: Reader, schema: Schema, where: SqlWhere, orde
 
     return csv_export.stream(
         csv_export.machine_header(layout), read,
-        request.app.state.settings.csv_row_cap, "webug-machines.csv",
+        cap, "webug-machines.csv",
     )  # fmt: skip

@@ -15,21 +15,20 @@ from fastapi import APIRouter, Query, Request
 
 from app.bmdb import overview as bmdb
 from app.bmdb import tables
-from app.bmdb.counts import CountCache
 from app.bmdb.filters import (
     HEARTBEAT_WINDOW,
     NULL_STATUS,
 )
 from app.bmdb.reflection import Schema
 from app.bmdb.workflows import APPLIES, Fleet
-from app.pages.activity import ActivityFields, activity_fields, read_activity
-from app.pages.common import Poll
-from app.pages.json_models import twin
-from app.pages.models import Model, PageModel
-from app.pages.workflow_status import fleet_of
+from app.deps import Counts, CurrentSchema, HistoryCache, PageReader, Workflows
+from app.model.activity import ActivityFields, activity_fields, read_activity
+from app.model.entities import Model, PageModel
+from app.model.polling import Poll
+from app.model.twin import twin
 from app.render import urls
 from app.render.formatting import duration
-from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
+from app.render.templating import is_htmx, json_requested, respond
 
 router = APIRouter()
 
@@ -220,12 +219,13 @@ async def overview_page(
     request: Request,
     reader: PageReader,
     schema: CurrentSchema,
+    fleet: Workflows,
+    cache: Counts,
+    reads: HistoryCache,
     live: Annotated[bool, Query(description="poll every 10 s; live=0 pauses")] = True,
 ):
     # Every count scans the fleet (~90 ms at 100k machines): taken at most once per
     # WEBUG_COUNT_CACHE_SECONDS however many tabs poll; the page says when.
-    cache: CountCache = request.app.state.count_cache
-    fleet = fleet_of(request, schema)
     counts, _ = await cache.get(
         ("overview", schema.layout_key, schema.version),
         lambda: bmdb.fleet_counts(reader, schema, fleet),
@@ -234,9 +234,8 @@ async def overview_page(
     if json_requested(request):
         # A second statement when due: the activity is a shared history read with an
         # interval and a budget of its own (app/bmdb/history_reads.py).
-        read = await read_activity(request, reader)
-        ttl = request.app.state.history_reads.ttl
-        overview = overview.model_copy(update=activity_fields(read, ttl))
+        read = await read_activity(reads, reader)
+        overview = overview.model_copy(update=activity_fields(read, reads.ttl))
     poll = Poll(live, urls.OVERVIEW_EVERY, (urls.OVERVIEW_EVERY,))
     template = "partials/overview_live.html" if is_htmx(request) else "templates/overview.html"
     return respond(request, template, overview, reader=reader, poll=poll, count_ttl=cache.ttl)

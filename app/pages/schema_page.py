@@ -16,8 +16,9 @@ from pydantic import BaseModel
 from app.bmdb.connection import DB_UNAVAILABLE
 from app.bmdb.reflection import Field, Schema, TagType
 from app.bmdb.schema_cache import SchemaCache
-from app.pages.json_models import twin
-from app.pages.models import ErrorPage
+from app.deps import Schemas
+from app.model.entities import ErrorPage
+from app.model.twin import twin
 from app.render import urls
 from app.render.templating import respond
 
@@ -96,20 +97,14 @@ def schema_json(cache: SchemaCache, refresh_error: str | None = None) -> SchemaJ
     )
 
 
-def _schema_page(request: Request, *, refresh_error: str | None = None, status_code: int = 200):
-    cache: SchemaCache = request.app.state.schema_cache
-    context = {
-        "cache": cache,
-        "refresh_error": refresh_error,
-        "machines_with": machines_with,
-    }
+def _schema_page(
+    request: Request, cache: SchemaCache, refresh_error: str | None = None, status_code: int = 200
+):
     return respond(
-        request,
-        "templates/schema.html",
-        schema_json(cache, refresh_error),
-        status_code=status_code,
-        **context,
-    )
+        request, "templates/schema.html", schema_json(cache, refresh_error),
+        status_code=status_code, cache=cache, refresh_error=refresh_error,
+        machines_with=machines_with,
+    )  # fmt: skip
 
 
 @router.get(
@@ -117,9 +112,9 @@ def _schema_page(request: Request, *, refresh_error: str | None = None, status_c
     name="schema",
     responses=twin(SchemaJSON, "the reflected schema: tag types, fields, version, refresh"),
 )
-async def schema_page(request: Request):
+async def schema_page(request: Request, cache: Schemas):
     """Served from the cache, so it answers even while the BMDB does not."""
-    return _schema_page(request)
+    return _schema_page(request, cache)
 
 
 @router.post(
@@ -132,15 +127,14 @@ async def schema_page(request: Request):
         503: {"model": SchemaJSON, "description": "the BMDB could not be read"},
     },
 )
-async def schema_refresh(request: Request):
+async def schema_refresh(request: Request, cache: Schemas):
     """Re-reflect the schema now (reads only), then back to /schema (POST-redirect-GET).
 
     At most one reflection runs at a time, shared by concurrent POSTs, and POSTs reflect
     at most once per `SchemaCache.min_interval`: one sooner gets that reflection.
     Cross-origin POSTs never get here: app/http/security.py refuses them for every route."""
-    cache: SchemaCache = request.app.state.schema_cache
     try:
         await cache.refresh_now()  # one at a time, and a recent one is reused
     except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
-        return _schema_page(request, refresh_error=f"{type(exc).__name__}: {exc}", status_code=503)
+        return _schema_page(request, cache, f"{type(exc).__name__}: {exc}", status_code=503)
     return RedirectResponse(urls.schema(), status_code=303)

@@ -12,11 +12,13 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import computed_field
 
 from app.bmdb import sessions as bmdb
-from app.pages.common import DetailPoll, Poll, PollTag, parse_id
-from app.pages.json_models import twin
-from app.pages.models import HistoryEvent, Model, PageModel, Session
+from app.deps import DetailPoll, PageReader
+from app.model.entities import HistoryEvent, Model, PageModel, Session
+from app.model.ids import parse_id
+from app.model.polling import Poll, PollTag
+from app.model.twin import twin
 from app.render import urls
-from app.render.templating import PageReader, respond
+from app.render.templating import respond
 
 router = APIRouter()
 

@@ -2,7 +2,7 @@
 
 Data: app/bmdb/sessions.py, one statement: the page of sessions, their total, the stale
 work and, on a full page, the state tabs and the component facet. The table polls.
-`?format=csv` streams every session of the filter (app/pages/csv_export.py).
+`?format=csv` streams every session of the filter (app/model/csv_export.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pydantic import Field, computed_field
 
 from app.bmdb import sessions as bmdb
 from app.bmdb.connection import Reader
-from app.pages import csv_export
-from app.pages.common import PAGE_SIZES, ListPoll
-from app.pages.json_models import twin
-from app.pages.models import Model, PageModel, Session, Timestamp, seconds_until
+from app.deps import AppSettings, ListPoll, PageReader
+from app.model import csv_export
+from app.model.entities import Model, PageModel, Session, Timestamp, seconds_until
+from app.model.polling import PAGE_SIZES
+from app.model.twin import twin
 from app.render import urls
-from app.render.templating import PageReader, is_htmx, respond
+from app.render.templating import is_htmx, respond
 
 router = APIRouter()
 
@@ -99,13 +100,14 @@ class SessionListPage(PageModel):
 async def session_list(
     request: Request,
     reader: PageReader,
+    settings: AppSettings,
     filters: Annotated[bmdb.SessionFilters, Query()],
     poll: ListPoll,
     after: Annotated[UUID | None, Query(description="keyset: session IDs after this one")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = urls.SESSIONS_LIMIT,
 ):
     if request.query_params.get("format") == "csv":
-        return _csv(request, reader, filters)
+        return _csv(reader, filters, settings.csv_row_cap)
     fragment = is_htmx(request)
     doc = await bmdb.session_list(
         reader,
@@ -130,11 +132,11 @@ async def session_list(
     template = "partials/session_table.html" if fragment else "templates/sessions.html"
     return respond(
         request, template, page, reader=reader, poll=poll, page_sizes=PAGE_SIZES,
-        csv_row_cap=request.app.state.settings.csv_row_cap,
+        csv_row_cap=settings.csv_row_cap,
     )  # fmt: skip
 
 
-def _csv(request: Request, reader: Reader, filters: bmdb.SessionFilters):
+def _csv(reader: Reader, filters: bmdb.SessionFilters, cap: int):
     """Every session of the filter by ID, up to the row cap, as a streamed CSV: keyset
     pages of csv_export.PAGE_ROWS sessions, one statement each."""
 
@@ -145,6 +147,6 @@ def _csv(request: Request, reader: Reader, filters: bmdb.SessionFilters):
         return [csv_export.session_row(s) for s in sessions], last
 
     return csv_export.stream(
-        csv_export.SESSION_HEADER, read, request.app.state.settings.csv_row_cap,
+        csv_export.SESSION_HEADER, read, cap,
         "webug-sessions.csv",
     )  # fmt: skip

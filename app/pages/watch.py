@@ -15,7 +15,6 @@ Data: app/bmdb/watch.py, one statement per page and per poll (an unchanged poll:
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -28,20 +27,19 @@ from app.bmdb.filters import MachineFilters, uuid_prefix_range
 from app.bmdb.machines import MachineLayout, list_layout
 from app.bmdb.watch import CANDIDATES, MAX_IDS
 from app.bmdb.workflows import Fleet
-from app.pages.common import ListPoll, PollTag
-from app.pages.json_models import twin
-from app.pages.machines import list_query
-from app.pages.models import Machine, Model, PageModel, Timestamp, WorkflowStatus
-from app.pages.search import MIN_HEX_DIGITS, hex_digits, normalize
-from app.pages.workflow_status import fleet_of, statuses
+from app.deps import Counts, CurrentSchema, HistoryCache, ListPoll, PageReader, Workflows
+from app.model.entities import Machine, Model, PageModel, Timestamp, WorkflowStatus
+from app.model.ids import MIN_HEX_DIGITS, hex_digits, parse_tokens
+from app.model.machine_list import list_query
+from app.model.polling import PollTag
+from app.model.twin import twin
+from app.model.workflow_status import statuses
 from app.render import urls
 from app.render.tag_hints import summary_fields
-from app.render.templating import CurrentSchema, PageReader, is_htmx, json_requested, respond
+from app.render.templating import is_htmx, json_requested, respond
 
 router = APIRouter()
 
-_SEPARATORS = re.compile(r"[\s,;]+")
-MAX_TOKEN = 100  # characters of a token kept (an ID has 36)
 
 HELP = (
     f"Machine IDs or unique prefixes (at least {MIN_HEX_DIGITS} hex digits, any case), "
@@ -161,20 +159,6 @@ class WatchPage(PageModel):
         return [t for t in self.tokens if t.state != "machine"]
 
 
-def parse_tokens(values: list[str]) -> list[str]:
-    """The distinct tokens of `ids` parameters, in order: split on commas, semicolons and
-    white space, stripped of the quotes chat wraps IDs in, lower-cased, full IDs dashed."""
-    tokens: dict[str, None] = {}
-    for value in values:
-        for part in _SEPARATORS.split(value):
-            token = normalize(part).lower()[:MAX_TOKEN]
-            if hex_digits(token) == 32:
-                token = str(UUID(token))  # a full ID in its usual spelling
-            if token:
-                tokens[token] = None
-    return list(tokens)
-
-
 def _token(token: str, found: list[UUID] | None) -> WatchToken:
     if found is None:
         return WatchToken(token=token, state="invalid")
@@ -198,6 +182,7 @@ async def watch_page(
     request: Request,
     reader: PageReader,
     schema: CurrentSchema,
+    fleet: Workflows,
     poll: ListPoll,
     ids: Annotated[
         list[str],
@@ -223,7 +208,6 @@ async def watch_page(
         layout = list_layout(schema, None if as_json else summary_fields)
         tag = PollTag(request, "watch", tokens, capped, poll, schema.layout_key)
         order = list(ranges)  # statement position -> token index
-        fleet = fleet_of(request, schema)
         doc = await bmdb.watch(
             reader, schema, layout, [ranges[i] for i in order], candidates=CANDIDATES + 1,
             known_ptag=tag.known, fleet=fleet,
@@ -271,13 +255,15 @@ def _rows(
 
 @router.get(urls.WATCH_FILTERED, name="watch_filtered")
 async def watch_filtered(
-    request: Request,
     reader: PageReader,
     schema: CurrentSchema,
+    fleet: Workflows,
+    counts: Counts,
+    reads: HistoryCache,
     filters: Annotated[MachineFilters, Query()],
 ):
     """303 to the watch list of the filter's first MAX_IDS machines, in the list's order."""
-    _, where, order = await list_query(request, reader, schema, filters)
+    _, where, order = await list_query(counts, reads, reader, schema, fleet, filters)
     ids = await bmdb.filtered_ids(reader, where, order, schema, MAX_IDS + 1)
     if not ids:
         raise HTTPException(404, "No machine matches this filter: there is nothing to watch.")

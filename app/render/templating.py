@@ -1,6 +1,6 @@
 """Responses of every page: the HTML page, the htmx fragment or the JSON twin of one model.
 
-A handler builds its page model (app/pages/models.py) and calls `respond`: a client that
+A handler builds its page model (app/model/entities.py) and calls `respond`: a client that
 asks for JSON gets the model serialized, anyone else the template rendered with it
 (`page`) and the view's state (poll interval, ...). Templates live in templates/ (pages)
 and partials/ (the fragments pages include and htmx fetches).
@@ -14,10 +14,10 @@ import time
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import jinja2
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel
@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.bmdb import tables
 from app.bmdb.columns import PgSpecial
-from app.bmdb.connection import Database, Reader
+from app.bmdb.connection import Reader
 from app.bmdb.reflection import Schema, TagType
 from app.bmdb.schema_cache import SchemaCache
 from app.render import formatting, protobuf_names, urls
@@ -162,19 +162,6 @@ def wants_json(headers: Mapping[str, str], format_param: str | None) -> bool:
 def json_requested(request: Request) -> bool:
     return wants_json(request.headers, request.query_params.get("format"))
 
-
-async def page_reader(request: Request) -> Reader:
-    db: Database = request.app.state.db
-    return Reader(db)
-
-
-async def current_schema(request: Request) -> Schema:  # async: FastAPI runs a sync one in a thread
-    cache: SchemaCache = request.app.state.schema_cache
-    return cache.schema
-
-
-PageReader = Annotated[Reader, Depends(page_reader)]
-CurrentSchema = Annotated[Schema, Depends(current_schema)]
 
 # Render time goes into the footer after rendering; a per-process token, so text from
 # the database cannot contain the placeholder.

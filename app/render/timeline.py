@@ -53,7 +53,7 @@ def build_timeline(
     events: Sequence[Any], work: Sequence[Any], backoffs: Sequence[Any], now: datetime
 ) -> Timeline | None:
     """None when there is nothing to draw. `events`, `work`, `backoffs`: the page models
-    of app/pages/models.py (HistoryEvent, Work, Backoff); times a datetime cannot hold
+    of app/model/entities.py (HistoryEvent, Work, Backoff); times a datetime cannot hold
     ('infinity') are left out."""
     events = [e for e in events if _placeable(e.timestamp)]
     backoff_spans = [

@@ -14,23 +14,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import Request
-
 from app.bmdb import tables
-from app.bmdb.reflection import Schema, display_name
-from app.bmdb.workflows import CompiledWorkflow, Condition, Fleet, compiled, decide
-from app.pages.models import Blocker, ConditionState, Machine, Work, WorkflowStatus
+from app.bmdb.reflection import display_name
+from app.bmdb.workflows import CompiledWorkflow, Condition, Fleet, decide
+from app.model.entities import Blocker, ConditionState, Machine, Work, WorkflowStatus
 from app.render import urls
 
 # The tags evidence comes from, by the names the machine's document has them.
 REQUEST = display_name(tables.INSTALLATION_REQUEST)
 REPORT = display_name(tables.INSTALLATION_REPORT)
 STARTED, HEARTBEAT = display_name(tables.AGENT_STARTED), display_name(tables.HEARTBEAT)
-
-
-def fleet_of(request: Request, schema: Schema) -> Fleet:
-    """The app's workflows (built-in and WEBUG_WORKFLOWS), compiled for this schema."""
-    return compiled(schema, request.app.state.workflows)
 
 
 def statuses(fleet: Fleet, holds: list[list[bool]], machine: Machine) -> list[WorkflowStatus]:

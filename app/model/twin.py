@@ -1,7 +1,7 @@
 """OpenAPI descriptions of the routes that answer HTML or, on request, their JSON twin.
 
 Every HTML page answers the same data as JSON (`?format=json` or `Accept:
-application/json`): its page model (app/pages/models.py and each page's module)
+application/json`): its page model (app/model/entities.py and each page's module)
 serialized. `/openapi.json` documents each with `twin`; /api lists them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from app.pages.models import ErrorPage
+from app.model.entities import ErrorPage
 
 
 def twin(model: type[BaseModel], what: str) -> dict:

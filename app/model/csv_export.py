@@ -25,7 +25,7 @@ from fastapi.responses import StreamingResponse
 from app.bmdb.columns import Blob
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import Field
-from app.pages.models import Machine, Session
+from app.model.entities import Machine, Session
 from app.render import urls
 from app.render.values import value_to_json
 
