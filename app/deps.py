@@ -58,15 +58,17 @@ async def _history_reads(request: Request) -> HistoryReads:
 
 
 def _poll(default_every: int, choices: tuple[int, ...]) -> Callable[..., Coroutine[Any, Any, Poll]]:
-    """A dependency reading a live view's `live` and `every`."""
+    """A dependency reading a live view's `live` and `every`, and the poll tag the
+    browser holds."""
 
     async def poll(
+        request: Request,
         live: Annotated[bool, Query(description="poll for changes; live=0 pauses")] = True,
         every: Annotated[
             int, Query(ge=1, le=300, description="poll interval, seconds")
         ] = default_every,
     ) -> Poll:
-        return Poll(live, every, choices)
+        return Poll(live, every, choices, request.headers.get("HX-PTag"))
 
     return poll
 

@@ -41,7 +41,7 @@ from app.pages import (
     watch,
 )
 from app.render import protobuf_names, urls
-from app.render.templating import APP_DIR
+from app.render.environment import APP_DIR, build_environment
 
 log = logging.getLogger("webug")
 
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.proto_names = protobuf_names.from_settings(
         app.state.settings.proto_descriptors, app.state.settings.proto_columns
     )
+    app.state.templates = build_environment(app.state.proto_names)
     app.mount(urls.STATIC, StaticFiles(directory=APP_DIR / "static"), name="static")
     app.include_router(health.router)
     app.include_router(machines.router)

@@ -1,8 +1,11 @@
-"""The header's UTC/local switch (app/static/times.js), in a Chromium set to New York time.
+"""Times in the browser (app/static/times.js), in a Chromium set to New York time.
 
-The server writes every absolute time in UTC; "local" shows them in the browser's zone
-(EST/EDT here, so the two differ), on every page, after a reload (localStorage), and in
-what live polls bring in later. Relative times ("3m ago") stay relative.
+The server writes every time as a <time datetime> whose text is its UTC time, and never
+a relative one. The browser writes relative times ("3m ago", "in 9m 58s") and keeps them
+current every second, with no request, in what live polls bring in too; without
+JavaScript the UTC text stays. The header's UTC/local switch shows absolute times in the
+browser's zone (EST/EDT here, so the two differ), on every page, after a reload
+(localStorage), and in what live polls bring in later.
 
 The backoff a test writes is removed again at teardown, so the seeded fleet stays as seeded.
 """
@@ -131,3 +134,42 @@ def test_times_a_live_poll_brings_are_local_too(
     assert len(set(shown)) >= 2, "no poll came back"
     assert {t for t in shown if not re.fullmatch(r"\d\d:\d\d:\d\d E[SD]T", t)} == set()
     assert page_errors == []
+
+
+def relative_text(page: Page, selector: str) -> str:
+    return page.locator(selector).first.text_content() or ""
+
+
+def test_relative_times_tick_without_a_request_and_after_a_swap(
+    page: Page, page_errors: list[str], db: Db
+) -> None:
+    machine_id, _, _ = machine_with_history(db)
+    # A countdown that moves every second: a backoff ending in 10 minutes.
+    insert_backoff(db, machine_id, "UnitTest2", "e2e: ticking")
+    page.goto(f"/machine/{machine_id}?live=0")  # paused: nothing polls
+    countdown = page.locator("#backoffs tr", has_text="UnitTest2").locator("time[data-relative]")
+    expect(countdown).to_have_text(re.compile(r"^in \d+m \d+s$"))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    before = countdown.text_content() or ""
+    expect(countdown).not_to_have_text(before, timeout=3000)  # it counts down...
+    assert requests == [], "a paused page sent requests"  # ...in the browser alone
+
+    page.goto(f"/machine/{machine_id}?every=1")
+    # A poll swaps new content in (another backoff): its times are relative at once.
+    insert_backoff(db, machine_id, "UnitTest1", "e2e: swapped in")
+    swapped = page.locator("#backoffs tr", has_text="UnitTest1").locator("time[data-relative]")
+    expect(swapped).to_have_text(re.compile(r"^in \d+m \d+s$"), timeout=LIVE_TIMEOUT_MS)
+    expect(swapped).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$"))
+    assert page_errors == []
+
+
+@pytest.mark.parametrize("context_options", [{"java_script_enabled": False}])
+def test_without_javascript_every_time_is_its_utc_text(page: Page, db: Db) -> None:
+    machine_id, created, _ = machine_with_history(db)
+    page.goto(f"/machine/{machine_id}")
+    expect(page.locator(".machine-head .facts time[data-relative]")).to_have_text(in_utc(created))
+    expect(page.locator(".machine-head .facts time[data-absolute]")).to_have_text(in_utc(created))
+    # The ".rel" notes, "(3m ago)" beside an absolute time, would say it twice: hidden.
+    for note in page.locator(".rel").all():
+        expect(note).to_be_hidden()

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -230,3 +231,17 @@ class TableLock:
     def __exit__(self, *exc: object) -> None:
         self._release.set()
         self._thread.join(10)
+
+
+RELATIVE_TIME = r'<time datetime="([^"]+)" data-relative>'
+
+
+def seconds_from_now(html: str, before: str = "") -> float:
+    """How far from now the first time shown relative (a `<time data-relative>`, which
+    the browser writes as "in 4m" or "3m ago") that follows the pattern `before` is:
+    positive in the future."""
+    from datetime import UTC, datetime
+
+    found = re.search(before + RELATIVE_TIME, html)
+    assert found, f"no relative time after {before!r}"
+    return (datetime.fromisoformat(found[1]) - datetime.now(UTC)).total_seconds()

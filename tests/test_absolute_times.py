@@ -1,11 +1,12 @@
-"""Every absolute time webug shows carries its instant, for the UTC/local switch.
+"""Every time webug shows is a `<time datetime>` whose text is its instant in UTC.
 
-The server renders times in UTC (pages work without JavaScript); app/static/times.js
-re-renders them in the browser's zone when the user asks, which it can only do for a time
-that says which instant it is: `<time datetime=... data-absolute>` (formatting.absolute).
-Each page and fragment is scanned for clock times in text and in hover titles: each must
-sit in such an element, and its text must be that instant in UTC (e2e/test_keyboard_times.py
-switches them in Chromium).
+The server renders times in UTC and never relative to now (pages work without
+JavaScript, and depend on their data alone); app/static/times.js re-renders them in the
+browser: absolute ones (`data-absolute`, formatting.absolute) in the browser's zone when
+the user asks, relative ones (`data-relative`, formatting.relative) as "3m ago". It can
+only do that for a time that says which instant it is. Each page and fragment is scanned
+for clock times in text and in hover titles: each must sit in such an element, and its
+text must be that instant in UTC (e2e/test_times.py switches and ticks them in Chromium).
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ class Times(HTMLParser):
         self.stray: list[str] = []
 
     def _absolute(self) -> dict[str, str | None] | None:
-        for _, attrs in reversed(self.stack):
-            if "data-absolute" in attrs:
+        for tag, attrs in reversed(self.stack):
+            if "data-absolute" in attrs or (tag == "time" and "data-relative" in attrs):
                 return attrs
         return None
 
@@ -112,7 +113,7 @@ class Times(HTMLParser):
 
 def utc_text(attrs: dict[str, str | None]) -> str:
     instant = datetime.fromisoformat(attrs.get("datetime") or attrs["data-datetime"])
-    variant = attrs["data-absolute"] or "full"
+    variant = attrs.get("data-absolute") or "full"
     return str(absolute(instant, variant, "tspan")).split(">")[1].split("<")[0]
 
 
@@ -153,14 +154,14 @@ def client(module_fleet_dsn):
 @pytest.mark.parametrize(
     ("url", "headers"), [(u, {}) for u in PAGES] + [(u, HTMX) for u in FRAGMENTS]
 )
-def test_every_absolute_time_carries_its_instant(client, url, headers):
+def test_every_time_carries_its_instant(client, url, headers):
     response = client.get(url, headers=headers)
     assert response.status_code in (200, 404), response.text[:500]
     times = Times()
     times.feed(response.text)
     times.close()
-    assert times.stray == [], f"absolute times without their instant on {url}"
-    assert times.found, f"{url} shows no absolute time: the scan saw nothing"
+    assert times.stray == [], f"times without their instant on {url}"
+    assert times.found, f"{url} shows no time: the scan saw nothing"
     for attrs, text in times.found:
         assert text == utc_text(attrs), attrs
 
@@ -169,9 +170,11 @@ def test_the_machine_page_marks_every_time_it_shows(client):
     """The scan above finds what it should: the times of a busy machine, one by one."""
     times = Times()
     times.feed(client.get(f"/machine/{mid(2)}").text)
-    variants = [attrs["data-absolute"] or "full" for attrs, _ in times.found]
+    variants = [attrs.get("data-absolute") or "full" for attrs, _ in times.found]
     assert variants.count("full") >= 3  # created, the work's deadline, the backoff's end
+    relative = [attrs for attrs, _ in times.found if "data-relative" in attrs]
+    assert len(relative) >= 3  # and each again as the browser counts it: "3m ago"
     history = Times()
     history.feed(client.get(f"/machine/{mid(2)}/history").text)
-    kinds = {(attrs["data-absolute"] or "full") for attrs, _ in history.found}
+    kinds = {(attrs.get("data-absolute") or "full") for attrs, _ in history.found}
     assert kinds == {"full", "minutes"}  # the rows and the tooltips; the timeline's axis

@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from app.bmdb.reflection import Field
+from app.render.environment import build_environment
 from app.render.protobuf_names import (
     ProtoConfigError,
     load_proto_names,
-    named_html,
     named_json,
     reset,
     use,
 )
-from app.render.values import render_value
+from app.render.values import decode_bytes
 from tests.support import cloned_database, webug_client
 
 PROTO_SOURCE = """
@@ -153,8 +154,17 @@ def active(descriptor_set):
 # --- unit ----------------------------------------------------------------------------
 
 
+def named_html(column: str, data: bytes, names) -> str | None:
+    """The value as the page draws it with `names`, when it decodes by name; else None."""
+    decoded = decode_bytes(data, Field(column, "bytea", "bytea", True, ()), names)
+    if decoded.named is None:
+        return None
+    env = build_environment(names)
+    return str(env.get_template("partials/values.html").module.bytes_value(decoded))
+
+
 def test_named_html_shows_field_names_types_enums_and_well_known_types(active):
-    html = named_html(COLUMN, encoded_report(), render_value)
+    html = named_html(COLUMN, encoded_report(), active)
     assert html is not None
     assert TYPE in html
     for text in (
@@ -198,21 +208,17 @@ def test_named_json_uses_field_names(active):
 
 
 def test_falls_back_when_not_configured_unmapped_or_unparseable(active, descriptor_set):
-    assert named_html("some_other_column", encoded_report(), render_value) is None
-    assert named_html(COLUMN, b"\xff\xff\xff\xff", render_value) is None  # not a message at all
+    assert named_html("some_other_column", encoded_report(), active) is None
+    assert named_html(COLUMN, b"\xff\xff\xff\xff", active) is None  # not a message at all
     # Parses, but only into fields the type does not have: not that message.
-    assert named_html(COLUMN, bytes([0xF8, 0x06, 0x01]), render_value) is None
-    assert named_html(COLUMN, b"", render_value) is None
-    token = use(None)
-    try:
-        assert named_html(COLUMN, encoded_report(), render_value) is None
-    finally:
-        reset(token)
+    assert named_html(COLUMN, bytes([0xF8, 0x06, 0x01]), active) is None
+    assert named_html(COLUMN, b"", active) is None
+    assert named_html(COLUMN, encoded_report(), None) is None  # no descriptor set
 
 
 def test_unknown_fields_are_mentioned(active):
     extra = bytes([0xF8, 0x06, 0x01])  # field 111, varint 1: newer than our schema
-    html = named_html(COLUMN, encoded_report() + extra, render_value)
+    html = named_html(COLUMN, encoded_report() + extra, active)
     assert html is not None and "hostname" in html
     assert "1 unknown field " in html
 

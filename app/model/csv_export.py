@@ -7,8 +7,8 @@ advice says; numbers webug formats itself stay numbers. Blobs are their length, 
 download URL in a column of their own: never their bytes.
 
 The rows are written page by page as keyset pages are read, each by one statement of its
-own (app/pages/machines.py, app/pages/sessions.py): a CSV of the whole fleet is many
-pages by design, and never the whole fleet in memory.
+own (`machines_csv`, `sessions_csv`): a CSV of the whole fleet is many pages by design,
+each its own consistent read, and never the whole fleet in memory, in webug or the BMDB.
 """
 
 from __future__ import annotations
@@ -19,13 +19,19 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from fastapi.responses import StreamingResponse
 
+from app.bmdb import machines as machines_bmdb
+from app.bmdb import sessions as sessions_bmdb
 from app.bmdb.columns import Blob
+from app.bmdb.connection import Reader
+from app.bmdb.filters import SqlWhere
 from app.bmdb.machines import MachineLayout
-from app.bmdb.reflection import Field
-from app.model.entities import Machine, Session
+from app.bmdb.ordering import Cursor, Order
+from app.bmdb.reflection import Field, Schema
+from app.model.entities import Machine, Session, machine_from
 from app.render import urls
 from app.render.values import value_to_json
 
@@ -87,6 +93,25 @@ def stream(
 
 
 # --- machines ---------------------------------------------------------------------------
+
+
+def machines_csv(
+    reader: Reader, schema: Schema, where: SqlWhere, order: Order, base_url: str, row_cap: int
+) -> StreamingResponse:
+    """Every machine of the filter in `order`, up to `row_cap`, as a streamed CSV."""
+    layout = machines_bmdb.csv_layout(schema)
+
+    async def read(after: Cursor | None, size: int) -> tuple[list[list[object]], Cursor | None]:
+        doc = await machines_bmdb.machine_list(
+            Reader(reader.db), layout, where, after=after, limit=size, with_total=False,
+            order=order, schema=schema,
+        )  # fmt: skip
+        assert doc.machines is not None and doc.sort_keys is not None
+        machines = [machine_from(d, layout) for _, d in doc.machines]
+        last = Cursor(doc.sort_keys[-1], machines[-1].machine_id) if machines else None
+        return [machine_row(m, layout, base_url) for m in machines], last
+
+    return stream(machine_header(layout), read, row_cap, "webug-machines.csv")
 
 
 def machine_header(layout: MachineLayout) -> list[str]:
@@ -159,6 +184,20 @@ SESSION_HEADER = [
     "session_id", "component", "runtime_info", "created_at", "interval_seconds", "deadline",
     "alive", "held_work",
 ]  # fmt: skip
+
+
+def sessions_csv(
+    reader: Reader, filters: sessions_bmdb.SessionFilters, row_cap: int
+) -> StreamingResponse:
+    """Every session of the filter by ID, up to `row_cap`, as a streamed CSV."""
+
+    async def read(after: UUID | None, size: int) -> tuple[list[list[object]], UUID | None]:
+        docs = await sessions_bmdb.session_page(Reader(reader.db), filters, after=after, limit=size)
+        sessions = [Session.model_validate(d) for d in docs]
+        last = sessions[-1].session_id if sessions else None
+        return [session_row(s) for s in sessions], last
+
+    return stream(SESSION_HEADER, read, row_cap, "webug-sessions.csv")
 
 
 def session_row(session: Session) -> list[object]:

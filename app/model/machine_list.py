@@ -1,18 +1,34 @@
-"""The machine list's query as pages share it: the list itself, its CSV and the watch
-list of a filter ("Watch these")."""
+"""The machine list as pages share it: its query (the list itself, its CSV and the watch
+list of a filter, "Watch these") and the read of one page of it.
+
+A page is one statement: the page of machines, with the total when it is due. The facets
+are one more when they are due. Totals and facets scan the filtered fleet, so they are
+counted once per view and reused by its polls and by other watchers for
+WEBUG_COUNT_CACHE_SECONDS (app/bmdb/counts.py). A poll of an unchanged page costs one
+statement that returns no document.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from fastapi import HTTPException
 
+from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
 from app.bmdb.counts import CountCache
-from app.bmdb.filters import FilterError, MachineFilters, SqlWhere, build_where
+from app.bmdb.filters import NULL_STATUS, FilterError, MachineFilters, SqlWhere, build_where
 from app.bmdb.history_reads import HistoryReads
-from app.bmdb.ordering import Order
+from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
-from app.bmdb.workflows import Fleet
+from app.bmdb.workflows import Fleet, decode_counts
+from app.model.entities import Machine, Model, machine_from
 from app.model.failure_groups import ResolvedFailure, list_failure
+from app.model.polling import Poll, PollTag
+from app.model.workflow_status import statuses
+from app.render.tag_hints import summary_fields
+from app.slices import map_in_slices
 
 
 async def list_query(
@@ -29,3 +45,141 @@ async def list_query(
         return failure, where, Order.parse(filters.sort, schema)
     except FilterError as exc:
         raise HTTPException(400, str(exc)) from None
+
+
+def parse_cursor(order: Order, after: str | None) -> Cursor | None:
+    """The keyset cursor `after` names in `order`; a 400 for one of another order."""
+    try:
+        return order.cursor(after) if after else None
+    except FilterError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+class Facets(Model):
+    """Counts over the filtered machines; each value links to the list with its filter."""
+
+    tags: dict[str, int]
+    provider: dict[str, int]
+    status: dict[str, int]
+    location: dict[str, int]
+    work: dict[str, int]
+    stale_work: int
+    backoff: dict[str, int]
+    # workflow -> state -> machines (a workflow this schema lacks: every machine unknown)
+    workflows: dict[str, dict[str, int]]
+    stuck: int
+
+
+def facets_from(doc: dict, schema: Schema, fleet: Fleet) -> Facets:
+    by_value: dict[str, dict[str, int]] = {"provider": {}, "status": {}, "location": {}}
+    for provider, status, location, n in doc["provided"] or ():
+        for facet, value in (("provider", provider), ("status", status or NULL_STATUS),
+                             ("location", location)):  # fmt: skip
+            if value is not None:
+                by_value[facet][value] = by_value[facet].get(value, 0) + n
+
+    def by_count(counts: dict[str, int]) -> dict[str, int]:
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    return Facets(
+        tags={t.name: n for t, n in zip(schema.tag_types, doc["tags"], strict=True)},
+        **{facet: by_count(counts) for facet, counts in by_value.items()},
+        work={process: n for process, n, _ in doc["work"]},
+        stale_work=sum(stale for _, _, stale in doc["work"]),
+        backoff={process: n for process, n in doc["backoff"]},
+        **_workflow_facets(doc, fleet),
+    )
+
+
+def _workflow_facets(doc: dict, fleet: Fleet) -> dict:
+    counts, stuck = decode_counts(fleet, doc["workflows"])
+    return {
+        "workflows": {w.name: counts.get(w.name, {"unknown": doc["total"]})
+                      for w in fleet.workflows},
+        "stuck": stuck,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ListRead:
+    """One page of the list as read, or None for `machines` when the browser's copy is
+    still true (a 304)."""
+
+    machines: list[Machine] | None
+    ptag: str
+    total: int = 0
+    counted_at: datetime | None = None  # when the total (and facets) were counted
+    facets: Facets | None = None
+    next_after: str | None = None  # the next page's cursor
+
+
+@dataclass(frozen=True)
+class ListView:
+    """What the list shows: filters as SQL, order, page, and how it is drawn."""
+
+    filters: MachineFilters
+    where: SqlWhere
+    order: Order
+    after: str | None  # as given
+    cursor: Cursor | None  # as parsed (parse_cursor)
+    limit: int
+    full: bool  # the whole page (with its facets), not a poll of its table
+    as_json: bool  # every field of every tag, not the HTML row's summary
+
+
+async def read_list(
+    reader: Reader, schema: Schema, fleet: Fleet, counts: CountCache, view: ListView,
+    poll: Poll,
+) -> ListRead:  # fmt: skip
+    """A page of machines with its total (and, for a full page, its facets), each taken
+    from the shared counts when they are fresh. A poll of an unchanged page reads no
+    document."""
+    count_key = (schema.version, schema.layout_key, view.where.sql, *view.where.params)
+    facets = None
+    if view.full:  # facets (with the total) in a statement of their own, when due
+        doc, counted_at = await counts.get(
+            ("facets", count_key), lambda: bmdb.facets(reader, schema, view.where, fleet)
+        )
+        facets, kept = facets_from(doc, schema, fleet), (doc["total"], counted_at)
+    elif (kept_facets := counts.fresh(("facets", count_key))) is not None:
+        kept = (kept_facets[0]["total"], kept_facets[1])
+    else:  # the total the page's statement counts, when due
+        kept = counts.fresh(("total", count_key))
+    layout = bmdb.list_layout(schema, None if view.as_json else summary_fields)
+    # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
+    # as light as it is (a dozen probes per machine saved).
+    row_fleet = fleet if view.filters.workflow or view.filters.stuck else None
+    tag = _list_tag(poll, view, schema, kept[0] if kept else None)
+    doc = await bmdb.machine_list(
+        reader, layout, view.where, after=view.cursor,
+        limit=view.limit + 1, with_total=kept is None,
+        known_ptag=tag.known if kept is not None else None, order=view.order, schema=schema,
+        fleet=row_fleet,
+    )  # fmt: skip
+    if doc.machines is None:  # unchanged: the browser keeps what it shows
+        return ListRead(None, tag.of(doc.ptag))
+    if kept is None:
+        kept = counts.store(("total", count_key), doc.total)
+        tag = _list_tag(poll, view, schema, doc.total)
+    shown = doc.machines[: view.limit]
+    machines = await map_in_slices(lambda m: _machine(m[1], layout, m[0], row_fleet), shown)
+    next_after = None
+    if len(doc.machines) > view.limit:
+        last = doc.machines[view.limit - 1][1]["machine_id"]
+        next_after = view.order.token(doc.sort_keys[view.limit - 1], last)
+    return ListRead(machines, tag.of(doc.ptag), kept[0], kept[1], facets, next_after)
+
+
+def _list_tag(poll: Poll, view: ListView, schema: Schema, total: int | None) -> PollTag:
+    return PollTag(poll, "list", view.filters, view.after, view.limit, schema.layout_key, total)
+
+
+def _machine(document: dict, layout: bmdb.MachineLayout, key: str, fleet: Fleet | None) -> Machine:
+    """A list row's machine; with `fleet`, its workflows' states too (the document has
+    their conditions)."""
+    machine = machine_from(document, layout, key)
+    if fleet is None:
+        return machine
+    return machine.model_copy(
+        update={"workflows": statuses(fleet, document["workflow_conditions"], machine)}
+    )

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
-
-from app.render.templating import fingerprint
+from app.render.environment import fingerprint
 
 
 @dataclass(frozen=True)
@@ -16,6 +14,7 @@ class Poll:
     live: bool
     every: int
     choices: tuple[int, ...]  # the intervals the view offers
+    held: str | None = None  # the poll tag of what the browser shows (its `HX-PTag`)
 
 
 PAGE_SIZES = (50, 100, 500)  # the page sizes a list offers
@@ -26,10 +25,10 @@ class PollTag:
     which the BMDB computes. The statement is given the md5 the browser holds (when the
     view is the same) and returns no document when it is unchanged: a 304 then."""
 
-    def __init__(self, request: Request, *view: object) -> None:
-        self.view = fingerprint(view)
-        held = request.headers.get("HX-PTag", "")
-        prefix, _, md5 = held.partition(".")
+    def __init__(self, poll: Poll, *view: object) -> None:
+        """`view`: what the fragment shows besides its data (its parameters)."""
+        self.view = fingerprint((poll.live, poll.every, *view))
+        prefix, _, md5 = (poll.held or "").partition(".")
         self.known: str | None = md5 if prefix == self.view and md5 else None
 
     def of(self, md5: str) -> str:

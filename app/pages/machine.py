@@ -82,8 +82,8 @@ def console_url(settings: Settings, machine: Machine) -> str | None:
     return template.format(provider_id=quote(str(provided["provider_id"]), safe=""))
 
 
-def _live_tag(request: Request, poll: Poll, schema: Schema) -> PollTag:
-    return PollTag(request, "machine", poll.live, poll.every, schema.layout_key)
+def _live_tag(poll: Poll, schema: Schema) -> PollTag:
+    return PollTag(poll, "machine", schema.layout_key)
 
 
 @router.get(
@@ -112,7 +112,7 @@ async def machine_page(
         console_url=console_url(settings, machine),
         workflows=statuses(fleet, doc.machine["workflow_conditions"], machine),
     )
-    ptag = _live_tag(request, poll, schema).of(doc.ptag)
+    ptag = _live_tag(poll, schema).of(doc.ptag)
     return respond(request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag)
 
 
@@ -134,13 +134,13 @@ async def machine_live(
     """Work, backoffs and tags: the part of the page that polls."""
     parsed = parse_id(machine_id, "machine", "machines.machine_id")
     layout = MachineLayout.full(schema)
-    tag = _live_tag(request, poll, schema)
+    tag = _live_tag(poll, schema)
     doc = await bmdb.machine(reader, layout, parsed, known_ptag=tag.known, fleet=fleet)
     if doc.ptag is None:
         # Returned without its trigger, so the page stops polling and says why.
         return respond(
             request, "partials/machine_gone.html", reader=reader, status_code=404,
-            machine_id=parsed,
+            machine_id=parsed, noticed_at=datetime.now(UTC),
         )  # fmt: skip
     ptag = tag.of(doc.ptag)
     if doc.machine is None:

@@ -1,15 +1,10 @@
 """The machine list (/): filters, facets, keyset pages, a live table.
 
-Data: app/bmdb/machines.py. A page is one statement (the page of machines, with the
-total when it is due); the facets are one more when they are due. Totals and facets
-scan the filtered fleet, so they are counted once per view and reused by its polls and
-by other watchers for WEBUG_COUNT_CACHE_SECONDS. A poll of an unchanged page costs one
-statement that returns no document, and answers 304. `failure=` lists the machine IDs
-of a failure group, read (shared, one more statement when due) by app/model/failure_groups.py.
-
-Orders (`sort=`) and their keyset cursors: app/bmdb/ordering.py. `?format=csv` streams
-every machine of the filter in the page's order (app/model/csv_export.py), up to
-WEBUG_CSV_ROW_CAP rows.
+Data: app/model/machine_list.py (one statement per page, the shared counts when due).
+A poll of an unchanged page answers 304. `failure=` lists the machine IDs of a failure
+group (app/model/failure_groups.py). Orders (`sort=`) and their keyset cursors:
+app/bmdb/ordering.py. `?format=csv` streams every machine of the filter in the page's
+order (app/model/csv_export.py), up to WEBUG_CSV_ROW_CAP rows.
 """
 
 from __future__ import annotations
@@ -17,22 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field, computed_field
 
-from app.bmdb import machines as bmdb
-from app.bmdb.connection import Reader
-from app.bmdb.filters import (
-    NULL_STATUS,
-    FilterError,
-    MachineFilters,
-    SqlWhere,
-    text_searched,
-)
-from app.bmdb.ordering import Cursor, Order
-from app.bmdb.reflection import Schema
+from app.bmdb.filters import MachineFilters, text_searched
 from app.bmdb.watch import MAX_IDS as MAX_WATCH
-from app.bmdb.workflows import Fleet, decode_counts
 from app.deps import (
     AppSettings,
     Counts,
@@ -43,102 +27,23 @@ from app.deps import (
     Workflows,
 )
 from app.model import csv_export
-from app.model.entities import Machine, Model, PageModel, machine_from
+from app.model.entities import Machine, PageModel
 from app.model.failure_groups import FailureFilter
-from app.model.machine_list import list_query
-from app.model.polling import PAGE_SIZES, PollTag
+from app.model.machine_list import Facets, ListView, list_query, parse_cursor, read_list
+from app.model.polling import PAGE_SIZES
 from app.model.twin import twin
-from app.model.workflow_status import statuses
 from app.render import urls
-from app.render.tag_hints import summary_fields
-from app.render.templating import (
-    is_htmx,
-    json_requested,
-    machine_rows_html,
-    respond,
-)
-from app.slices import map_in_slices
+from app.render.templating import is_htmx, json_requested, respond, rows_html
 
 router = APIRouter()
 
 MAX_PAGE = 5000  # rows per page, HTML or JSON
 
 
-class Facets(Model):
-    """Counts over the filtered machines; each value links to the list with its filter."""
-
-    tags: dict[str, int]
-    provider: dict[str, int]
-    status: dict[str, int]
-    location: dict[str, int]
-    work: dict[str, int]
-    stale_work: int
-    backoff: dict[str, int]
-    # workflow -> state -> machines (a workflow this schema lacks: every machine unknown)
-    workflows: dict[str, dict[str, int]]
-    stuck: int
-
-
-def facets_from(doc: dict, schema: Schema, fleet: Fleet) -> Facets:
-    by_value: dict[str, dict[str, int]] = {"provider": {}, "status": {}, "location": {}}
-    for provider, status, location, n in doc["provided"] or ():
-        for facet, value in (("provider", provider), ("status", status or NULL_STATUS),
-                             ("location", location)):  # fmt: skip
-            if value is not None:
-                by_value[facet][value] = by_value[facet].get(value, 0) + n
-
-    def by_count(counts: dict[str, int]) -> dict[str, int]:
-        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-    return Facets(
-        tags={t.name: n for t, n in zip(schema.tag_types, doc["tags"], strict=True)},
-        **{facet: by_count(counts) for facet, counts in by_value.items()},
-        work={process: n for process, n, _ in doc["work"]},
-        stale_work=sum(stale for _, _, stale in doc["work"]),
-        backoff={process: n for process, n in doc["backoff"]},
-        **_workflow_facets(doc, fleet),
-    )
-
-
-def _workflow_facets(doc: dict, fleet: Fleet) -> dict:
-    counts, stuck = decode_counts(fleet, doc["workflows"])
-    return {
-        "workflows": {w.name: counts.get(w.name, {"unknown": doc["total"]})
-                      for w in fleet.workflows},
-        "stuck": stuck,
-    }  # fmt: skip
-
-
-class ListRow:
-    """One machine of the list as its document came, decoded only when asked: a row
-    whose HTML is reused (keyed by `key`, the document's md5) is never decoded. With
-    `fleet`, its workflows' states too (the document has their conditions)."""
-
-    __slots__ = ("document", "fleet", "key", "layout", "_machine")
-
-    def __init__(
-        self, key: str, document: dict, layout: bmdb.MachineLayout, fleet: Fleet | None = None
-    ) -> None:
-        self.key, self.document, self.layout, self.fleet = key, document, layout, fleet
-        self._machine: Machine | None = None
-
-    @property
-    def machine(self) -> Machine:
-        if self._machine is None:
-            machine = machine_from(self.document, self.layout, self.key)
-            if self.fleet is not None:
-                held = self.document["workflow_conditions"]
-                machine = machine.model_copy(
-                    update={"workflows": statuses(self.fleet, held, machine)}
-                )
-            self._machine = machine
-        return self._machine
-
-
 class MachineListPage(PageModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
-    rows: list[ListRow] = Field(exclude=True)  # the page's machines, decoded on demand
+    machines: list[Machine]
     total: int
     limit: int
     sort: str  # the order (app/bmdb/ordering.py)
@@ -152,11 +57,6 @@ class MachineListPage(PageModel):
 
     @computed_field
     @property
-    def machines(self) -> list[Machine]:
-        return [row.machine for row in self.rows]
-
-    @computed_field
-    @property
     def filters(self) -> dict[str, list[str]]:
         """The filters in use: parameter -> values."""
         active: dict[str, list[str]] = {}
@@ -165,130 +65,42 @@ class MachineListPage(PageModel):
         return active
 
 
+AFTER_HELP = "keyset: the page after this cursor (`next_after` of the page before; in ID order a machine ID)"  # noqa: E501
+
+
 @router.get(
     urls.MACHINES, name="machines", responses=twin(MachineListPage, "one page of machines")
 )
 async def machine_list(
-    request: Request,
-    reader: PageReader,
-    schema: CurrentSchema,
-    fleet: Workflows,
-    counts: Counts,
-    reads: HistoryCache,
-    settings: AppSettings,
+    request: Request, reader: PageReader, schema: CurrentSchema, fleet: Workflows,
+    counts: Counts, reads: HistoryCache, settings: AppSettings, poll: ListPoll,
     filters: Annotated[MachineFilters, Query()],
-    poll: ListPoll,
-    after: Annotated[
-        str | None,
-        Query(
-            max_length=500,
-            description="keyset: the page after this cursor (`next_after` of the page before;"
-            " in ID order a machine ID)",
-        ),
-    ] = None,
+    after: Annotated[str | None, Query(max_length=500, description=AFTER_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")] = 100,
-):
+):  # fmt: skip
     failure, where, order = await list_query(counts, reads, reader, schema, fleet, filters)
-    try:
-        cursor = order.cursor(after) if after else None
-    except FilterError as exc:
-        raise HTTPException(400, str(exc)) from None
+    cursor = parse_cursor(order, after)  # a 400 for another order's, even for the CSV
     if request.query_params.get("format") == "csv":
-        return _csv(request, reader, schema, where, order, settings.csv_row_cap)
+        base_url = str(request.base_url).rstrip("/")
+        return csv_export.machines_csv(reader, schema, where, order, base_url, settings.csv_row_cap)
     fragment, as_json = is_htmx(request), json_requested(request)
-    count_key = (schema.version, schema.layout_key, where.sql, *where.params)
-    # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
-    # as light as it was (a dozen probes per machine saved).
-    row_workflows = fleet if filters.workflow or filters.stuck else None
-    # The total, as of when it was counted (which also keys the reused facets block).
-    facets = None
-    if not fragment:  # facets (with the total) in a statement of their own, when due
-        facets_doc, counted_at = await counts.get(
-            ("facets", count_key), lambda: bmdb.facets(reader, schema, where, fleet)
-        )
-        facets = facets_from(facets_doc, schema, fleet)
-        kept_total = (facets_doc["total"], counted_at)
-    elif (kept_facets := counts.fresh(("facets", count_key))) is not None:
-        kept_total = (kept_facets[0]["total"], kept_facets[1])
-    else:  # the total a list statement counted
-        kept_total = counts.fresh(("total", count_key))
-    # HTML rows show a summary of each tag; the JSON twin carries every field.
-    layout = bmdb.list_layout(schema, None if as_json else summary_fields)
-    total_view = kept_total[0] if kept_total is not None else None
-    tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, total_view)
-    doc = await bmdb.machine_list(
-        reader,
-        layout,
-        where,
-        after=cursor,
-        limit=limit + 1,
-        with_total=kept_total is None,
-        known_ptag=tag.known if kept_total is not None else None,
-        order=order,
-        schema=schema,
-        fleet=row_workflows,
-    )
-    if doc.machines is None:  # unchanged: the browser keeps what it shows
-        return Response(status_code=304, headers={"HX-PTag": tag.of(doc.ptag)})
-    if kept_total is None:
-        kept_total = counts.store(("total", count_key), doc.total)
-        tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, doc.total)
-    total, counted_at = kept_total
-    rows = [ListRow(key, document, layout, row_workflows) for key, document in doc.machines]
-    next_after = None
-    if len(rows) > limit:
-        next_after = order.token(doc.sort_keys[limit - 1], rows[limit - 1].document["machine_id"])
-    if as_json:  # every machine decoded, a slice at a time (app/slices.py)
-        await map_in_slices(lambda row: row.machine, rows[:limit])
+    view = ListView(filters, where, order, after, cursor, limit, not fragment, as_json)
+    found = await read_list(reader, schema, fleet, counts, view, poll)
+    if found.machines is None:  # unchanged: the browser keeps what it shows
+        return Response(status_code=304, headers={"HX-PTag": found.ptag})
     page = MachineListPage(
-        rows=rows[:limit],
-        total=total,
-        limit=limit,
-        sort=order.sort,
-        after=after,
-        next_after=next_after,
-        view=filters,
+        machines=found.machines, total=found.total, limit=limit, sort=order.sort, after=after,
+        next_after=found.next_after, view=filters, facets=found.facets,
         text_searched=text_searched(schema) if filters.text else None,
-        facets=facets,
-        counted_at=counted_at,
-        failure=failure.info if failure else None,
-    )
-    template = "partials/machine_table.html" if fragment else "templates/machines.html"
-    ptag = tag.of(doc.ptag)
-    rows_html = None if as_json else await machine_rows_html(page.rows, schema)
-    return respond(
-        request, template, page, reader=reader, headers={"HX-PTag": ptag},
-        poll=poll, ptag=ptag, count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order,
-        max_watch=MAX_WATCH,
-        csv_row_cap=settings.csv_row_cap,
-        json_slices=("machines", {"rows": []}),
-        rows_html=rows_html,
+        counted_at=found.counted_at, failure=failure.info if failure else None,
     )  # fmt: skip
-
-
-def _csv(
-    request: Request, reader: Reader, schema: Schema, where: SqlWhere, order: Order, cap: int
-):
-    """Every machine of the filter in `order`, up to the row cap, as a streamed CSV.
-
-    A CSV of the whole fleet is many pages by design: keyset pages of csv_export.PAGE_ROWS machines,
-    one statement each (each its own consistent read), written out as they arrive, so
-    neither webug nor the BMDB ever holds the whole fleet.
-    """
-    layout = bmdb.csv_layout(schema)
-    base_url = str(request.base_url).rstrip("/")
-
-    async def read(after: Cursor | None, size: int) -> tuple[list[list[object]], Cursor | None]:
-        doc = await bmdb.machine_list(
-            Reader(reader.db), layout, where, after=after, limit=size, with_total=False,
-            order=order, schema=schema,
-        )  # fmt: skip
-        assert doc.machines is not None and doc.sort_keys is not None
-        machines = [machine_from(d, layout) for _, d in doc.machines]
-        last = Cursor(doc.sort_keys[-1], machines[-1].machine_id) if machines else None
-        return [csv_export.machine_row(m, layout, base_url) for m in machines], last
-
-    return csv_export.stream(
-        csv_export.machine_header(layout), read,
-        cap, "webug-machines.csv",
+    rows = "" if as_json else await rows_html(
+        request, "partials/machine_row.html", page.machines, schema.tag_types
+    )
+    return respond(
+        request, "partials/machine_table.html" if fragment else "templates/machines.html", page,
+        reader=reader, headers={"HX-PTag": found.ptag}, poll=poll, ptag=found.ptag,
+        count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order, max_watch=MAX_WATCH,
+        csv_row_cap=settings.csv_row_cap, json_slices=("machines", {"machines": []}),
+        rows_html=rows,
     )  # fmt: skip

@@ -6,6 +6,7 @@ session costs one small statement and answers 304.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -75,8 +76,8 @@ def not_found(session_id: UUID) -> HTTPException:
     )
 
 
-def _live_tag(request: Request, poll: Poll) -> PollTag:
-    return PollTag(request, "session", poll.live, poll.every)
+def _live_tag(poll: Poll) -> PollTag:
+    return PollTag(poll, "session")
 
 
 @router.get(
@@ -89,7 +90,7 @@ async def session_page(request: Request, session_id: str, reader: PageReader, po
     found = await bmdb.session(reader, parsed, history_limit=HISTORY_LIMIT + 1)
     if found.doc is None:
         raise not_found(parsed)
-    ptag = _live_tag(request, poll).of(found.ptag)
+    ptag = _live_tag(poll).of(found.ptag)
     page = _page(found.doc, found.history)
     return respond(request, "templates/session.html", page, reader=reader, poll=poll, ptag=ptag)
 
@@ -98,12 +99,12 @@ async def session_page(request: Request, session_id: str, reader: PageReader, po
 async def session_live(request: Request, session_id: str, reader: PageReader, poll: DetailPoll):
     """Alive/expired and the held work: the part of the session page that polls."""
     parsed = parse_id(session_id, "session", "sessions.session_id")
-    tag = _live_tag(request, poll)
+    tag = _live_tag(poll)
     found = await bmdb.session(reader, parsed, known_ptag=tag.known)
     if found.ptag is None:
         # Returned without its trigger, so the page stops polling and says why.
         return respond(request, "partials/session_gone.html", reader=reader, status_code=404,
-                       session_id=parsed)  # fmt: skip
+                       session_id=parsed, noticed_at=datetime.now(UTC))  # fmt: skip
     ptag = tag.of(found.ptag)
     if found.doc is None:
         return Response(status_code=304, headers={"HX-PTag": ptag})

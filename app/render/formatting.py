@@ -1,4 +1,14 @@
-"""Jinja filters for times and durations (absolute UTC plus relative to the page's now)."""
+"""Times and durations as pages show them.
+
+Every instant is a `<time datetime>` whose text is the absolute UTC time: that is what a
+page without JavaScript shows, and what stays true however long the page is open.
+app/static/times.js rewrites it in the browser: in the user's zone when asked, and, for
+`relative` times, as "3m ago" / "in 20s", kept current every second. So the server never
+writes a relative time, and a page depends on its data alone.
+
+`absolute` and `relative` build their markup in Python rather than in a macro: a page
+holds hundreds of times (a history, a list), and SVG text needs `<tspan>` instead.
+"""
 
 from __future__ import annotations
 
@@ -29,16 +39,21 @@ _VARIANT_NAMES = {name: name for name in _VARIANTS}  # only these reach the mark
 _TAGS = {"time": "time", "tspan": "tspan"}
 
 
+def _instant(ts: object) -> bool:
+    """A time the browser can count from: not NULL, 'infinity' or without a zone."""
+    return isinstance(ts, datetime) and ts.tzinfo is not None
+
+
 def absolute(ts: datetime | PgSpecial | None, variant: str = "full", tag: str = "time") -> Markup:
-    """An absolute time as HTML: its UTC text in a `<time datetime data-absolute>` that
-    app/static/times.js re-renders in the user's zone when asked. `tag` names another
-    element (SVG text has no <time>: `tspan`), the instant then in `data-datetime`. Times
-    that are no instant (NULL, 'infinity', `timestamp without time zone`) are shown as
-    stored, without markup."""
-    if not isinstance(ts, datetime) or ts.tzinfo is None:
+    """An absolute time: its UTC text in a `<time datetime data-absolute>`. `tag` names
+    another element (SVG text has no <time>: `tspan`), the instant then in `data-datetime`.
+    Times that are no instant (NULL, 'infinity', `timestamp without time zone`) are shown
+    as stored, without markup."""
+    if not _instant(ts):
         return Markup(escape(utc(ts)))
-    # Built with an f-string, not Markup.format (a history page holds hundreds): every
-    # part is made here of digits, '-', ':', '.', '+', 'T', 'Z' or our own names.
+    assert isinstance(ts, datetime)
+    # An f-string, not Markup.format (a history page holds hundreds): every part is made
+    # here of digits, '-', ':', '.', '+', 'T', 'Z' or our own names.
     if variant == "full":
         text, marker = utc(ts), "data-absolute"
     else:
@@ -49,8 +64,17 @@ def absolute(ts: datetime | PgSpecial | None, variant: str = "full", tag: str = 
     return Markup(f'<{element} {attribute}="{ts.isoformat()}" {marker}>{text}</{element}>')
 
 
+def relative(ts: datetime | PgSpecial | None) -> Markup:
+    """A time the browser shows relative to now ("3m ago", "in 20s"), its absolute time
+    on hover; the UTC text until then, and without JavaScript."""
+    if not _instant(ts):
+        return Markup(escape(utc(ts)))
+    assert isinstance(ts, datetime)
+    return Markup(f'<time datetime="{ts.isoformat()}" data-relative>{utc(ts)}</time>')
+
+
 def duration(seconds: float) -> str:
-    """Compact human duration: 45s, 3m 20s, 2h 5m, 4d 3h."""
+    """Compact human duration: 45s, 3m 20s, 2h 5m, 4d 3h (app/static/times.js: `span`)."""
     seconds = int(abs(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -64,11 +88,6 @@ def duration(seconds: float) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
-def relative_seconds(delta: float) -> str:
-    """'3m ago' or 'in 20s' for a time `delta` seconds from now."""
-    return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
-
-
 def took(ms: float | None) -> str:
     """How long a read took: '45 ms', '2.3 s' ('' when unknown)."""
     if ms is None:
@@ -76,5 +95,10 @@ def took(ms: float | None) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-# `relative`: app/render/relative_times.py
-FILTERS = {"utc": utc, "absolute": absolute, "duration": duration, "took": took}
+FILTERS = {
+    "utc": utc,
+    "absolute": absolute,
+    "relative": relative,
+    "duration": duration,
+    "took": took,
+}

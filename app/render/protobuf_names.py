@@ -7,9 +7,10 @@ library and shown with field names, types and enum labels. Everything else, and 
 value that does not parse as its type, keeps the schema-less rendering
 (app/render/protobuf_decode.py): a wrong or outdated descriptor set never hides data.
 
-Which descriptor set applies is per application (tests run several side by side): the
-request middleware in app/http/observability.py makes the app's `ProtoNames` current for the
-request (`use`), and app/render/values.py asks `named_html` / `named_json`.
+Which descriptor set applies is per application (tests run several side by side): pages
+decode with the app's `ProtoNames`, which their template environment holds
+(app/render/environment.py: `named_tree`); a JSON twin is serialized with the one made
+current for its response (`use`, app/render/templating.py: `named_json`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ import contextlib
 import hashlib
 import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
-
-from markupsafe import Markup
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +186,7 @@ def current_digest() -> str | None:
     return None if names is None else names.digest
 
 
-# --- rendering -----------------------------------------------------------------------
+# --- decoding ------------------------------------------------------------------------
 
 
 def _parse(column: str | None, data: bytes) -> tuple[ProtoNames, Any] | None:
@@ -200,25 +199,20 @@ def _parse(column: str | None, data: bytes) -> tuple[ProtoNames, Any] | None:
     return None if msg is None else (names, msg)
 
 
-# How a scalar leaf is shown: app/render/values.py's render_value (passed in, so that
-# module can use this one without the two importing each other).
-RenderLeaf = Callable[..., Markup]
-
-
-def named_html(column: str | None, data: bytes, render_leaf: RenderLeaf) -> Markup | None:
-    """The message type and a tree of named fields; None = render schema-less instead."""
-    parsed = _parse(column, data)
-    if parsed is None:
+def named_tree(names: ProtoNames | None, column: str | None, data: bytes) -> NamedMessage | None:
+    """The message in `data` as a tree of named fields, when `names` maps `column` and
+    `data` parses as its type; None = show it schema-less instead (also when it has more
+    than MAX_FIELDS fields)."""
+    if names is None or column is None or not data:
         return None
-    names, msg = parsed
-    budget = [MAX_FIELDS]
+    msg = names.parse(column, data)
+    if msg is None:
+        return None
     try:
-        tree = _message_html(msg, _Walk(budget, render_leaf))
+        tree = _message(msg, [MAX_FIELDS])
     except _TooBig:
         return None
-    return Markup(' <code class="pb-type" title="decoded with {}">{}</code>{}').format(
-        Path(names.source).name, names.types[column], tree
-    )
+    return replace(tree, type=names.types[column], source=Path(names.source).name)
 
 
 def named_json(column: str | None, data: bytes) -> dict[str, object] | None:
@@ -239,81 +233,77 @@ class _TooBig(Exception):
     pass
 
 
-@dataclass
-class _Walk:
-    """What rendering one message tree carries along."""
+@dataclass(frozen=True, slots=True)
+class EnumLabel:
+    type: str  # the enum's full name
+    number: int
+    label: str | None  # None: not a label of the enum (newer data)
 
-    budget: list[int]  # fields left before the tree is too big to show
-    render_leaf: RenderLeaf
+
+@dataclass(frozen=True, slots=True)
+class NamedField:
+    """One field of a decoded message: a nested message, an enum or a scalar value
+    (int, float, str, bytes, bool; a Timestamp as a datetime, a Duration as a timedelta)."""
+
+    name: str
+    key: object  # its index in a repeated field, its key in a map; None for a single field
+    number: int
+    kind: str  # its type's name: int64, string, a message's or an enum's name
+    message: NamedMessage | None = None
+    enum: EnumLabel | None = None
+    value: object = None
 
 
-def _message_html(msg: Any, walk: _Walk) -> Markup:
-    items: list[Markup] = []
+@dataclass(frozen=True, slots=True)
+class NamedMessage:
+    fields: list[NamedField]
+    unknown: int  # fields the descriptor set does not know (newer data)
+    type: str | None = None  # the top message's full name, and the descriptor file
+    source: str | None = None
+
+
+def _message(msg: Any, budget: list[int]) -> NamedMessage:
+    fields: list[NamedField] = []
     for fd, value in msg.ListFields():
         if _is_map(fd):
             value_fd = fd.message_type.fields_by_name["value"]
-            for key in sorted(value):
-                label = Markup('{}<span class="pb-key">[{}]</span>').format(fd.name, repr(key))
-                items.append(_field_html(label, value_fd, value[key], walk))
+            fields += [_field(fd.name, repr(k), value_fd, value[k], budget) for k in sorted(value)]
         elif _is_repeated(fd):
-            for i, item in enumerate(value):
-                label = Markup('{}<span class="pb-key">[{}]</span>').format(fd.name, i)
-                items.append(_field_html(label, fd, item, walk))
+            fields += [_field(fd.name, i, fd, item, budget) for i, item in enumerate(value)]
         else:
-            items.append(_field_html(Markup("{}").format(fd.name), fd, value, walk))
-    unknown = _unknown_count(msg)
-    if unknown:
-        items.append(
-            Markup(
-                '<li class="pb-unknown">{} unknown field{} (the descriptor set may be older'
-                " than the data)</li>"
-            ).format(unknown, "" if unknown == 1 else "s")
-        )
-    if not items:
-        return Markup('<span class="empty">empty</span>')
-    return Markup('<ul class="pb pb-named">{}</ul>').format(Markup("").join(items))
+            fields.append(_field(fd.name, None, fd, value, budget))
+    return NamedMessage(fields, _unknown_count(msg))
 
 
-def _field_html(label: Markup, fd: Any, value: Any, walk: _Walk) -> Markup:
-    walk.budget[0] -= 1
-    if walk.budget[0] < 0:
+def _field(name: str, key: object, fd: Any, value: Any, budget: list[int]) -> NamedField:
+    budget[0] -= 1
+    if budget[0] < 0:
         raise _TooBig
-    kind = _type_name(fd)
-    head = Markup(
-        '<span class="pb-name" title="field {}">{}</span> <span class="pb-kind">{}</span> '
-    ).format(fd.number, label, kind)
+    field = NamedField(name, key, fd.number, _type_name(fd))
     if fd.message_type is not None:
-        full_name = fd.message_type.full_name
-        if full_name == _TIMESTAMP:
-            shown = _well_known(lambda: value.ToDatetime(tzinfo=UTC), walk)
-        elif full_name == _DURATION:
-            shown = _well_known(
-                lambda: timedelta(seconds=value.seconds, microseconds=value.nanos / 1000), walk
-            )
-        else:
-            shown = None
-        if shown is None:
-            shown = _message_html(value, walk)
-    elif fd.enum_type is not None:
-        enum_value = fd.enum_type.values_by_number.get(value)
-        if enum_value is None:
-            shown = Markup('<span class="enum unknown" title="not a label of {}">{}</span>').format(
-                fd.enum_type.full_name, value
-            )
-        else:
-            shown = Markup('<span class="enum" title="{} = {}">{}</span>').format(
-                fd.enum_type.full_name, value, enum_value.name
-            )
-    else:
-        shown = walk.render_leaf(None, value)
-    return Markup("<li>{}{}</li>").format(head, shown)
+        well_known = _well_known(fd.message_type.full_name, value)
+        if well_known is not None:
+            return replace(field, value=well_known)
+        return replace(field, message=_message(value, budget))
+    if fd.enum_type is not None:
+        label = fd.enum_type.values_by_number.get(value)
+        return replace(
+            field, enum=EnumLabel(fd.enum_type.full_name, value, label.name if label else None)
+        )
+    return replace(field, value=value)
 
 
-def _well_known(convert: Any, walk: _Walk) -> Markup | None:
+def _well_known(full_name: str, value: Any) -> object | None:
+    """A Timestamp as a datetime, a Duration as a timedelta; None for other messages, and
+    for values out of Python's range (then shown as their seconds and nanos)."""
     try:
-        return walk.render_leaf(None, convert())
+        if full_name == _TIMESTAMP:
+            return value.ToDatetime(tzinfo=UTC)
+        if full_name == _DURATION:
+            return timedelta(seconds=value.seconds, microseconds=value.nanos / 1000)
     except (OverflowError, ValueError):
-        return None  # out of datetime's range: show the raw seconds/nanos
+        return None
+    return None
 
 
 _SCALARS = {

@@ -59,9 +59,14 @@
     const text = change.event + (change.detail ? " (" + change.detail + ")" : "");
     const list = document.getElementById("watch-events");
     if (list) {
+      // Its time as every other on the page: in the zone the header's switch picks.
+      const now = new Date();
+      const time = document.createElement("time");
+      time.setAttribute("datetime", now.toISOString());
+      time.dataset.absolute = "time";
+      time.textContent = window.webugTimes ? webugTimes.format(now, "time") : now.toISOString();
       const item = document.createElement("li");
-      const time = new Date().toISOString().slice(11, 19) + "Z ";
-      item.textContent = time + change.machine + ": " + text;
+      item.append(time, " " + change.machine + ": " + text);
       list.prepend(item);
     }
     if (allowed()) {

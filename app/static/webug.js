@@ -38,16 +38,13 @@
     b.hidden = false;
   };
   document.addEventListener("htmx:error", () => disconnected(""));
-  // "updated HH:MM:SSZ" of a polled fragment moves on with every good answer, including a
-  // 304 (unchanged, nothing swapped): the server's copy says when the data last changed.
+  // "updated HH:MM:SS" of a polled fragment moves on with every good answer, including a
+  // 304 (unchanged, nothing swapped): it says the data was still true then.
   document.addEventListener("htmx:after:request", (e) => {
     const status = e.detail?.ctx?.response?.status ?? 0;
-    if (status !== 200 && status !== 304) return;
-    const shown = e.target?.querySelector?.("[data-updated] time");
-    if (!shown) return;
-    const now = new Date();
-    shown.setAttribute("datetime", now.toISOString());
-    shown.textContent = clock(now);
+    if ((status === 200 || status === 304) && e.target instanceof Element && window.webugTimes) {
+      webugTimes.updated(e.target);
+    }
   });
   // A 5xx error page (503 BMDB unreachable or busy, 504 query timed out, a proxy's 502) is
   // never swapped over a live fragment: keep the last good content and say what happened.
@@ -82,26 +79,6 @@
       init: (api) => api.initSecurity(null, precompiled(false), precompiled(true)),
     });
   }
-
-  // Relative times ("3m ago", "in 20s") tick in the browser, so countdowns stay live
-  // between polls and an unchanged poll can answer 304 without going stale.
-  const span = (seconds) => {
-    let s = Math.floor(Math.abs(seconds));
-    if (s < 60) return s + "s";
-    let m = Math.floor(s / 60); s %= 60;
-    if (m < 60) return s ? `${m}m ${s}s` : `${m}m`;
-    let h = Math.floor(m / 60); m %= 60;
-    if (h < 48) return m ? `${h}h ${m}m` : `${h}h`;
-    const d = Math.floor(h / 24); h %= 24;
-    return h ? `${d}d ${h}h` : `${d}d`;
-  };
-  setInterval(() => {
-    const now = Date.now();
-    document.querySelectorAll("time[data-relative]").forEach((el) => {
-      const delta = (Date.parse(el.getAttribute("datetime")) - now) / 1000;
-      el.textContent = delta > 0 ? `in ${span(delta)}` : `${span(delta)} ago`;
-    });
-  }, 1000);
 
   // Copy buttons: <button class="copy" data-copy="text">.
   document.addEventListener("click", (e) => {

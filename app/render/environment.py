@@ -1,0 +1,68 @@
+"""The Jinja environment every page is drawn with, built once when the app is built.
+
+Everything a template may call is registered here, and nowhere else: the filters and
+tests that turn data into what templates draw (times, values), the URL builders, and the
+constants the value macros fold long values at. Templates live in templates/ (pages) and
+partials/ (fragments the pages include and htmx fetches).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import jinja2
+
+from app.bmdb import tables
+from app.bmdb.columns import PgSpecial
+from app.render import formatting, urls, values
+from app.render.protobuf_names import ProtoNames
+from app.render.tag_hints import detail_order, tag_hint
+
+APP_DIR = Path(__file__).resolve().parents[1]  # app/: templates/, partials/, static/
+
+
+def fingerprint(value: object) -> str:
+    """A short digest of a value's repr: a key that changes when what it shows does
+    (rows and cells flash on change; poll tags name their view)."""
+    return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
+
+
+def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
+    """The environment of one app: `proto_names` decodes its protobuf columns by name."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(APP_DIR),
+        autoescape=True,  # everything from the database is HTML-escaped
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(formatting.FILTERS)
+    env.filters.update(
+        fingerprint=fingerprint,
+        value_kind=values.value_kind,
+        element_field=values.element_field,
+        enum_element=values.enum_element,
+        parse_array_literal=values.parse_array_literal,
+        human_interval=values.human_interval,
+        fold=values.fold,
+        pretty_json=values.pretty_json,
+        nbytes=values.nbytes,
+        pb_reading=values.pb_reading,
+        decode_bytes=lambda data, field: values.decode_bytes(bytes(data), field, proto_names),
+    )
+    env.tests["special"] = lambda value: isinstance(value, PgSpecial)
+    env.globals.update(
+        urls=urls,
+        tables=tables,
+        tag_hint=tag_hint,
+        detail_order=detail_order,
+        TEXT_CUT=values.TEXT_CUT,
+        TEXT_MAX_LINES=values.TEXT_MAX_LINES,
+        JSON_CUT=values.JSON_CUT,
+        JSON_MAX_LINES=values.JSON_MAX_LINES,
+        HEX_CUT=values.HEX_CUT,
+        HEX_FULL_MAX=values.HEX_FULL_MAX,
+    )
+    return env
+
