@@ -56,7 +56,9 @@ OPERATORS = ("isnull", "gt", "lt")  # field__<op>=
 MAX_FILTERS = 30
 ID_SORT = "machine_id"
 NULL = "NULL"  # how a facet names the rows without a value (linked as field__isnull=1)
-TABLE_BLOB_BYTES = 256  # of each blob in a tag table's page: small ones whole
+# Of each blob in a tag table's page: small ones whole (a hardware report of a few KiB is
+# decoded to its one-line summary), the start of bigger ones (a preview, and a download).
+TABLE_BLOB_BYTES = 4096
 
 _TEXT = frozenset({"text", "varchar", "bpchar", "name", "char"})
 

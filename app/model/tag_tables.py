@@ -15,7 +15,15 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, computed_field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    computed_field,
+)
 
 from app.bmdb import tag_tables as bmdb
 from app.bmdb.columns import Blob, decoder
@@ -125,12 +133,19 @@ class FieldValues(dict):
         self.tag = tag
 
 
+def _field_values(values: object) -> FieldValues:
+    if not isinstance(values, FieldValues):
+        raise ValueError("a row's values come decoded, with their tag type")
+    return values
+
+
 def _values_json(values: FieldValues) -> dict[str, object]:
     return {k: value_to_json(values.tag.field(k), v) for k, v in values.items()}
 
 
 Values = Annotated[
     FieldValues,
+    PlainValidator(_field_values),
     PlainSerializer(_values_json),
     WithJsonSchema({
         "type": "object",
@@ -140,8 +155,6 @@ Values = Annotated[
 
 
 class TagRow(Model):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
     machine_id: UUID
     values: Values
     downloads: dict[str, str]  # blob fields that hold bytes -> the whole value's download
