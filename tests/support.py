@@ -259,3 +259,10 @@ def csv_rows(client: TestClient, path: str) -> list[dict[str, str]]:
     assert response.status_code == 200, response.text[:300]
     assert response.headers["content-type"].startswith("text/csv")
     return list(csv.DictReader(io.StringIO(response.text, newline="")))
+
+
+@contextlib.contextmanager
+def fleet_client(server_dsn: str, template: str, *statements: str) -> Iterator[TestClient]:
+    """A webug client on a clone of `template` in which `statements` made a fleet."""
+    with cloned_database(server_dsn, template, *statements) as dsn, webug_client(dsn) as client:
+        yield client

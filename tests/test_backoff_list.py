@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, csv_rows, keyset_pages, webug_client
+from tests.support import csv_rows, fleet_client, keyset_pages
 
 # (machine, process, minutes until it ends (inf: 'infinity'), last interval, cause)
 BACKOFFS = [
@@ -62,9 +62,8 @@ def ordered(rows: list[tuple], sort: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def client(pg_server_dsn, migrated_template) -> Iterator:
-    with cloned_database(pg_server_dsn, migrated_template, *FLEET) as dsn:
-        with webug_client(dsn) as c:
-            yield c
+    with fleet_client(pg_server_dsn, migrated_template, *FLEET) as c:
+        yield c
 
 
 def keys(items: list[dict]) -> list[tuple[str, str]]:
@@ -114,7 +113,8 @@ def test_text_searches_the_cause_in_any_case_with_literal_wildcards(client):
 
 
 def test_causes_of_one_signature_share_a_failure_group_that_failures_lists(client):
-    items = {(b["machine_id"], b["process"]): b for b in keyset_pages(client, "/backoffs", "items", 10)}
+    found = keyset_pages(client, "/backoffs", "items", 10)
+    items = {(b["machine_id"], b["process"]): b for b in found}
     first, second = items[key(BACKOFFS[0])], items[key(BACKOFFS[1])]
     assert first["failure_group"] == second["failure_group"]
     assert first["failure_group"] == f"backoff-{first['failure_digest']}"

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from tests.fleet import machines_sql, mid
-from tests.support import cloned_database, csv_rows, keyset_pages, webug_client
+from tests.support import csv_rows, fleet_client, keyset_pages
 
 ALIVE, DEAD = "00000000-0000-4000-8000-0000000000a1", "00000000-0000-4000-8000-0000000000d1"
 
@@ -65,9 +65,8 @@ BY_ID_DESC = [key(4, "ShepherdAccess"), key(2, "ShepherdAgentStart"),
 
 @pytest.fixture(scope="module")
 def client(pg_server_dsn, migrated_template) -> Iterator:
-    with cloned_database(pg_server_dsn, migrated_template, *FLEET) as dsn:
-        with webug_client(dsn) as c:
-            yield c
+    with fleet_client(pg_server_dsn, migrated_template, *FLEET) as c:
+        yield c
 
 
 def keys(items: list[dict]) -> list[tuple[str, str]]:
@@ -99,7 +98,8 @@ def test_work_lists_exactly_its_rows_in_each_order_across_keyset_pages(
 
 
 def test_each_item_has_its_session_and_the_start_time_from_history(client):
-    items = {(w["machine_id"], w["process"]): w for w in keyset_pages(client, "/work", "items", 100)}
+    found = keyset_pages(client, "/work", "items", 100)
+    items = {(w["machine_id"], w["process"]): w for w in found}
     now = datetime.fromisoformat(client.get("/work?format=json").json()["counted_at"])
     for m, process, session, minutes in WORK:
         w = items[key(m, process)]

@@ -212,17 +212,23 @@ def list_sql(
     limit: int,
     row: str,
     *,
-    counts: str | None,
+    counts: str,
+    with_counts: bool,
     known_ptag: str | None,
     with_: str = "",
 ) -> str:
     """A live list's statement: (ptag: md5 of the page's document, doc: the page as
     `rows_sql` has it, or NULL when its md5 is `known_ptag`, counts: the `counts`
-    expression, or NULL when they are not due). `with_`: a WITH clause the source reads."""
+    expression when `with_counts`, else NULL). `with_`: a WITH clause the source reads.
+
+    Whether the counts are due is a bound value, not a change of the SQL: a page and its
+    polls run one prepared statement, one round trip each (PostgreSQL runs the subqueries
+    of a CASE branch not taken never)."""
     document = rows_sql(keyset, where, after, limit, row)
     known = f"{where.param(known_ptag)}::text"
+    due = f"{where.param(with_counts)}::bool"
     return (
-        f"{with_}SELECT polled.ptag, polled.doc, {counts or 'NULL::json'} AS counts"
+        f"{with_}SELECT polled.ptag, polled.doc, CASE WHEN {due} THEN {counts} END AS counts"
         f" FROM ({polled(document, known)}) polled"
     )
 

@@ -290,11 +290,11 @@ def list_statement(
     known_ptag: str | None,
 ) -> tuple[str, list[object]]:
     params = SqlWhere()
-    counts = _counts(query, params) if with_counts else None
+    counts = _counts(query, params)
     where = query.where(params)
     sql = list_sql(
         query.keyset(), where, after, limit, row_sql(query.tag),
-        counts=counts, known_ptag=known_ptag,
+        counts=counts, with_counts=with_counts, known_ptag=known_ptag,
     )  # fmt: skip
     return sql, params.params
 

@@ -131,11 +131,11 @@ def list_statement(
     known_ptag: str | None,
 ) -> tuple[str, list[object]]:
     params = SqlWhere()
-    counts = _counts(filters, params) if with_counts else None
+    counts = _counts(filters, params)
     where = filters.where(params)
     sql = list_sql(
         filters.keyset(), where, after, limit, ROW,
-        counts=counts, known_ptag=known_ptag, with_=WORK,
+        counts=counts, with_counts=with_counts, known_ptag=known_ptag, with_=WORK,
     )  # fmt: skip
     return sql, params.params
 
