@@ -15,7 +15,7 @@ statement when they are due (app/bmdb/counts.py).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,10 +24,7 @@ from app.bmdb.filters import like_escape
 from app.bmdb.keyset import (
     MACHINE_ID,
     Column,
-    Cursor,
     Keyset,
-    list_sql,
-    rows_sql,
 )
 from app.bmdb.sql import SqlWhere
 from app.bmdb.value_checks import check_integer, check_timestamp
@@ -96,6 +93,14 @@ class BackoffFilters(BaseModel):
             where.add(f"lower(b.cause) LIKE lower({pattern})")
         return where
 
+    with_clause: ClassVar[str] = ""
+
+    def counts(self, params: SqlWhere) -> str:
+        return _counts(self, params)
+
+    def row(self, *, csv: bool = False) -> str:
+        return ROW
+
     def keyset(self) -> Keyset:
         order = self.order
         return Keyset.build(
@@ -118,29 +123,3 @@ def _counts(filters: BackoffFilters, params: SqlWhere) -> str:
         " '[]'::json) FROM (SELECT b.process::text AS v, count(*) AS n FROM work_backoff b"
         f" WHERE {filters.where(params, without='process').sql} GROUP BY 1) g))"
     )
-
-
-def list_statement(
-    filters: BackoffFilters,
-    *,
-    after: Cursor | None,
-    limit: int,
-    with_counts: bool,
-    known_ptag: str | None,
-) -> tuple[str, list[object]]:
-    params = SqlWhere()
-    counts = _counts(filters, params)
-    where = filters.where(params)
-    sql = list_sql(
-        filters.keyset(), where, after, limit, ROW,
-        counts=counts, with_counts=with_counts, known_ptag=known_ptag,
-    )  # fmt: skip
-    return sql, params.params
-
-
-def page_statement(
-    filters: BackoffFilters, *, after: Cursor | None, limit: int
-) -> tuple[str, list[object]]:
-    """A page and nothing else (a CSV's)."""
-    where = filters.where(SqlWhere())
-    return rows_sql(filters.keyset(), where, after, limit, ROW), where.params

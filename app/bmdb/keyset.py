@@ -23,6 +23,7 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.bmdb.connection import Reader
 from app.bmdb.sql import SqlWhere, polled
@@ -231,6 +232,50 @@ def list_sql(
         f"{with_}SELECT polled.ptag, polled.doc, CASE WHEN {due} THEN {counts} END AS counts"
         f" FROM ({polled(document, known)}) polled"
     )
+
+
+class ListQuery(Protocol):
+    """What a list's filters give its statements (app/bmdb/work_list.py, backoff_list.py,
+    tag_tables.py)."""
+
+    with_clause: str  # a WITH clause the source reads ("" for a table)
+
+    def where(self, params: SqlWhere) -> SqlWhere: ...  # conditions, bound into `params`
+
+    def keyset(self) -> Keyset: ...  # the order
+
+    def counts(self, params: SqlWhere) -> str: ...  # the counts document's expression
+
+    def row(self, *, csv: bool = False) -> str: ...  # a page row's JSON expression on `p`
+
+
+def list_statement(
+    query: ListQuery,
+    *,
+    after: Cursor | None,
+    limit: int,
+    with_counts: bool,
+    known_ptag: str | None,
+) -> tuple[str, list[object]]:
+    """A live list's statement (`list_sql`) and its parameters."""
+    params = SqlWhere()
+    counts = query.counts(params)
+    where = query.where(params)
+    sql = list_sql(
+        query.keyset(), where, after, limit, query.row(),
+        counts=counts, with_counts=with_counts, known_ptag=known_ptag,
+        with_=query.with_clause,
+    )  # fmt: skip
+    return sql, params.params
+
+
+def page_statement(
+    query: ListQuery, *, after: Cursor | None, limit: int
+) -> tuple[str, list[object]]:
+    """A page and nothing else (a CSV's) and its parameters."""
+    where = query.where(SqlWhere())
+    rows = rows_sql(query.keyset(), where, after, limit, query.row(csv=True))
+    return query.with_clause + rows, where.params
 
 
 @dataclass

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from app.bmdb.columns import tag_expr
 from app.bmdb.filters import FilterError
 from app.bmdb.keyset import (
     MACHINE_ID,
     Column,
-    Cursor,
     Keyset,
-    list_sql,
-    rows_sql,
 )
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 from app.bmdb.sql import SqlWhere, json_array
@@ -248,17 +246,22 @@ class TagQuery:
             descending=self.sort.startswith("-"),
         )  # fmt: skip
 
+    with_clause: ClassVar[str] = ""
+
+    def counts(self, params: SqlWhere) -> str:
+        return _counts(self, params)
+
+    def row(self, *, csv: bool = False) -> str:
+        """A page row: [machine_id, [its fields' values, in order]] (blobs: their first
+        TABLE_BLOB_BYTES; a CSV's, their length only)."""
+        fields = tag_expr(self.tag.fields, "p", blob_cap=0 if csv else TABLE_BLOB_BYTES)
+        return f"json_build_array(p.machine_id, {fields})"
+
     @property
     def facet_fields(self) -> tuple[Field, ...]:
         """The fields whose values the page counts: enums and booleans."""
         return tuple(f for f in self.tag.fields if not f.is_array
                      and (f.is_enum or f.element_udt == "bool"))  # fmt: skip
-
-
-def row_sql(tag: TagType, blob_cap: int = TABLE_BLOB_BYTES) -> str:
-    """A page row: [machine_id, [its fields' values, in order]] (blobs: their first
-    `blob_cap` bytes)."""
-    return f"json_build_array(p.machine_id, {tag_expr(tag.fields, 'p', blob_cap=blob_cap)})"
 
 
 def _counts(query: TagQuery, params: SqlWhere) -> str:
@@ -279,30 +282,6 @@ def _counts(query: TagQuery, params: SqlWhere) -> str:
         f" 'nulls', (SELECT {nulls} FROM {table} t WHERE {where}),"
         f" 'values', {json_array(values or ['NULL'])})"
     )
-
-
-def list_statement(
-    query: TagQuery,
-    *,
-    after: Cursor | None,
-    limit: int,
-    with_counts: bool,
-    known_ptag: str | None,
-) -> tuple[str, list[object]]:
-    params = SqlWhere()
-    counts = _counts(query, params)
-    where = query.where(params)
-    sql = list_sql(
-        query.keyset(), where, after, limit, row_sql(query.tag),
-        counts=counts, with_counts=with_counts, known_ptag=known_ptag,
-    )  # fmt: skip
-    return sql, params.params
-
-
-def page_statement(query: TagQuery, *, after: Cursor | None, limit: int) -> tuple[str, list]:
-    """A page and nothing else (a CSV's: blobs as their length)."""
-    where = query.where(SqlWhere())
-    return rows_sql(query.keyset(), where, after, limit, row_sql(query.tag, 0)), where.params
 
 
 def counts_statement(schema: Schema) -> str:

@@ -15,17 +15,14 @@ the other filters) are in the same statement when they are due (app/bmdb/counts.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.bmdb.keyset import (
     MACHINE_ID,
     Column,
-    Cursor,
     Keyset,
-    list_sql,
-    rows_sql,
 )
 from app.bmdb.sql import SqlWhere
 from app.bmdb.value_checks import check_timestamp
@@ -90,6 +87,14 @@ class WorkFilters(BaseModel):
             where.add("x.alive" if self.state == "alive" else "NOT x.alive")
         return where
 
+    with_clause: ClassVar[str] = WORK
+
+    def counts(self, params: SqlWhere) -> str:
+        return _counts(self, params)
+
+    def row(self, *, csv: bool = False) -> str:
+        return ROW
+
     def keyset(self) -> Keyset:
         by_start = self.sort.removeprefix("-") == "started"
         return Keyset.build(
@@ -120,30 +125,3 @@ def _counts(filters: WorkFilters, params: SqlWhere) -> str:
         f" WHERE {where('state')}),"
         f" 'processes', {by('process')}, 'components', {by('component')})"
     )
-
-
-def list_statement(
-    filters: WorkFilters,
-    *,
-    after: Cursor | None,
-    limit: int,
-    with_counts: bool,
-    known_ptag: str | None,
-) -> tuple[str, list[object]]:
-    params = SqlWhere()
-    counts = _counts(filters, params)
-    where = filters.where(params)
-    sql = list_sql(
-        filters.keyset(), where, after, limit, ROW,
-        counts=counts, with_counts=with_counts, known_ptag=known_ptag, with_=WORK,
-    )  # fmt: skip
-    return sql, params.params
-
-
-def page_statement(
-    filters: WorkFilters, *, after: Cursor | None, limit: int
-) -> tuple[str, list[object]]:
-    """A page and nothing else (a CSV's)."""
-    where = filters.where(SqlWhere())
-    sql = WORK + rows_sql(filters.keyset(), where, after, limit, ROW)
-    return sql, where.params

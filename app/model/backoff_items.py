@@ -4,7 +4,6 @@ and what reads it (app/bmdb/backoff_list.py; app/model/live_list.py for what lis
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
 from uuid import UUID
 
 from fastapi import Request
@@ -95,22 +94,20 @@ async def load(
     after: Cursor | None, limit: int, poll: Poll,
 ) -> live_list.Live[BackoffListPage]:  # fmt: skip
     """The page (one statement; None when the poll's copy is current)."""
-    token = request.query_params.get("after")
 
     def build(read: live_list.Page) -> BackoffListPage:
         c = read.counts
         return BackoffListPage(
             items=[BackoffItem.model_validate(r) for r in read.rows],
-            total=c["total"], limit=limit, sort=filters.order, after=token,
+            total=c["total"], limit=read.limit, sort=filters.order, after=read.after,
             next_after=read.next_after, view=filters, states=c["states"],
             processes=dict(c["processes"]), counted_at=read.counted_at,
         )  # fmt: skip
 
     return await live_list.load(
-        request, reader, counts,
+        request, reader, counts, filters,
         count_key=("backoffs", filters.model_copy(update={"sort": None})),
-        view=("backoffs", filters, token, limit, poll), keyset=filters.keyset(), after=after,
-        limit=limit, statement=partial(bmdb.list_statement, filters), build=build,
+        view=("backoffs", filters), after=after, limit=limit, poll=poll, build=build,
     )  # fmt: skip
 
 
@@ -125,5 +122,5 @@ def csv(reader: Reader, filters: bmdb.BackoffFilters, cap: int):
         ]  # fmt: skip
 
     return live_list.csv_download(
-        reader, partial(bmdb.page_statement, filters), CSV_HEADER, row, cap, "webug-backoffs.csv"
+        reader, filters, CSV_HEADER, row, cap, "webug-backoffs.csv"
     )

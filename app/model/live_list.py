@@ -21,7 +21,16 @@ from fastapi import HTTPException, Request, Response
 from app.bmdb.connection import Reader
 from app.bmdb.counts import CountCache
 from app.bmdb.filters import FilterError
-from app.bmdb.keyset import Cursor, CursorError, Keyset, read_list, read_rows
+from app.bmdb.keyset import (
+    Cursor,
+    CursorError,
+    Keyset,
+    ListQuery,
+    list_statement,
+    page_statement,
+    read_list,
+    read_rows,
+)
 from app.bmdb.reflection import Schema
 from app.model import csv_export
 from app.model.polling import PAGE_SIZES, Poll, PollTag
@@ -29,10 +38,6 @@ from app.render.templating import is_htmx, respond
 
 P = TypeVar("P")
 
-# (after=, limit=, with_counts=, known_ptag=) -> (SQL, parameters): a list's statement.
-ListStatement = Callable[..., tuple[str, list[object]]]
-# (after=, limit=) -> (SQL, parameters): a page and nothing else (a CSV's).
-PageStatement = Callable[..., tuple[str, list[object]]]
 
 
 def bad_request(exc: FilterError | CursorError) -> HTTPException:
@@ -64,7 +69,9 @@ class Page:
     """A page as a list's statement read it."""
 
     rows: list[Any]  # the page's row documents, at most `limit`
-    next_after: str | None  # the token of the next page, when there is one
+    after: str | None  # this page's `after=`
+    limit: int
+    next_after: str | None  # the next page's, when there is one
     counts: Any  # the counts document, as of `counted_at`
     counted_at: datetime
 
@@ -88,23 +95,25 @@ async def load(
     request: Request,
     reader: Reader,
     counts: CountCache,
+    query: ListQuery,
     *,
     count_key: Hashable,
     view: tuple,
-    keyset: Keyset,
     after: Cursor | None,
     limit: int,
-    statement: ListStatement,
+    poll: Poll,
     build: Callable[[Page], P],
 ) -> Live[P]:
-    """One page of a live list in one statement (`statement` of limit + 1 rows), built
-    into its page model; None when the poll's copy is current. Its counts come from the
-    count cache under `count_key`, or from that statement when due. `view`: what the page
-    shows besides its rows and counts (filters, page, poll), for the poll tag."""
+    """One page of a live list in one statement (limit + 1 rows, to know whether a next
+    page exists), built into its page model; None when the poll's copy is current. Its
+    counts come from the count cache under `count_key`, or from that statement when due.
+    `view`: what the page shows besides its rows, page and counts, for the poll tag."""
+    token = request.query_params.get("after")
+    view = (*view, token, limit, poll)
     kept = counts.fresh(count_key)
     tag = PollTag(request, *view, kept[0]["total"] if kept else None)
-    sql, params = statement(
-        after=after, limit=limit + 1, with_counts=kept is None,
+    sql, params = list_statement(
+        query, after=after, limit=limit + 1, with_counts=kept is None,
         known_ptag=tag.known if kept else None,
     )  # fmt: skip
     read = await read_list(reader, sql, params)
@@ -114,8 +123,9 @@ async def load(
     if read.rows is None:
         return Live(tag.of(read.ptag), None)
     rows = read.rows
-    next_after = keyset.token(rows[limit - 1][1]) if len(rows) > limit else None
-    return Live(tag.of(read.ptag), build(Page([r for r, _ in rows[:limit]], next_after, *kept)))
+    next_after = query.keyset().token(rows[limit - 1][1]) if len(rows) > limit else None
+    page = Page([r for r, _ in rows[:limit]], token, limit, next_after, *kept)
+    return Live(tag.of(read.ptag), build(page))
 
 
 def answer(
@@ -143,7 +153,7 @@ def answer(
 
 def csv_download(
     reader: Reader,
-    statement: PageStatement,
+    query: ListQuery,
     header: list[str],
     row: Callable[[Any], list[object]],
     cap: int,
@@ -153,7 +163,7 @@ def csv_download(
     of csv_export.PAGE_ROWS rows, one statement each."""
 
     async def read(after: Cursor | None, size: int) -> tuple[list[list[object]], Cursor | None]:
-        rows = await read_rows(Reader(reader.db), *statement(after=after, limit=size))
+        rows = await read_rows(Reader(reader.db), *page_statement(query, after=after, limit=size))
         return [row(r) for r, _ in rows], rows[-1][1] if rows else None
 
     return csv_export.stream(header, read, cap, filename)

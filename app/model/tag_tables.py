@@ -237,7 +237,6 @@ async def load_table(
     query: bmdb.TagQuery, after: Cursor | None, limit: int, poll: Poll,
 ) -> live_list.Live[TagTablePage]:  # fmt: skip
     """A page of the tag's table (one statement; None when the poll's copy is current)."""
-    token = request.query_params.get("after")
     tag = query.tag
 
     def build(read: live_list.Page) -> TagTablePage:
@@ -246,7 +245,7 @@ async def load_table(
         return TagTablePage(
             tag=tag.name, table=tag.table, fields=[field_json(f) for f in tag.fields],
             rows=[tag_row(schema, tag, r) for r in read.rows], total=c["total"],
-            limit=limit, sort=query.sort, after=token, next_after=read.next_after,
+            limit=read.limit, sort=query.sort, after=read.after, next_after=read.next_after,
             query=query,
             nulls=dict(zip((f.name for f in tag.fields),
                            unchunk(c["nulls"], len(tag.fields)), strict=False)),
@@ -257,11 +256,10 @@ async def load_table(
 
     count_query = bmdb.TagQuery(tag, query.filters)
     return await live_list.load(
-        request, reader, counts,
+        request, reader, counts, query,
         count_key=("tag table", schema.version, schema.layout_key, count_query),
-        view=("tag table", schema.layout_key, query, token, limit, poll),
-        keyset=query.keyset(), after=after, limit=limit,
-        statement=partial(bmdb.list_statement, query), build=build,
+        view=("tag table", schema.layout_key, query), after=after, limit=limit, poll=poll,
+        build=build,
     )  # fmt: skip
 
 
@@ -280,6 +278,6 @@ def csv(reader: Reader, schema: Schema, query: bmdb.TagQuery, base_url: str, cap
         return cells
 
     return live_list.csv_download(
-        reader, partial(bmdb.page_statement, query), header, row, cap,
+        reader, query, header, row, cap,
         f"webug-{tag.name}.csv",
     )  # fmt: skip

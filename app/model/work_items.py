@@ -4,7 +4,6 @@ what reads it (app/bmdb/work_list.py; app/model/live_list.py for what lists shar
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
 from uuid import UUID
 
 from fastapi import Request
@@ -97,13 +96,12 @@ async def load(
     after: Cursor | None, limit: int, poll: Poll,
 ) -> live_list.Live[WorkListPage]:  # fmt: skip
     """The page (one statement; None when the poll's copy is current)."""
-    token = request.query_params.get("after")
 
     def build(read: live_list.Page) -> WorkListPage:
         c = read.counts
         return WorkListPage(
             items=[WorkItem.model_validate(r) for r in read.rows],
-            total=c["total"], limit=limit, sort=filters.sort, after=token,
+            total=c["total"], limit=read.limit, sort=filters.sort, after=read.after,
             next_after=read.next_after, view=filters,
             states={**c["states"], "all": c["states"]["alive"] + c["states"]["stale"]},
             processes=dict(c["processes"]), components=dict(c["components"]),
@@ -111,10 +109,9 @@ async def load(
         )  # fmt: skip
 
     return await live_list.load(
-        request, reader, counts,
-        count_key=("work", filters.model_copy(update={"sort": None})),
-        view=("work", filters, token, limit, poll), keyset=filters.keyset(), after=after,
-        limit=limit, statement=partial(bmdb.list_statement, filters), build=build,
+        request, reader, counts, filters,
+        count_key=("work", filters.model_copy(update={"sort": None})), view=("work", filters),
+        after=after, limit=limit, poll=poll, build=build,
     )  # fmt: skip
 
 
@@ -129,5 +126,5 @@ def csv(reader: Reader, filters: bmdb.WorkFilters, cap: int):
         ]  # fmt: skip
 
     return live_list.csv_download(
-        reader, partial(bmdb.page_statement, filters), CSV_HEADER, row, cap, "webug-work.csv"
+        reader, filters, CSV_HEADER, row, cap, "webug-work.csv"
     )

@@ -203,8 +203,9 @@ def _list(
     ])  # fmt: skip
 
 
-def work(
-    filters: WorkFilters | None = None,
+def _filtered(
+    path: str,
+    filters: BaseModel,
     *,
     after: str | None = None,
     limit: int | None = None,
@@ -213,24 +214,19 @@ def work(
     format: str | None = None,
     **changes: object,
 ) -> str:
-    """Every work item: these filters and order (or `changes` to them)."""
-    filters = (filters or WorkFilters()).model_copy(update=changes)
-    return _list(WORK, _changed(filters), after, limit, live, every, format)
+    filters = filters.model_copy(update=changes)
+    return _list(path, _changed(filters), after, limit, live, every, format)
 
 
-def backoffs(
-    filters: BackoffFilters | None = None,
-    *,
-    after: str | None = None,
-    limit: int | None = None,
-    live: bool = True,
-    every: int | None = None,
-    format: str | None = None,
-    **changes: object,
-) -> str:
-    """Every backoff: these filters and order (or `changes` to them)."""
-    filters = (filters or BackoffFilters()).model_copy(update=changes)
-    return _list(BACKOFFS, _changed(filters), after, limit, live, every, format)
+def work(filters: WorkFilters | None = None, **options: object) -> str:
+    """Every work item: these filters and order (or changes to them: `state="stale"`), a
+    page (`after`, `limit`), its poll (`live`, `every`) or its CSV (`format="csv"`)."""
+    return _filtered(WORK, filters or WorkFilters(), **options)  # type: ignore[arg-type]
+
+
+def backoffs(filters: BackoffFilters | None = None, **options: object) -> str:
+    """Every backoff: as `work`."""
+    return _filtered(BACKOFFS, filters or BackoffFilters(), **options)  # type: ignore[arg-type]
 
 
 def tags(*, live: bool = True, every: int | None = None) -> str:
