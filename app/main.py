@@ -29,6 +29,7 @@ from app.http.security import install_security
 from app.pages import (
     activity,
     api_page,
+    backoffs,
     failures,
     health,
     machine,
@@ -38,7 +39,9 @@ from app.pages import (
     search,
     session,
     sessions,
+    tags,
     watch,
+    work,
 )
 from app.render import protobuf_names, urls
 from app.render.environment import APP_DIR, build_environment
@@ -124,6 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(machine.router)
     app.include_router(sessions.router)
     app.include_router(session.router)
+    app.include_router(work.router)
+    app.include_router(backoffs.router)
+    app.include_router(tags.router)
     app.include_router(search.router)
     app.include_router(watch.router)
     app.include_router(schema_page.router)

@@ -245,3 +245,39 @@ def seconds_from_now(html: str, before: str = "") -> float:
     found = re.search(before + RELATIVE_TIME, html)
     assert found, f"no relative time after {before!r}"
     return (datetime.fromisoformat(found[1]) - datetime.now(UTC)).total_seconds()
+
+
+def keyset_pages(client: TestClient, path: str, key: str, limit: int) -> list[dict]:
+    """Every item (`key` of the JSON twin) of a keyset list, following `next_after` from
+    the first page, `limit` at a time."""
+    items: list[dict] = []
+    after = None
+    base = path + ("&" if "?" in path else "?") + f"format=json&limit={limit}"
+    for _ in range(1000):
+        response = client.get(base if after is None else f"{base}&after={after}")
+        assert response.status_code == 200, (path, response.text[:300])
+        page = response.json()
+        assert len(page[key]) <= limit
+        items += page[key]
+        after = page["next_after"]
+        if after is None:
+            return items
+    raise AssertionError(f"{path}: more than 1000 pages")
+
+
+def csv_rows(client: TestClient, path: str) -> list[dict[str, str]]:
+    """A CSV download's rows, as {column: cell}."""
+    import csv
+    import io
+
+    response = client.get(path)
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text, newline="")))
+
+
+@contextlib.contextmanager
+def fleet_client(server_dsn: str, template: str, *statements: str) -> Iterator[TestClient]:
+    """A webug client on a clone of `template` in which `statements` made a fleet."""
+    with cloned_database(server_dsn, template, *statements) as dsn, webug_client(dsn) as client:
+        yield client

@@ -95,7 +95,10 @@ def test_layers_import_downwards_only():
     assert upward == []
 
 
-PAGE_PATHS = ("/machine", "/session", "/search", "/overview", "/provider", "/schema", "/api")
+PAGE_PATHS = (
+    "/machine", "/session", "/search", "/overview", "/provider", "/schema", "/api", "/work",
+    "/backoffs", "/tags",
+)
 
 
 def _code_strings(path: Path) -> list[str]:

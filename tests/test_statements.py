@@ -44,6 +44,15 @@ PAGES = [
     ("/?workflow=AgentStart", {}),
     ("/?stuck=1", {}),
     ("/?stuck=1", HTMX),
+    ("/work", {}),
+    ("/work?state=stale&sort=machine_id", HTMX),
+    ("/work?format=json", {}),
+    ("/backoffs", {}),
+    ("/backoffs?state=all&sort=-interval&text=ssh", HTMX),
+    ("/backoffs?state=expired&format=json", {}),
+    ("/tags/Provided", {}),
+    ("/tags/Provided?provider=Equinix&sort=-provider_status", HTMX),
+    ("/tags/AgentStarted?agent_started_at__gt=2000-01-01&format=json", {}),
 ]
 
 
@@ -71,7 +80,7 @@ def test_an_unchanged_poll_is_one_statement_and_a_304_without_a_body(proxied):
     proxy, client = proxied
     for path in (
         f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/", f"/watch?ids={mid(2)},0000000",
-        "/?stuck=1",
+        "/?stuck=1", "/work", "/backoffs?state=all", "/tags/Provided?sort=provider_location",
     ):
         first = client.get(path, headers=HTMX)
         ptag = first.headers["HX-PTag"]
@@ -93,6 +102,29 @@ def test_a_first_view_of_a_list_counts_in_one_more_statement(proxied):
     assert statements == 1  # the counts are shared for WEBUG_COUNT_CACHE_SECONDS
 
 
+def test_a_first_view_of_work_backoffs_or_a_tag_table_counts_in_its_own_statement(proxied):
+    proxy, client = proxied
+    for path in ("/work?process=ShepherdAccess", "/backoffs?text=refused",
+                 "/tags/Provided?provider=Lumen"):  # fmt: skip
+        statements, _, response = sent(proxy, lambda p=path: client.get(p))
+        assert response.status_code == 200 and "Exact counts as of" in response.text
+        assert statements == 1, path  # the page with its counts
+        statements, _, poll = sent(proxy, lambda p=path: client.get(p, headers=HTMX))
+        assert poll.status_code == 200 and statements == 1, path  # the counts are shared
+
+
+def test_the_tag_types_count_in_one_statement_then_share_it(proxied):
+    proxy, client = proxied
+    client.get("/tags")
+    client.app.state.count_cache.clear()
+    statements, round_trips, response = sent(proxy, lambda: client.get("/tags"))
+    assert response.status_code == 200 and (statements, round_trips) == (1, 1)
+    statements, _, poll = sent(proxy, lambda: client.get("/tags", headers=HTMX))
+    assert statements == 0  # shared for WEBUG_COUNT_CACHE_SECONDS
+    again = client.get("/tags", headers={**HTMX, "HX-PTag": poll.headers["HX-PTag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
 def test_the_overview_counts_in_one_statement_then_shares_them(proxied):
     proxy, client = proxied
     client.get("/overview")
@@ -112,6 +144,9 @@ def test_a_csv_download_is_one_statement_per_keyset_page(proxied, monkeypatch):
         ("/?sort=-heartbeat&format=csv", 5, 12, 3),
         ("/?lacks=Provided&format=csv", 5, 9, 2),  # 5 + 4
         ("/sessions?format=csv", 1, 2, 3),  # 1 + 1 + an empty page that says it is the end
+        ("/work?format=csv", 1, 2, 3),
+        ("/backoffs?state=all&sort=-interval&format=csv", 1, 2, 3),
+        ("/tags/Provided?sort=-provider_status&format=csv", 2, 3, 2),  # 2 + 1
     ]:
         monkeypatch.setattr(csv_export, "PAGE_ROWS", page_rows)
         spent, _, response = sent(proxy, lambda p=path: client.get(p))

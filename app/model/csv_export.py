@@ -122,10 +122,14 @@ def machine_header(layout: MachineLayout) -> list[str]:
         if not fields:
             header.append(tag.name)
         for f in fields:
-            header.append(f"{tag.name}.{f.name}")
-            if _is_blob(f):
-                header.append(f"{tag.name}.{f.name}.url")
+            header += field_header(f, f"{tag.name}.")
     return header
+
+
+def field_header(field: Field, prefix: str = "") -> list[str]:
+    """A tag field's columns: its value, and a blob's download URL."""
+    name = prefix + field.name
+    return [name, f"{name}.url"] if _is_blob(field) else [name]
 
 
 def _is_blob(field: Field) -> bool:
@@ -162,20 +166,19 @@ def machine_row(machine: Machine, layout: MachineLayout, base_url: str) -> list[
             row.append("yes" if values is not None else None)
         for f in fields:
             value = None if values is None else values.get(f.name)
-            if f.element_udt == "bytea" and f.is_array:
-                row.append(_lengths(value))
-                continue
-            if not _is_blob(f):
-                row.append(value_to_json(f, value) if value is not None else None)
-                continue
-            if isinstance(value, Blob):
-                row += [
-                    value.length,
-                    base_url + urls.machine_tag_value(machine.machine_id, tag.name, f.name),
-                ]
-            else:
-                row += [None, None]
+            row += field_cells(f, value, lambda t=tag.name, f=f.name: base_url
+                               + urls.machine_tag_value(machine.machine_id, t, f))  # fmt: skip
     return row
+
+
+def field_cells(field: Field, value: object, url: Callable[[], str]) -> list[object]:
+    """A tag field's cells (`field_header`): its value as JSON has it; a blob's length
+    and `url()`, its download (arrays of blobs: their lengths)."""
+    if field.element_udt == "bytea" and field.is_array:
+        return [_lengths(value)]
+    if not _is_blob(field):
+        return [value_to_json(field, value) if value is not None else None]
+    return [value.length, url()] if isinstance(value, Blob) else [None, None]
 
 
 # --- sessions ---------------------------------------------------------------------------

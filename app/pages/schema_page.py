@@ -14,25 +14,16 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
 from app.bmdb.connection import DB_UNAVAILABLE
-from app.bmdb.reflection import Field, Schema, TagType
+from app.bmdb.reflection import Schema, TagType
 from app.bmdb.schema_cache import SchemaCache
 from app.deps import Schemas
 from app.model.entities import ErrorPage
+from app.model.tag_tables import FieldJSON, field_json
 from app.model.twin import twin
 from app.render import urls
 from app.render.templating import respond
 
 router = APIRouter()
-
-
-class FieldJSON(BaseModel):
-    name: str
-    data_type: str  # as information_schema.columns reports it: bigint, USER-DEFINED, ARRAY…
-    udt_name: str  # the underlying type: int8, provider_status, _text…
-    human_type: str  # what webug shows: "enum provider_status", "bigint not null"…
-    nullable: bool
-    is_array: bool
-    enum_values: list[str]  # labels in order; empty unless an enum (or enum array)
 
 
 class TagTypeJSON(BaseModel):
@@ -54,18 +45,6 @@ class SchemaJSON(BaseModel):
     tag_types: list[TagTypeJSON]
     skipped_tables: list[str]  # machine_* tables without machine_id: not tags
     refresh_error: str | None = None  # set only when POST /schema/refresh failed
-
-
-def field_json(f: Field) -> FieldJSON:
-    return FieldJSON(
-        name=f.name,
-        data_type=f.data_type,
-        udt_name=f.udt_name,
-        human_type=f.human_type,
-        nullable=f.nullable,
-        is_array=f.is_array,
-        enum_values=list(f.enum_values),
-    )
 
 
 def machines_with(tag: TagType) -> str:

@@ -11,7 +11,12 @@ from collections.abc import Iterable
 from urllib.parse import quote, urlencode
 from uuid import UUID
 
+from pydantic import BaseModel
+
+from app.bmdb.backoff_list import BackoffFilters
 from app.bmdb.filters import MachineFilters
+from app.bmdb.tag_tables import TagQuery
+from app.bmdb.work_list import WorkFilters
 
 # Route paths: a rename here renames the route and every link to it.
 MACHINES = "/"
@@ -23,6 +28,10 @@ PROVIDER = "/provider/{provider}/{provider_id}"
 SESSIONS = "/sessions"
 SESSION = "/session/{session_id}"
 SESSION_LIVE = "/session/{session_id}/live"
+WORK = "/work"
+BACKOFFS = "/backoffs"
+TAGS = "/tags"
+TAG_TABLE = "/tags/{tag}"
 SEARCH = "/search"
 WATCH = "/watch"
 WATCH_FILTERED = "/watch/filtered"
@@ -40,6 +49,7 @@ STATIC = "/static"
 # Each live view's default poll interval (seconds).
 LIST_EVERY = 5
 SESSIONS_LIMIT = 100  # the sessions list's default page size, left out of its links
+LIST_LIMIT = 100  # the default page size of /work, /backoffs and the tag tables (ditto)
 DETAIL_EVERY = 2
 OVERVIEW_EVERY = 10
 
@@ -162,6 +172,82 @@ def session_live(session_id: UUID, *, live: bool = True, every: int | None = Non
     )
 
 
+# --- work, backoffs, tag tables ----------------------------------------------------------
+
+
+def _changed(model: BaseModel) -> list[tuple[str, object]]:
+    """A filter model's parameters that differ from their defaults."""
+    return [
+        (name, value)
+        for name, info in type(model).model_fields.items()
+        if (value := getattr(model, name)) != info.default
+    ]
+
+
+def _list(
+    path: str,
+    pairs: list[tuple[str, object]],
+    after: str | None,
+    limit: int | None,
+    live: bool,
+    every: int | None,
+    format: str | None,
+) -> str:
+    """A keyset list with these filters: a page and its poll, or (`format`) a download of
+    every page."""
+    if format is not None:
+        return _with_query(path, [*pairs, ("format", format)])
+    return _with_query(path, [
+        *pairs, ("after", after), ("limit", limit if limit != LIST_LIMIT else None),
+        *_poll(live, every if every != LIST_EVERY else None),
+    ])  # fmt: skip
+
+
+def _filtered(
+    path: str,
+    filters: BaseModel,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    live: bool = True,
+    every: int | None = None,
+    format: str | None = None,
+    **changes: object,
+) -> str:
+    filters = filters.model_copy(update=changes)
+    return _list(path, _changed(filters), after, limit, live, every, format)
+
+
+def work(filters: WorkFilters | None = None, **options: object) -> str:
+    """Every work item: these filters and order (or changes to them: `state="stale"`), a
+    page (`after`, `limit`), its poll (`live`, `every`) or its CSV (`format="csv"`)."""
+    return _filtered(WORK, filters or WorkFilters(), **options)  # type: ignore[arg-type]
+
+
+def backoffs(filters: BackoffFilters | None = None, **options: object) -> str:
+    """Every backoff: as `work`."""
+    return _filtered(BACKOFFS, filters or BackoffFilters(), **options)  # type: ignore[arg-type]
+
+
+def tags(*, live: bool = True, every: int | None = None) -> str:
+    return _with_query(TAGS, _poll(live, every))
+
+
+def tag_table(
+    query: TagQuery | str,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    live: bool = True,
+    every: int | None = None,
+    format: str | None = None,
+) -> str:
+    """A tag type's table (a tag name: unfiltered, by machine ID), with its filters."""
+    name, pairs = (query, []) if isinstance(query, str) else (query.tag.name, query.query())
+    path = TAG_TABLE.format(tag=_segment(name))
+    return _list(path, list(pairs), after, limit, live, every, format)
+
+
 # --- watch lists ------------------------------------------------------------------------
 
 
@@ -194,6 +280,11 @@ def overview(*, live: bool = True, every: int | None = None) -> str:
 def failures(since: str | None = None) -> str:
     """Failure groups; `since` is the history window (canonical text, e.g. `7d`)."""
     return _with_query(FAILURES, [("since", since)])
+
+
+def failure_group(group_id: str) -> str:
+    """A failure group's row on /failures (its default window)."""
+    return f"{FAILURES}#g-{_segment(group_id)}"
 
 
 def activity() -> str:

@@ -1,6 +1,6 @@
 // keys.js: every keyboard shortcut, in one place; "?" lists them (partials/shortcuts.html).
 //   /        focus the header search box (#search-box); Esc leaves it
-//   g m/s/o/f  go to machines, sessions, overview, failures: the #shortcuts help's
+//   g m/s/o/f/w/b/t  go to machines, sessions, overview, failures, work, backoffs, tags: the #shortcuts help's
 //            data-go links, so the URLs are the server's (app/render/urls.py)
 //   j / k    select the next / previous row of a list; Enter opens it
 //   p        pause or resume live updates: clicks the live bar's link, so the URL says it
