@@ -57,7 +57,7 @@ def _tag(alias: str, fields: str) -> str:
     return f"CASE WHEN {alias}.machine_id IS NOT NULL THEN json_build_object({fields}) END"
 
 
-# What the list shows of each tag (app/tag_hints.py's summary_fields, written out).
+# What the list shows of each tag (app/render/tag_hints.py's summary_fields, written out).
 _TAG_SUMMARIES = ",\n        ".join(
     f"'{name}', {_tag(alias, fields)}"
     for name, alias, fields in (

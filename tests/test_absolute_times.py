@@ -4,8 +4,8 @@ The server renders times in UTC (pages work without JavaScript); app/static/time
 re-renders them in the browser's zone when the user asks, which it can only do for a time
 that says which instant it is: `<time datetime=... data-absolute>` (formatting.absolute).
 Each page and fragment is scanned for clock times in text and in hover titles: each must
-sit in such an element, and its text must be that instant in UTC (e2e/test_keyboard_times.py
-switches them in Chromium).
+sit in such an element, and its text must be that instant in UTC (e2e/test_times.py switches
+them in Chromium).
 """
 
 from __future__ import annotations
