@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +33,27 @@ from app.bmdb.dsn import with_database
 T = TypeVar("T")
 
 BASE_URL = "http://localhost"  # what webug_client's requests go to (and their origin)
+
+
+class SkippedWarning(UserWarning):
+    """Tests were skipped for a reason this machine could remedy."""
+
+
+_skipped: list[str] = []
+
+
+def skip_loudly(message: str, category: type[Warning] = SkippedWarning) -> None:
+    """Skip this test and say why where every run shows it: a warning, and a banner in the
+    summary (a skip's reason alone is shown only with -rs)."""
+    if message not in _skipped:
+        _skipped.append(message)
+        warnings.warn(message, category, stacklevel=2)
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for message in _skipped:
+        terminalreporter.write_sep("!", message, red=True, bold=True)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
