@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -33,6 +34,24 @@ from app.bmdb.dsn import with_database
 T = TypeVar("T")
 
 BASE_URL = "http://localhost"  # what webug_client's requests go to (and their origin)
+
+
+def url_module_paths() -> set[str]:
+    """The route paths app/render/urls.py declares (its string constants that are paths)."""
+    from app.render import urls
+
+    return {v for k, v in vars(urls).items() if k.isupper() and isinstance(v, str)
+            and v.startswith("/")}  # fmt: skip
+
+
+def route_of(url: str, paths: set[str]) -> str | None:
+    """The route path (of `paths`, such as "/machine/{machine_id}") that serves `url`."""
+    path = url.split("?")[0].split("#")[0]
+    for template in paths:
+        parts = re.split(r"\{[^}]+\}", template)
+        if re.fullmatch("[^/]+".join(re.escape(p) for p in parts), path):
+            return template
+    return None
 
 
 class SkippedWarning(UserWarning):

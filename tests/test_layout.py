@@ -9,6 +9,8 @@ import pkgutil
 import re
 from pathlib import Path
 
+from tests.support import url_module_paths
+
 APP = Path(__file__).resolve().parents[1] / "app"
 
 # A layer may import the ones listed after it, never the ones before.
@@ -88,16 +90,8 @@ def _route_paths() -> set[str]:
     return paths
 
 
-def _url_module_paths() -> set[str]:
-    """The route paths app/render/urls.py declares (its string constants that are paths)."""
-    from app.render import urls
-
-    return {v for k, v in vars(urls).items() if k.isupper() and isinstance(v, str)
-            and v.startswith("/")}  # fmt: skip
-
-
 def test_every_route_is_declared_with_a_path_of_the_url_module():
-    assert _route_paths() - _url_module_paths() == set()
+    assert _route_paths() - url_module_paths() == set()
 
 
 def _spelling(path: str) -> re.Pattern[str]:
@@ -130,7 +124,7 @@ def test_no_page_url_is_spelled_outside_the_url_module():
     literal = re.compile(r"""(?:href|action|hx-get|hx-post|src)="/""")
     for template in [*APP.glob("templates/*.html"), *APP.glob("partials/*.html")]:
         assert not literal.search(template.read_text()), template.name
-    spellings = [_spelling(path) for path in _url_module_paths()]
+    spellings = [_spelling(path) for path in url_module_paths()]
     for path in APP.rglob("*.py"):
         if path == APP / "render" / "urls.py" or "demo" in path.parts:
             continue
