@@ -13,20 +13,43 @@ import pytest
 
 from app.config import load_settings
 from app.http.security import PAGE_CSP
+from app.render import urls
 from tests.fleet import ALIVE, mid
-from tests.support import BASE_URL, execute, run_sync, webug_client
+from tests.support import BASE_URL, execute, route_of, run_sync, url_module_paths, webug_client
 
 PAGES = [
     "/",
     f"/machine/{mid(1)}",
+    f"/machine/{mid(2)}/live",
     f"/machine/{mid(2)}/history",
     "/overview",
     "/sessions",
     f"/session/{ALIVE}",
+    f"/session/{ALIVE}/live",
     "/schema",
     "/search?q=eq-",
+    f"/watch?ids={mid(1)},{mid(2)}",
+    "/failures",
+    "/activity",
     "/api",
 ]
+# The routes not in PAGES, and why: they answer no HTML page of their own.
+NOT_HTML = {
+    urls.MACHINE_TAG_VALUE: "a value's download",
+    urls.PROVIDER: "a redirect to the machine",
+    urls.WATCH_FILTERED: "a redirect to /watch",
+    urls.SCHEMA_REFRESH: "a POST answered with a redirect",
+    urls.HEALTH: "plain text",
+    urls.METRICS: "Prometheus text",
+    urls.OPENAPI: "JSON",
+    urls.STATIC: "files, checked by name below",
+}
+
+
+def test_pages_cover_every_route_that_answers_html():
+    routes = url_module_paths()
+    in_pages = {route_of(url, routes) for url in PAGES}
+    assert routes - in_pages - NOT_HTML.keys() == set()
 
 
 @pytest.fixture(scope="module")
