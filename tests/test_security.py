@@ -249,22 +249,40 @@ def test_allowed_hosts_setting_adds_names_or_accepts_any(small_fleet_dsn):
 
 # ------------------------------------------------------------------ access control
 
-PROTECTED = ["/", f"/machine/{mid(1)}", "/?format=json", "/static/webug.css", "/openapi.json"]
+# A value for each route parameter, so that every route answers (the small fleet's).
+ROUTE_VALUES = {
+    "machine_id": mid(1), "session_id": ALIVE, "tag": "AgentStarted",
+    "field": "agent_public_key", "provider": "Lumen", "provider_id": "lumen-0002",
+}  # fmt: skip
+
+
+def route_urls() -> dict[str, int]:
+    """One URL for every route but /healthz (open to probes), with the status it answers
+    an allowed GET."""
+    answers = {}
+    for path in sorted(url_module_paths() - {urls.HEALTH}):
+        url = "/static/webug.css" if path == urls.STATIC else path.format(**ROUTE_VALUES)
+        answers[url] = 405 if path == urls.SCHEMA_REFRESH else 200  # a POST: GET is refused
+    return answers
+
+
+PROTECTED = {**route_urls(), "/?format=json": 200}
 
 
 def test_bearer_token_guards_every_route_but_healthz(small_fleet_dsn):
     token = "s3cret-token-value"
     with webug_client(small_fleet_dsn, auth_token=token) as c:
-        for url in PROTECTED:
+        for url, allowed in PROTECTED.items():
             refused = c.get(url)
             assert refused.status_code == 401, url
             assert refused.headers["www-authenticate"].startswith("Basic realm=")
             assert token not in refused.text and "webug_test_" not in refused.text
             wrong = c.get(url, headers={"Authorization": "Bearer nope"})
             assert wrong.status_code == 401
-            assert c.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            bearer = c.get(url, headers={"Authorization": f"Bearer {token}"})
+            assert bearer.status_code == allowed, url
             # A browser logs in with the token as the password (any user name).
-            assert c.get(url, headers=basic("me", token)).status_code == 200
+            assert c.get(url, headers=basic("me", token)).status_code == allowed
         assert c.get("/?format=json").json()["status"] == 401
         assert c.get("/healthz").status_code == 200  # open: load balancers, probes
         assert c.get("/metrics").status_code == 401  # Prometheus sends the token
@@ -273,9 +291,9 @@ def test_bearer_token_guards_every_route_but_healthz(small_fleet_dsn):
 
 def test_basic_auth_guards_every_route(small_fleet_dsn):
     with webug_client(small_fleet_dsn, basic_auth="admin:pa:ss") as c:
-        for url in PROTECTED:
+        for url, allowed in PROTECTED.items():
             assert c.get(url).status_code == 401
-            assert c.get(url, headers=basic("admin", "pa:ss")).status_code == 200, url
+            assert c.get(url, headers=basic("admin", "pa:ss")).status_code == allowed, url
             assert c.get(url, headers=basic("admin", "wrong")).status_code == 401
             assert c.get(url, headers=basic("root", "pa:ss")).status_code == 401
         assert c.get("/", headers={"Authorization": "Basic !!!notbase64"}).status_code == 401
@@ -305,10 +323,10 @@ def test_malformed_credentials_are_a_401_never_a_500(small_fleet_dsn, auth):
 
 def test_trusted_proxy_header_is_required(small_fleet_dsn):
     with webug_client(small_fleet_dsn, trusted_user_header="X-Forwarded-User") as c:
-        for url in PROTECTED:
+        for url, allowed in PROTECTED.items():
             refused = c.get(url)
             assert refused.status_code == 401 and "www-authenticate" not in refused.headers
-            assert c.get(url, headers={"X-Forwarded-User": "alice"}).status_code == 200
+            assert c.get(url, headers={"X-Forwarded-User": "alice"}).status_code == allowed, url
             assert c.get(url, headers={"X-Forwarded-User": " "}).status_code == 401
 
 
