@@ -73,6 +73,7 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
     try:
         from app.bmdb import machines as repo
         from app.bmdb import overview as overview_repo
+        from app.bmdb import sessions as sessions_repo
         from app.bmdb.connection import Database, Reader
         from app.bmdb.filters import MachineFilters, build_where
         from app.bmdb.reflection import reflect
@@ -117,6 +118,12 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
         async def overview() -> None:
             await overview_repo.fleet_counts(Reader(db), schema)
 
+        async def sessions() -> None:  # a full page: its facets too, as /sessions reads
+            await sessions_repo.session_list(
+                Reader(db), sessions_repo.SessionFilters(), after=None, limit=101,
+                stale_limit=200, with_facets=True,
+            )  # fmt: skip
+
         yield {
             pages.LIST: list_rows,
             "list: filtered": lambda: list_rows(filtered),
@@ -130,6 +137,7 @@ async def repository_raw_side(dsn: str, ids: dict[str, str]) -> AsyncIterator[di
             pages.LIVE_304: lambda: detail(ids["work"]),
             pages.HISTORY: lambda: history(ids["long"]),
             "overview": overview,
+            pages.SESSIONS: sessions,
         }
     finally:
         await db.close()
