@@ -10,7 +10,7 @@ import platformdirs
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The BMDB's protobuf columns and their messages (see BMDB.md).
+# The BMDB's protobuf columns and their messages (the schema says which: sql/migrations/).
 DEFAULT_PROTO_COLUMNS = {
     "hardware_report_raw": "cloud.bmaas.server.api.AgentHardwareReport",
     "os_installation_request_raw": "cloud.bmaas.server.api.OSInstallationRequest",

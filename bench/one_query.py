@@ -12,7 +12,12 @@ never on webug's code, so they measure today's data layer and a rewritten one al
   holding session's fields and an alive flag, and its backoffs with an active flag;
 - machine page: one machine with every column of every tag (blobs included), its work
   with sessions and its backoffs;
-- live fragment: the same document and its md5, the tag an unchanged poll compares.
+- live fragment: the same document and its md5, the tag an unchanged poll compares; an
+  unchanged poll sends the tag it has and gets only the md5 back (no document);
+- sessions list: a keyset page of 100 sessions (101 read) with the work each holds, their
+  total and counts by state, per component its sessions alive and expired, its held and
+  its stale work, and the stale work (held by expired sessions: its count and the 200
+  longest-expired items).
 
 Plain PostgreSQL that CockroachDB also runs (json_build_object, json_agg, CTEs, joins,
 correlated subqueries, row_to_json, md5).
@@ -52,7 +57,7 @@ def _tag(alias: str, fields: str) -> str:
     return f"CASE WHEN {alias}.machine_id IS NOT NULL THEN json_build_object({fields}) END"
 
 
-# What the list shows of each tag (app/tag_hints.py's summary_fields, written out).
+# What the list shows of each tag (app/render/tag_hints.py's summary_fields, written out).
 _TAG_SUMMARIES = ",\n        ".join(
     f"'{name}', {_tag(alias, fields)}"
     for name, alias, fields in (
@@ -129,6 +134,44 @@ FROM machines m WHERE m.machine_id = $1"""
 
 LIVE = f"SELECT d, md5(d::text) FROM ({MACHINE}) AS live(d)"
 
+# A poll: the document only when its md5 differs from the tag the poll sent ($2).
+LIVE_POLL = f"""SELECT CASE WHEN tag IS DISTINCT FROM $2 THEN d END, tag
+FROM (SELECT d, md5(d::text) AS tag FROM ({MACHINE}) AS live(d)) AS polled"""
+
+SESSIONS = """WITH held AS (SELECT session_id, count(*) AS n FROM work GROUP BY session_id),
+stale AS (SELECT w.machine_id, w.process, w.session_id, s.session_component_name AS component,
+        s.session_deadline
+    FROM work w JOIN sessions s ON s.session_id = w.session_id
+    WHERE s.session_deadline <= now())
+SELECT json_build_object(
+    'sessions', (SELECT coalesce(json_agg(json_build_object(
+            'session_id', s.session_id, 'component', s.session_component_name,
+            'runtime_info', s.session_runtime_info, 'created_at', s.session_created_at,
+            'interval_seconds', s.session_interval_seconds, 'deadline', s.session_deadline,
+            'alive', s.session_deadline > now(), 'held_work', coalesce(h.n, 0))
+            ORDER BY s.session_id), '[]')
+        FROM (SELECT * FROM sessions ORDER BY session_id LIMIT 101) s
+        LEFT JOIN held h ON h.session_id = s.session_id),
+    'states', (SELECT json_build_object(
+            'alive', count(*) FILTER (WHERE session_deadline > now()),
+            'expired', count(*) FILTER (WHERE session_deadline <= now()),
+            'all', count(*))
+        FROM sessions),
+    'components', (SELECT coalesce(json_agg(c ORDER BY c.component), '[]')
+        FROM (SELECT s.session_component_name AS component,
+                count(*) FILTER (WHERE s.session_deadline > now()) AS alive,
+                count(*) FILTER (WHERE s.session_deadline <= now()) AS expired,
+                coalesce(sum(h.n), 0) AS held_work,
+                coalesce(sum(h.n) FILTER (WHERE s.session_deadline <= now()), 0) AS stale_work
+            FROM sessions s LEFT JOIN held h ON h.session_id = s.session_id
+            GROUP BY 1) c),
+    'stale', json_build_object(
+        'total', (SELECT count(*) FROM stale),
+        'items', (SELECT coalesce(json_agg(x ORDER BY x.session_deadline, x.machine_id,
+                x.process), '[]')
+            FROM (SELECT * FROM stale ORDER BY session_deadline, machine_id, process
+                LIMIT 200) x)))"""
+
 FIRST = UUID(int=0)  # the first page: every machine ID is after this one
 
 
@@ -156,3 +199,18 @@ async def live(conn: asyncpg.Connection, machine_id: UUID) -> tuple[dict, str] |
     """The live fragment's data and its tag (an unchanged poll compares only the tag)."""
     row = await conn.fetchrow(LIVE, machine_id)
     return None if row is None else (json.loads(row[0]), row[1])
+
+
+async def live_poll(
+    conn: asyncpg.Connection, machine_id: UUID, tag: str | None
+) -> tuple[dict | None, str | None]:
+    """A poll that has `tag`: (the document, or None when unchanged; the current tag)."""
+    row = await conn.fetchrow(LIVE_POLL, machine_id, tag)
+    if row is None:
+        return None, None
+    return (None if row[0] is None else json.loads(row[0])), row[1]
+
+
+async def sessions(conn: asyncpg.Connection) -> dict:
+    """The sessions list's data: its first page, with every count it shows."""
+    return json.loads(await conn.fetchval(SESSIONS))

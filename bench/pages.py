@@ -20,6 +20,7 @@ class Page:
 
 # Names the targets refer to.
 LIST = "list: first page"
+LIST_JSON = "list: first page, JSON twin"
 LIST_POLL = "list: poll fragment"
 DETAIL = "detail"
 DETAIL_LONG = f"detail ({LONG_HISTORY} history rows)"
@@ -37,6 +38,7 @@ def pages(ids: dict[str, str]) -> list[Page]:
     work, long, session = ids["work"], ids["long"], ids["session"]
     return [
         Page(LIST, "/"),
+        Page(LIST_JSON, "/", {"Accept": "application/json"}),
         Page("list: filtered", "/?provider=Equinix&status=Running"),
         Page("list: deep keyset page", f"/?after={ids['deep']}"),
         Page(LIST_POLL, "/", HTMX),

@@ -1,7 +1,8 @@
 """webug as the bench sees it: a uvicorn process on a loopback port, reached over HTTP.
 
 Nothing here imports webug: it is started as `uvicorn app.main:app` with WEBUG_*
-variables, and its latency is read from its `Server-Timing: app;dur=…` header.
+variables, and its latency is read from its `Server-Timing: app;dur=…` header. The bare
+stack (bench/bare_stack.py) is started the same way, with the same uvicorn options.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+
+# How webug is served (uvicorn's defaults pick these when installed; said here so the
+# bare stack cannot differ): uvloop, the httptools parser, one worker in this process.
+UVICORN_OPTIONS = ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+                   "--no-access-log"]  # fmt: skip
 
 
 def free_port() -> int:
@@ -42,27 +49,25 @@ def server_ms(response: httpx.Response) -> float:
     return float(match[1])
 
 
+def start_uvicorn(
+    app: str, port: int, env: dict[str, str], app_dir: Path = REPO
+) -> subprocess.Popen:
+    """uvicorn serving `app` ("module:attribute", found in `app_dir`) on 127.0.0.1:port."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--port", str(port),
+         *UVICORN_OPTIONS],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def start(dsn: str, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """uvicorn, one worker, serving webug from this checkout on 127.0.0.1:port."""
+    """webug from this checkout on 127.0.0.1:port."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WEBUG_")}
     environment["WEBUG_DSN"] = dsn
     environment.update(env or {})
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=REPO,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-    )
+    return start_uvicorn("app.main:app", port, environment)
 
 
 async def wait_healthy(base: str) -> None:
@@ -74,16 +79,17 @@ async def wait_healthy(base: str) -> None:
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
-    raise RuntimeError("webug did not become healthy")
+    raise RuntimeError(f"{base} did not become healthy")
 
 
 @asynccontextmanager
-async def running(
-    dsn: str, env: dict[str, str] | None = None
+async def serving(
+    proc_for_port: Callable[[int], subprocess.Popen],
 ) -> AsyncIterator[tuple[str, subprocess.Popen]]:
-    """A healthy webug on a free port: (its base URL, its process); stopped on exit."""
+    """The process `proc_for_port(port)` starts, healthy on a free port: (its base URL,
+    the process); stopped on exit."""
     port = free_port()
-    proc = start(dsn, port, env)
+    proc = proc_for_port(port)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(base)
@@ -91,6 +97,18 @@ async def running(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def running(
+    dsn: str, env: dict[str, str] | None = None
+) -> AbstractAsyncContextManager[tuple[str, subprocess.Popen]]:
+    """A healthy webug: (its base URL, its process)."""
+    return serving(lambda port: start(dsn, port, env))
+
+
+def bare_stack() -> AbstractAsyncContextManager[tuple[str, subprocess.Popen]]:
+    """A healthy bench/bare_stack.py: (its base URL, its process)."""
+    return serving(lambda port: start_uvicorn("bare_stack:app", port, dict(os.environ), BENCH))
 
 
 def proc_stat(pid: int) -> tuple[float, int]:

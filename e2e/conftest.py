@@ -24,7 +24,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +31,7 @@ from typing import Any, TypeVar
 import pytest
 
 from e2e.e2e_db import Db
-from tests.support import cloned_database, free_port, run_sync
+from tests.support import cloned_database, free_port, run_sync, skip_loudly
 
 T = TypeVar("T")
 
@@ -179,14 +178,6 @@ def missing_chromium(path: str, *, root: bool, ci: bool) -> tuple[str, str] | No
     )
 
 
-_skipped_for_chromium: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    for message in _skipped_for_chromium:
-        terminalreporter.write_sep("!", message, red=True, bold=True)
-
-
 @pytest.fixture(scope="session")
 def browser():
     """Headless Debian Chromium through Playwright's sync API."""
@@ -195,9 +186,7 @@ def browser():
         action, message = verdict
         if action == "fail":
             pytest.fail(message, pytrace=False)
-        _skipped_for_chromium.append(message)
-        warnings.warn(message, ChromiumMissingWarning, stacklevel=1)
-        pytest.skip(message)
+        skip_loudly(message, ChromiumMissingWarning)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -99,6 +99,8 @@ PAGES = [
     "/search?q=" + quote(PROVIDER_ID),
     "/search?q=" + quote(SCRIPT),
     "/machine/" + quote(PROVIDER_ID, safe=""),  # a 400 page that repeats the bad ID
+    f"/watch?ids={MACHINE}",
+    "/failures",  # the causes, as failure signatures
 ]
 
 # Registered before any page script: CSP violations and dialogs are recorded.
@@ -163,6 +165,11 @@ def test_hostile_values_show_as_text(hostile, page: Page):
     assert console.get_attribute("href") == (
         "https://console.equinix.com/devices/" + quote(PROVIDER_ID, safe="") + "/overview"
     )  # an https link, the ID one URL-encoded path segment, its text never markup
+    page.goto(f"/watch?ids={MACHINE}")
+    assert PROVIDER_ID in page.locator("body").inner_text()
+    page.goto("/failures")
+    signature = SCRIPT.replace("=1", "=<n>")  # the backoff cause, its number a placeholder
+    assert signature in page.locator("body").inner_text()
 
 
 def _raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:

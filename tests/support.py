@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +34,45 @@ from app.bmdb.dsn import with_database
 T = TypeVar("T")
 
 BASE_URL = "http://localhost"  # what webug_client's requests go to (and their origin)
+
+
+def url_module_paths() -> set[str]:
+    """The route paths app/render/urls.py declares (its string constants that are paths)."""
+    from app.render import urls
+
+    return {v for k, v in vars(urls).items() if k.isupper() and isinstance(v, str)
+            and v.startswith("/")}  # fmt: skip
+
+
+def route_of(url: str, paths: set[str]) -> str | None:
+    """The route path (of `paths`, such as "/machine/{machine_id}") that serves `url`."""
+    path = url.split("?")[0].split("#")[0]
+    for template in paths:
+        parts = re.split(r"\{[^}]+\}", template)
+        if re.fullmatch("[^/]+".join(re.escape(p) for p in parts), path):
+            return template
+    return None
+
+
+class SkippedWarning(UserWarning):
+    """Tests were skipped for a reason this machine could remedy."""
+
+
+_skipped: list[str] = []
+
+
+def skip_loudly(message: str, category: type[Warning] = SkippedWarning) -> None:
+    """Skip this test and say why where every run shows it: a warning, and a banner in the
+    summary (a skip's reason alone is shown only with -rs)."""
+    if message not in _skipped:
+        _skipped.append(message)
+        warnings.warn(message, category, stacklevel=2)
+    pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for message in _skipped:
+        terminalreporter.write_sep("!", message, red=True, bold=True)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -32,8 +32,8 @@ LOCK = ROOT / "requirements.lock"
 def runtime_closure() -> dict[str, str]:
     """{package: installed version} for pyproject's runtime dependencies, transitively.
 
-    Markers are evaluated for this interpreter and platform (CPython 3.11 on Linux, like
-    the image).
+    Markers are evaluated for this interpreter and platform: run it on the image's Python
+    (`image_python()`), on Linux.
     """
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
@@ -60,7 +60,8 @@ def runtime_closure() -> dict[str, str]:
 
 def write_lock() -> None:
     lines = [
-        "# The runtime closure of pyproject.toml's dependencies, pinned (CPython 3.11, Linux).",
+        "# The runtime closure of pyproject.toml's dependencies, pinned"
+        f" (CPython {image_python()}, Linux).",
         "# The Dockerfile installs exactly this with --no-deps. Regenerate after changing",
         "# dependencies: .venv/bin/python tests/test_compose.py --write-lock",
         *(f"{name}=={version}" for name, version in runtime_closure().items()),
@@ -120,7 +121,8 @@ def test_lock_is_complete_for_what_it_pins():
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # a dev dependency (pyproject.toml): missing, the tests fail, never skip
+
     return yaml.safe_load((ROOT / "compose.yaml").read_text())
 
 
@@ -226,9 +228,24 @@ def test_dockerfile_runs_as_non_root_with_a_health_check():
     check = next(args for word, args in final_stage if word == "HEALTHCHECK")
     assert "/healthz" in check and "--timeout=" in check
     assert next(a for w, a in instructions if w == "FROM").startswith("${PYTHON_IMAGE}")
-    arg = next(a for w, a in instructions if w == "ARG" and a.startswith("PYTHON_IMAGE="))
-    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim(@sha256:[0-9a-f]{64})?", arg)
-    assert f"{sys.version_info[0]}.{sys.version_info[1]}" == "3.11", "lock and image: 3.11"
+
+
+def image_python() -> str:
+    """The Python version of the image's base, from the Dockerfile's PYTHON_IMAGE."""
+    arg = next(a for w, a in _dockerfile() if w == "ARG" and a.startswith("PYTHON_IMAGE="))
+    match = re.fullmatch(r"PYTHON_IMAGE=python:(3\.\d+)-slim(@sha256:[0-9a-f]{64})?", arg)
+    assert match, f"not an official python:<version>-slim image: {arg}"
+    return match[1]
+
+
+def test_image_python_is_one_pyproject_allows_and_the_lock_was_made_for():
+    from packaging.specifiers import SpecifierSet
+
+    version = image_python()
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert SpecifierSet(requires).contains(version), f"python:{version} outside {requires}"
+    header = LOCK.read_text().splitlines()[0]
+    assert f"(CPython {version}, Linux)" in header, f"requirements.lock is not for {version}"
 
 
 def test_dockerfile_installs_exactly_the_lock():

@@ -167,10 +167,15 @@ def test_the_row_cap_is_in_a_header_and_on_the_page_never_in_the_file(dsn, monke
 
 
 def test_a_bad_filter_is_a_400_not_a_broken_download(client):
-    for query in ("has=Nope&format=csv", "sort=size&format=csv", "sort=created&after=x&format=csv"):
+    for query, says in (
+        ("has=Nope&format=csv", "no tag type &#39;Nope&#39; in this BMDB"),
+        ("sort=size&format=csv", "sort: String should match pattern"),
+        ("sort=created&after=x&format=csv", "is not a page of sort=created"),
+    ):
         response = client.get("/?" + query)
         assert response.status_code == 400, query
         assert "text/csv" not in response.headers["content-type"]
+        assert says in response.text, query
 
 
 def test_sessions_csv(client, monkeypatch):

@@ -314,10 +314,12 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
 
 
 def simulator_lock_held(conn):
-    # pg_locks shows a bigint advisory key as two 32-bit halves.
+    # pg_locks shows a bigint advisory key as two 32-bit halves. Advisory locks belong to a
+    # database: another database's simulator on the same server holds its own.
     return conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid::bigint = $1 AND objid::bigint = $2)",
+        "AND classid::bigint = $1 AND objid::bigint = $2 AND database ="
+        " (SELECT oid FROM pg_database WHERE datname = current_database()))",
         LOCK_KEY >> 32,
         LOCK_KEY & 0xFFFFFFFF,
     )

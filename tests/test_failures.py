@@ -339,19 +339,42 @@ def test_the_page_renders_groups_with_links(client):
     assert 'href="/failures">failures</a>' in page.text  # and from the header
 
 
+NOT_A_WINDOW = "is not a window: a whole number of minutes, hours or days, such as 30m"
+WINDOW_RANGE = "the window must be between 1m and 30d"
+
+
 @pytest.mark.parametrize(
-    "query", ["since=junk", "since=0h", "since=31d", "since=1w", "since=-1h", "since=" + "9" * 20]
+    ("query", "says"),
+    [
+        ("since=junk", NOT_A_WINDOW),
+        ("since=0h", NOT_A_WINDOW),
+        ("since=31d", WINDOW_RANGE),
+        ("since=1w", NOT_A_WINDOW),
+        ("since=-1h", NOT_A_WINDOW),
+        ("since=" + "9" * 20, "since: String should have at most 16 characters"),
+    ],
 )
-def test_bad_windows_are_400(client, query):
+def test_bad_windows_are_400(client, query, says):
     response = client.get(f"/failures?{query}")
     assert response.status_code == 400, (query, response.status_code)
+    assert says in response.text
+
+
+FAILURE_PATTERN = "failure: String should match pattern"
 
 
 @pytest.mark.parametrize(
-    "value", ["junk", "history-24h-xyz", "history-99d-0123456789ab", "backoff-0123456789abc"]
+    ("value", "says"),
+    [
+        ("junk", FAILURE_PATTERN),
+        ("history-24h-xyz", FAILURE_PATTERN),
+        ("history-99d-0123456789ab", WINDOW_RANGE),
+        ("backoff-0123456789abc", FAILURE_PATTERN),
+    ],
 )
-def test_bad_failure_filters_are_400(client, value):
-    assert client.get(f"/?failure={value}").status_code == 400
+def test_bad_failure_filters_are_400(client, value, says):
+    response = client.get(f"/?failure={value}")
+    assert response.status_code == 400 and says in response.text
 
 
 def test_windows_are_spelled_canonically(client):

@@ -4,8 +4,12 @@ links to is built by app/render/urls.py."""
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 import re
 from pathlib import Path
+
+from tests.support import url_module_paths
 
 APP = Path(__file__).resolve().parents[1] / "app"
 
@@ -95,10 +99,33 @@ def test_layers_import_downwards_only():
     assert upward == []
 
 
-PAGE_PATHS = (
-    "/machine", "/session", "/search", "/overview", "/provider", "/schema", "/api", "/work",
-    "/backoffs", "/tags",
-)
+def _route_paths() -> set[str]:
+    """The path of every route the app serves: its own (the OpenAPI document, /static,
+    /metrics) and those of every page module's router."""
+    from fastapi import APIRouter
+
+    from app.main import create_app
+
+    paths = {route.path for route in create_app().routes if hasattr(route, "path")}
+    for module in pkgutil.iter_modules([str(APP / "pages")]):
+        router = getattr(importlib.import_module(f"app.pages.{module.name}"), "router", None)
+        if isinstance(router, APIRouter):
+            paths |= {route.path for route in router.routes}
+    return paths
+
+
+def test_every_route_is_declared_with_a_path_of_the_url_module():
+    assert _route_paths() - url_module_paths() == set()
+
+
+def _spelling(path: str) -> re.Pattern[str]:
+    """What a string spelling a URL of this route starts with: the path up to its first
+    parameter, then (unless that ends with "/") the end, a "/", "?" or "#". The list's
+    "/" only with a query or fragment: alone, it is also every path's separator."""
+    fixed = path.split("{")[0]
+    if fixed == "/":
+        return re.compile(r"/[?#]")
+    return re.compile(re.escape(fixed) + ("" if fixed.endswith("/") else r"(?:$|[/?#])"))
 
 
 def _code_strings(path: Path) -> list[str]:
@@ -121,8 +148,9 @@ def test_no_page_url_is_spelled_outside_the_url_module():
     literal = re.compile(r"""(?:href|action|hx-get|hx-post|src)="/""")
     for template in [*APP.glob("templates/*.html"), *APP.glob("partials/*.html")]:
         assert not literal.search(template.read_text()), template.name
+    spellings = [_spelling(path) for path in url_module_paths()]
     for path in APP.rglob("*.py"):
         if path == APP / "render" / "urls.py" or "demo" in path.parts:
             continue
-        spelled = [s for s in _code_strings(path) if s.startswith(PAGE_PATHS)]
+        spelled = [s for s in _code_strings(path) if any(p.match(s) for p in spellings)]
         assert spelled == [], path

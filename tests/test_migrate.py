@@ -30,8 +30,9 @@ VERSIONS = [
 ]
 LATEST = VERSIONS[-1][0]
 
-# BMDB.md's tables as information_schema reports them: data_type, "(length)" for varchar, the
-# udt_name of enums, and " NULL" for nullable columns.
+# The upstream BMDB's tables at its latest version, written out here rather than read from
+# sql/migrations/, as information_schema reports them: data_type, "(length)" for varchar,
+# the udt_name of enums, and " NULL" for nullable columns.
 TZ = "timestamp with time zone"
 VC = "character varying(128)"
 TAG = {"machine_id": "uuid"}

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
 from app.model.search import LIMIT
 from tests.fleet import ALIVE, DEAD, mid
@@ -33,6 +34,14 @@ def assert_redirect(response, url: str) -> None:
 def linked_ids(html: str) -> list[str]:
     """The machine and session links of the result tables, in order."""
     return re.findall(r'<td class="id"><a href="(/(?:machine|session)/[0-9a-f-]{36})"', html)
+
+
+def assert_nothing_found(response, q: str) -> None:
+    """What the user sees when nothing matched: a 404 that says so, with their query and
+    no machine or session linked (a broken route or page would be a 404 too)."""
+    assert response.status_code == 404, (response.status_code, response.text[:300])
+    assert f"<b>Nothing found</b> for <code>{escape(q)}</code>" in response.text
+    assert linked_ids(response.text) == []
 
 
 # ---- machine IDs -------------------------------------------------------------------------
@@ -65,9 +74,7 @@ def test_ambiguous_prefix_lists_every_machine_and_session(client):
 
 
 def test_machine_prefix_matching_nothing_is_404(client):
-    page = search(client, "ffff")
-    assert page.status_code == 404
-    assert "Nothing found" in page.text and "<code>ffff</code>" in page.text
+    assert_nothing_found(search(client, "ffff"), "ffff")
 
 
 def test_too_short_prefix_is_not_an_id_prefix(client):
@@ -118,13 +125,13 @@ def test_provider_prefix_needs_three_characters(client):
 @pytest.mark.parametrize("q", ["eq_", "eq-%", "%aaa", "_q-aaa", "eq\\"])
 def test_like_wildcards_are_literal(client, q):
     # Unescaped, "eq_" and "_q-aaa" would match eq-aaa, "%aaa" too.
-    assert search(client, q).status_code == 404
+    assert_nothing_found(search(client, q), q)
 
 
 def test_whole_provider_ids_match_in_any_case_prefixes_only_as_written(client):
     assert_redirect(search(client, "LUMEN-0002"), f"/machine/{mid(2)}")
     assert_redirect(search(client, "Eq-CCC"), f"/machine/{mid(3)}")
-    assert search(client, "LUM").status_code == 404  # a prefix is matched as written
+    assert_nothing_found(search(client, "LUM"), "LUM")  # a prefix is matched as written
 
 
 # ---- IP addresses ------------------------------------------------------------------------
@@ -132,8 +139,8 @@ def test_whole_provider_ids_match_in_any_case_prefixes_only_as_written(client):
 
 def test_ip_address_exact_match(client):
     assert_redirect(search(client, "10.0.0.2"), f"/machine/{mid(2)}")
-    assert search(client, "10.0.0.9").status_code == 404
-    assert search(client, "10.0.0").status_code == 404  # not a prefix search
+    assert_nothing_found(search(client, "10.0.0.9"), "10.0.0.9")
+    assert_nothing_found(search(client, "10.0.0"), "10.0.0")  # not a prefix search
 
 
 # ---- page, bounds, escaping --------------------------------------------------------------
@@ -149,7 +156,7 @@ def test_empty_query_shows_help(client):
 def test_query_length_is_bounded_to_16_kib_of_text(client):
     # Each "é" is two bytes of UTF-8 and six characters percent-encoded: the most a GET
     # carries. 16 KiB of text passes the security middleware's cap for /search.
-    assert search(client, "é" * 8192).status_code == 404
+    assert_nothing_found(search(client, "é" * 8192), "é" * 8192)
     too_long = search(client, "é" * 8192 + "a")
     assert too_long.status_code == 400 and "16385 bytes; at most 16384" in too_long.text
     assert client.get("/", params={"q": "é" * 8192}).status_code == 414  # only /search
@@ -271,7 +278,7 @@ def test_reservation_id_unique_shared_and_not_a_prefix(own):
     assert shared.status_code == 200
     assert linked_ids(shared.text) == [f"/machine/{R1}", f"/machine/{R2}"]
     assert "Machines by provider reservation ID" in shared.text
-    assert search(own, "res-sh").status_code == 404
+    assert_nothing_found(search(own, "res-sh"), "res-sh")
 
 
 def test_shared_and_ipv6_addresses(own):
@@ -345,7 +352,7 @@ def test_machine_id_prefix_resolves_by_a_primary_key_range(client):
     assert several.status_code == 200
     assert linked_ids(several.text) == [f"/machine/{mid(n)}" for n in range(1, 13)]
     assert "Sessions by ID" not in several.text  # only machines for /machine/<prefix>
-    assert client.get("/machine/ffff").status_code == 404
+    assert_nothing_found(client.get("/machine/ffff"), "ffff")
     for bad in ("000", "eq-aaa", "0000%25", "g000", "nothex"):
         response = client.get(f"/machine/{bad}")
         assert response.status_code == 400, bad

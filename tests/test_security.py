@@ -13,20 +13,47 @@ import pytest
 
 from app.config import load_settings
 from app.http.security import PAGE_CSP
+from app.render import urls
 from tests.fleet import ALIVE, mid
-from tests.support import BASE_URL, execute, run_sync, webug_client
+from tests.support import BASE_URL, execute, route_of, run_sync, url_module_paths, webug_client
 
 PAGES = [
     "/",
     f"/machine/{mid(1)}",
+    f"/machine/{mid(2)}/live",
     f"/machine/{mid(2)}/history",
     "/overview",
     "/sessions",
     f"/session/{ALIVE}",
+    f"/session/{ALIVE}/live",
     "/schema",
     "/search?q=eq-",
+    f"/watch?ids={mid(1)},{mid(2)}",
+    "/failures",
+    "/activity",
     "/api",
+    "/work",
+    "/backoffs",
+    "/tags",
+    "/tags/Provided",
 ]
+# The routes not in PAGES, and why: they answer no HTML page of their own.
+NOT_HTML = {
+    urls.MACHINE_TAG_VALUE: "a value's download",
+    urls.PROVIDER: "a redirect to the machine",
+    urls.WATCH_FILTERED: "a redirect to /watch",
+    urls.SCHEMA_REFRESH: "a POST answered with a redirect",
+    urls.HEALTH: "plain text",
+    urls.METRICS: "Prometheus text",
+    urls.OPENAPI: "JSON",
+    urls.STATIC: "files, checked by name below",
+}
+
+
+def test_pages_cover_every_route_that_answers_html():
+    routes = url_module_paths()
+    in_pages = {route_of(url, routes) for url in PAGES}
+    assert routes - in_pages - NOT_HTML.keys() == set()
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +235,8 @@ def test_other_host_names_are_refused_against_dns_rebinding(client, host):
     assert "webug_test_" not in response.text  # nothing of the BMDB to a rebinding page
     as_json = client.get("/?format=json", headers={"Host": host})
     assert as_json.status_code == 400 and as_json.json()["status"] == 400
-    assert client.get("/static/webug.js", headers={"Host": host}).status_code == 400
+    static = client.get("/static/webug.js", headers={"Host": host})
+    assert static.status_code == 400 and "unknown host" in static.text
     assert client.get("/healthz", headers={"Host": host}).status_code == 200  # probes
     assert client.get("/metrics", headers={"Host": host}).status_code == 200  # scraped by IP
 
@@ -217,29 +245,48 @@ def test_allowed_hosts_setting_adds_names_or_accepts_any(small_fleet_dsn):
     with webug_client(small_fleet_dsn, allowed_hosts="webug.example.com, ops.example") as c:
         assert c.get("/", headers={"Host": "webug.example.com"}).status_code == 200
         assert c.get("/", headers={"Host": "ops.example:443"}).status_code == 200
-        assert c.get("/", headers={"Host": "evil.example"}).status_code == 400
+        refused = c.get("/", headers={"Host": "evil.example"})
+        assert refused.status_code == 400 and "unknown host" in refused.text
     with webug_client(small_fleet_dsn, allowed_hosts="*") as c:
         assert c.get("/", headers={"Host": "anything.example"}).status_code == 200
 
 
 # ------------------------------------------------------------------ access control
 
-PROTECTED = ["/", f"/machine/{mid(1)}", "/?format=json", "/static/webug.css", "/openapi.json"]
+# A value for each route parameter, so that every route answers (the small fleet's).
+ROUTE_VALUES = {
+    "machine_id": mid(1), "session_id": ALIVE, "tag": "AgentStarted",
+    "field": "agent_public_key", "provider": "Lumen", "provider_id": "lumen-0002",
+}  # fmt: skip
+
+
+def route_urls() -> dict[str, int]:
+    """One URL for every route but /healthz (open to probes), with the status it answers
+    an allowed GET."""
+    answers = {}
+    for path in sorted(url_module_paths() - {urls.HEALTH}):
+        url = "/static/webug.css" if path == urls.STATIC else path.format(**ROUTE_VALUES)
+        answers[url] = 405 if path == urls.SCHEMA_REFRESH else 200  # a POST: GET is refused
+    return answers
+
+
+PROTECTED = {**route_urls(), "/?format=json": 200}
 
 
 def test_bearer_token_guards_every_route_but_healthz(small_fleet_dsn):
     token = "s3cret-token-value"
     with webug_client(small_fleet_dsn, auth_token=token) as c:
-        for url in PROTECTED:
+        for url, allowed in PROTECTED.items():
             refused = c.get(url)
             assert refused.status_code == 401, url
             assert refused.headers["www-authenticate"].startswith("Basic realm=")
             assert token not in refused.text and "webug_test_" not in refused.text
             wrong = c.get(url, headers={"Authorization": "Bearer nope"})
             assert wrong.status_code == 401
-            assert c.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            bearer = c.get(url, headers={"Authorization": f"Bearer {token}"})
+            assert bearer.status_code == allowed, url
             # A browser logs in with the token as the password (any user name).
-            assert c.get(url, headers=basic("me", token)).status_code == 200
+            assert c.get(url, headers=basic("me", token)).status_code == allowed
         assert c.get("/?format=json").json()["status"] == 401
         assert c.get("/healthz").status_code == 200  # open: load balancers, probes
         assert c.get("/metrics").status_code == 401  # Prometheus sends the token
@@ -248,9 +295,9 @@ def test_bearer_token_guards_every_route_but_healthz(small_fleet_dsn):
 
 def test_basic_auth_guards_every_route(small_fleet_dsn):
     with webug_client(small_fleet_dsn, basic_auth="admin:pa:ss") as c:
-        for url in PROTECTED:
+        for url, allowed in PROTECTED.items():
             assert c.get(url).status_code == 401
-            assert c.get(url, headers=basic("admin", "pa:ss")).status_code == 200, url
+            assert c.get(url, headers=basic("admin", "pa:ss")).status_code == allowed, url
             assert c.get(url, headers=basic("admin", "wrong")).status_code == 401
             assert c.get(url, headers=basic("root", "pa:ss")).status_code == 401
         assert c.get("/", headers={"Authorization": "Basic !!!notbase64"}).status_code == 401
@@ -280,10 +327,10 @@ def test_malformed_credentials_are_a_401_never_a_500(small_fleet_dsn, auth):
 
 def test_trusted_proxy_header_is_required(small_fleet_dsn):
     with webug_client(small_fleet_dsn, trusted_user_header="X-Forwarded-User") as c:
-        for url in PROTECTED:
+        for url, allowed in PROTECTED.items():
             refused = c.get(url)
             assert refused.status_code == 401 and "www-authenticate" not in refused.headers
-            assert c.get(url, headers={"X-Forwarded-User": "alice"}).status_code == 200
+            assert c.get(url, headers={"X-Forwarded-User": "alice"}).status_code == allowed, url
             assert c.get(url, headers={"X-Forwarded-User": " "}).status_code == 401
 
 

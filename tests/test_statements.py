@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 import pytest
 
+from app.render import urls
 from tests.fleet import ALIVE, mid
-from tests.support import proxied_webug, sent
+from tests.support import proxied_webug, route_of, sent, url_module_paths
 
 HTMX = {"HX-Request": "true"}
 PASTED = f"ALERT {mid(3)} {mid(4)}\nsession {ALIVE} ip 10.0.0.1:22 provider_id=LUMEN-0002"
@@ -53,7 +54,32 @@ PAGES = [
     ("/tags/Provided", {}),
     ("/tags/Provided?provider=Equinix&sort=-provider_status", HTMX),
     ("/tags/AgentStarted?agent_started_at__gt=2000-01-01&format=json", {}),
+    ("/provider/Lumen/lumen-0002", {}),  # a hot link: a redirect to the machine
+    ("/watch/filtered?provider=Equinix", {}),  # a redirect to the watch of those machines
+    (f"/machine/{mid(1)}/tag/AgentStarted/agent_public_key", {}),  # a value's download
 ]
+
+# The routes not in PAGES, and why.
+NOT_IN_PAGES = {
+    urls.OVERVIEW: "its counts are shared by every view: counted in a test of its own below",
+    urls.FAILURES: "fleet-wide history reads, shared: tests/test_activity.py counts them",
+    urls.ACTIVITY: "fleet-wide history reads, shared: tests/test_activity.py counts them",
+    urls.SCHEMA: "shows the reflection webug holds: no statement",
+    urls.TAGS: "its counts are shared by every view: counted in a test of its own below",
+    urls.SCHEMA_REFRESH: "a POST that reflects the schema anew (tests/test_schema_refresh.py)",
+    urls.HEALTH: "a probe's own SELECT 1",
+    urls.METRICS: "reads no BMDB",
+    urls.API: "reads no BMDB",
+    urls.OPENAPI: "reads no BMDB",
+    urls.STATIC: "reads no BMDB",
+}
+
+
+def test_every_route_is_in_pages_or_says_why_not():
+    routes = url_module_paths()
+    in_pages = {route_of(path, routes) for path, _ in PAGES}
+    assert routes - in_pages - NOT_IN_PAGES.keys() == set()
+    assert in_pages & NOT_IN_PAGES.keys() == set()
 
 
 @pytest.fixture(scope="module")

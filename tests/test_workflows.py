@@ -1,6 +1,7 @@
 """Workflow eligibility on a real PostgreSQL: machines built in each state, their page's
 diagnosis, the list's workflow filters and facets, the overview, and the eligible
-counts against the upstream components' own selection (BMDB.md, "Workflows")."""
+counts against the upstream components' own selection (docs/workflows.md, "The upstream
+rules")."""
 
 from __future__ import annotations
 
@@ -320,8 +321,9 @@ def test_workflow_alone_lists_the_machines_it_applies_to(client):
 
 
 async def _upstream_eligible(conn: asyncpg.Connection, workflow: str) -> int:
-    """The upstream components' selection, written from BMDB.md's words: per provider
-    (one shepherd per provider), summed."""
+    """The upstream components' selection, written from docs/workflows.md's words ("The
+    upstream rules"), not from webug's definitions: per provider (one shepherd per
+    provider), summed."""
     shepherd = "('ShepherdAccess', 'ShepherdAgentStart', 'ShepherdRecovery')"
     per_provider = {
         "AgentStart": f"""

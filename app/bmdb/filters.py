@@ -390,8 +390,9 @@ def _label_equals(column: str, field: reflection.Field | None, label: str, where
 
     `column::text = $1` hides them: at 100k machines the planner guessed 2 rows for 56k
     and sorted them all (90 ms, not 1 ms). A label reflection knows is bound as that enum
-    type (`$1::provider`), so the planner estimates from the value (the session forces
-    custom plans for that, app/db.py); a label it does not know (an enum value added
+    type (`$1::provider`), so the planner estimates from the value (a filtered list runs
+    on connections that plan each run for its values: POSTGRESQL_PLAN_PER_VALUES in
+    app/bmdb/connection.py); a label it does not know (an enum value added
     since) is matched against the enum's labels at run time, matching nothing if there
     is none (a cast would fail on it).
     """

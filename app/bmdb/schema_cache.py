@@ -5,7 +5,7 @@ The task re-reflects every `interval` seconds, retrying failures with exponentia
 backoff, until the lifespan cancels it.
 
 Every reflection goes through `SchemaCache.refresh`, whoever asks (the task, the
-drift retry in app/resilience.py, "refresh now"): at most one runs at a time and
+drift retry in app/http/resilience.py, "refresh now"): at most one runs at a time and
 callers it answers share its result. "Refresh now" (`refresh_now`) reflects at most
 once per `min_interval`: a crowd of POSTs reflects once. The drift retry asks for a
 reflection that started after its failed query, which that interval never delays.

@@ -1,4 +1,4 @@
-"""Names of the BMDB's tables that webug relies on by name (see ../shared/BMDB.md).
+"""Names of the BMDB's tables that webug relies on by name (their schema: sql/migrations/).
 
 Tag tables are discovered by reflection; these are the ones whose meaning webug knows
 (filters, overview, the list's summary of a machine). Code that needs one checks that

@@ -1,9 +1,10 @@
 """Workflows: which component would pick a machine up, and what keeps it from doing so.
 
-The upstream components select the machines they work on with plain queries
-(../shared/BMDB.md, "Workflows"). Each workflow here is ONE definition, data rather than
-code (`WorkflowSpec`: required and absent tags, no work of some processes, no active
-backoff, an unfulfilled installation, a silent agent; more from WEBUG_WORKFLOWS).
+The upstream components select the machines they work on with plain queries (their
+rules, in words: docs/workflows.md, "The upstream rules"). Each workflow here is ONE
+definition, data rather than code (`WorkflowSpec`: required and absent tags, no work of
+some processes, no active backoff, an unfulfilled installation, a silent agent; more
+from WEBUG_WORKFLOWS).
 Compiled against the reflected schema, a definition becomes conditions, each a formula
 over probes of tables reflection knows (app/bmdb/formulas.py), and the same conditions
 give:
@@ -127,7 +128,8 @@ class WorkflowSpec(_Spec):
     )
 
 
-# The upstream components' rules as of schema version 1698288577 (BMDB.md, "Workflows").
+# The upstream components' rules as of schema version 1698288577 (docs/workflows.md, "The
+# upstream rules").
 BUILTIN: tuple[WorkflowSpec, ...] = (
     WorkflowSpec(
         name="AgentStart",

@@ -20,7 +20,7 @@ Every response, refusals and 500s included, carries the security headers: a
 Content-Security-Policy without inline script or eval (the same strict one on every
 path), nosniff, a referrer policy and no framing. Every one but /static's also has
 `Cache-Control: no-store` and `Vary: Accept, HX-Request`: one URL answers HTML, JSON and
-htmx fragments of BMDB data. A page's crash is app/main.py's error page, inside this
+htmx fragments of BMDB data. A page's crash is app/http/errors.py's error page, inside this
 middleware; a crash in a middleware is `last_resort_error`, which Starlette answers from
 outside every middleware, so it sets the headers itself.
 
@@ -335,7 +335,7 @@ async def last_resort_error(request: Request, exc: Exception) -> Response:
     """A crash in a middleware (this one included): Starlette's outermost layer answers
     with this, outside SecurityMiddleware, so the page carries the headers itself.
 
-    Errors of the pages are app/main.py's error page, inside this middleware. The
+    Errors of the pages are app/http/errors.py's error page, inside this middleware. The
     exception is logged by the server, which Starlette re-raises it to.
     """
     body, content_type = _standalone_page(
