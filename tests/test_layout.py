@@ -154,3 +154,21 @@ def test_no_page_url_is_spelled_outside_the_url_module():
             continue
         spelled = [s for s in _code_strings(path) if any(p.match(s) for p in spellings)]
         assert spelled == [], path
+
+
+MAX_HANDLER_LINES = 40
+
+
+def test_page_handlers_fit_on_a_screen():
+    """A handler parses its input, calls one loader, builds the page model and responds:
+    anything longer belongs in app/model or app/bmdb."""
+    long = []
+    for path in (APP / "pages").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            routed = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                isinstance(d, ast.Call) and getattr(d.func, "attr", "") in ("get", "post")
+                for d in node.decorator_list
+            )
+            if routed and node.end_lineno - node.lineno + 1 > MAX_HANDLER_LINES:
+                long.append(f"{path.name}:{node.name}")
+    assert long == []
