@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query, Request, Response
 
+from app.bmdb.counts import Counted
 from app.render import urls
 from app.render.templating import fingerprint
 
@@ -62,14 +63,27 @@ def parse_id(text: str, what: str, column: str) -> UUID:
 
 class PollTag:
     """The `HX-PTag` of a polled fragment: the view's parameters plus the md5 of its data,
-    which the BMDB computes. The statement is given the md5 the browser holds (when the
-    view is the same) and returns no document when it is unchanged: a 304 then."""
+    which the BMDB computes (and, for counts, the one the browser shows: `Counted`). The
+    statement is given the md5 the browser holds (when the view is the same) and returns
+    no document when it is unchanged: a 304 then.
+
+    Nothing in a tag depends on the process that made it (the view's fingerprint is a
+    digest of its repr, the schema's `layout_key` a digest too), so any worker or replica
+    answers a tag another one made."""
 
     def __init__(self, request: Request, *view: object) -> None:
         self.view = fingerprint(view)
-        held = request.headers.get("HX-PTag", "")
-        prefix, _, md5 = held.partition(".")
-        self.known: str | None = md5 if prefix == self.view and md5 else None
+        self.held = request.headers.get("HX-PTag", "")
+        prefix, _, rest = self.held.partition(".")
+        md5, _, stamp = rest.partition(".")
+        same_view = prefix == self.view and bool(md5)
+        self.known: str | None = md5 if same_view else None
+        # The count the browser shows (lists, the overview), when its view is this one.
+        self.counted: Counted | None = Counted.parse(stamp) if same_view and stamp else None
 
-    def of(self, md5: str) -> str:
-        return f"{self.view}.{md5}"
+    def of(self, md5: str, counted: Counted | None = None) -> str:
+        return f"{self.view}.{md5}" if counted is None else f"{self.view}.{md5}.{counted.stamp}"
+
+    def unchanged(self) -> Response:
+        """304: the browser keeps what it shows, and the tag it holds."""
+        return Response(status_code=304, headers={"HX-PTag": self.held})

@@ -17,12 +17,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ConfigDict, Field, computed_field
 
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
-from app.bmdb.counts import CountCache
+from app.bmdb.counts import CountCache, Counted, not_older
 from app.bmdb.filters import (
     NULL_STATUS,
     FilterError,
@@ -222,8 +222,8 @@ async def machine_list(
         kept_total = counts.fresh(("total", count_key))
     # HTML rows show a summary of each tag; the JSON twin carries every field.
     layout = bmdb.list_layout(schema, None if as_json else summary_fields)
-    total_view = kept_total[0] if kept_total is not None else None
-    tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, total_view)
+    tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key)
+    kept_total = not_older(kept_total, tag.counted)  # never older than the browser's
     doc = await bmdb.machine_list(
         reader,
         layout,
@@ -231,16 +231,16 @@ async def machine_list(
         after=cursor,
         limit=limit + 1,
         with_total=kept_total is None,
-        known_ptag=tag.known if kept_total is not None else None,
+        known_ptag=tag.known,
+        known_total=kept_total[0] if kept_total is not None else None,
         order=order,
         schema=schema,
         fleet=row_workflows,
     )
-    if doc.machines is None:  # unchanged: the browser keeps what it shows
-        return Response(status_code=304, headers={"HX-PTag": tag.of(doc.ptag)})
     if kept_total is None:
         kept_total = counts.store(("total", count_key), doc.total)
-        tag = PollTag(request, "list", filters, after, limit, poll, schema.layout_key, doc.total)
+    if doc.machines is None:  # unchanged, its total too: the browser keeps what it shows
+        return tag.unchanged()
     total, counted_at = kept_total
     rows = [ListRow(key, document, layout, row_workflows) for key, document in doc.machines]
     next_after = None
@@ -262,7 +262,7 @@ async def machine_list(
         failure=failure.info if failure else None,
     )
     template = "partials/machine_table.html" if fragment else "templates/machines.html"
-    ptag = tag.of(doc.ptag)
+    ptag = tag.of(doc.ptag, Counted.of(counted_at, total))
     rows_html = None if as_json else await machine_rows_html(page.rows, schema)
     return respond(
         request, template, page, reader=reader, headers={"HX-PTag": ptag},

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.bmdb import overview as bmdb
 from app.bmdb import tables
-from app.bmdb.counts import CountCache
+from app.bmdb.counts import CountCache, Counted
 from app.bmdb.filters import (
     HEARTBEAT_WINDOW,
     NULL_STATUS,
@@ -23,7 +23,7 @@ from app.bmdb.filters import (
 from app.bmdb.reflection import Schema
 from app.bmdb.workflows import APPLIES, Fleet
 from app.pages.activity import ActivityFields, activity_fields, read_activity
-from app.pages.common import Poll
+from app.pages.common import Poll, PollTag
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel
 from app.pages.workflow_status import fleet_of
@@ -230,6 +230,11 @@ async def overview_page(
         ("overview", schema.layout_key, schema.version),
         lambda: bmdb.fleet_counts(reader, schema, fleet),
     )
+    tag = PollTag(request, "overview", live, schema.layout_key)
+    # Unchanged, or a process whose counts are older than the browser's: it keeps its own.
+    if tag.known == counts.digest or (tag.counted and tag.counted.newer_than(counts.computed_at)):
+        return tag.unchanged()
+    ptag = tag.of(counts.digest, Counted.of(counts.computed_at))
     overview = build_overview(counts, schema, fleet)
     if json_requested(request):
         # A second statement when due: the activity is a shared history read with an
@@ -239,4 +244,7 @@ async def overview_page(
         overview = overview.model_copy(update=activity_fields(read, ttl))
     poll = Poll(live, urls.OVERVIEW_EVERY, (urls.OVERVIEW_EVERY,))
     template = "partials/overview_live.html" if is_htmx(request) else "templates/overview.html"
-    return respond(request, template, overview, reader=reader, poll=poll, count_ttl=cache.ttl)
+    return respond(
+        request, template, overview, reader=reader, headers={"HX-PTag": ptag}, poll=poll,
+        ptag=ptag, count_ttl=cache.ttl,
+    )  # fmt: skip

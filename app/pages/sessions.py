@@ -17,7 +17,7 @@ from pydantic import Field, computed_field
 from app.bmdb import sessions as bmdb
 from app.bmdb.connection import Reader
 from app.pages import csv_export
-from app.pages.common import PAGE_SIZES, ListPoll
+from app.pages.common import PAGE_SIZES, ListPoll, PollTag
 from app.pages.json_models import twin
 from app.pages.models import Model, PageModel, Session, Timestamp, seconds_until
 from app.render import urls
@@ -107,14 +107,18 @@ async def session_list(
     if request.query_params.get("format") == "csv":
         return _csv(request, reader, filters)
     fragment = is_htmx(request)
-    doc = await bmdb.session_list(
+    tag = PollTag(request, "sessions", filters, after, limit, poll)
+    md5, doc = await bmdb.session_list(
         reader,
         filters,
         after=after,
         limit=limit + 1,
         stale_limit=STALE_LIMIT,
         with_facets=not fragment,  # counted once per page view, never per poll
+        known_ptag=tag.known,
     )
+    if doc is None:
+        return tag.unchanged()
     sessions = [Session.model_validate(s) for s in doc["sessions"]]
     page = SessionListPage(
         sessions=sessions[:limit],
@@ -128,9 +132,10 @@ async def session_list(
         stale_work=doc["stale"],
     )
     template = "partials/session_table.html" if fragment else "templates/sessions.html"
+    ptag = tag.of(md5)
     return respond(
-        request, template, page, reader=reader, poll=poll, page_sizes=PAGE_SIZES,
-        csv_row_cap=request.app.state.settings.csv_row_cap,
+        request, template, page, reader=reader, headers={"HX-PTag": ptag}, poll=poll,
+        ptag=ptag, page_sizes=PAGE_SIZES, csv_row_cap=request.app.state.settings.csv_row_cap,
     )  # fmt: skip
 
 
