@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -169,3 +171,32 @@ def test_a_forged_count_stamp_reaches_no_one_else(fleet_dsn):
         # A stamp from the future beyond clock skew is not believed: its own count shows.
         future = a.get(FIRST_PAGE, headers={**HTMX, "HX-PTag": f"{view}.x.{at + 10**9}-5"})
         assert shown_total(future) == 10
+
+
+# --- connections ----------------------------------------------------------------------
+
+
+async def webug_connections(dsn: str) -> int:
+    """webug's sessions on this BMDB, as PostgreSQL sees them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'webug'"
+        )
+    finally:
+        await conn.close()
+
+
+def test_idle_connections_close_after_the_stated_time(fleet_dsn):
+    with webug_client(fleet_dsn, pool_idle_seconds=1.5) as client:
+        for path in ("/", "/overview", "/sessions", f"/machine/{mid(1)}"):
+            assert client.get(path).status_code == 200
+        assert run_sync(webug_connections(fleet_dsn)) >= 1
+        time.sleep(0.5)
+        assert run_sync(webug_connections(fleet_dsn)) >= 1  # kept for the next page
+        deadline = time.monotonic() + 5
+        while run_sync(webug_connections(fleet_dsn)) > 0:
+            assert time.monotonic() < deadline, "idle connections stayed open"
+            time.sleep(0.2)
+        assert client.get("/").status_code == 200  # and are opened again when needed
