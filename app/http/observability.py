@@ -99,7 +99,7 @@ QUERY_ERRORS = Counter(
     registry=METRICS,
 )
 
-# --- a process's own state, read at scrape time (`_process_families`) or, when workers
+# --- a process's own state, read at scrape time (`_pool_and_failures`) or, when workers
 # share a metrics directory, written to it (`_sample_process`): registered nowhere, the
 # directory's collector reads them from their files.
 SAMPLE_SECONDS = 2.0
