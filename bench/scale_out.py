@@ -387,8 +387,8 @@ def report(result: Soak, args: argparse.Namespace) -> bool:
 
 async def run(server_dsn: str, args: argparse.Namespace) -> bool:
     print(
-        f"machine: {os.cpu_count()} cores; {args.machines:,} machines; webug defaults but"
-        f" WEBUG_POOL_IDLE_SECONDS={args.idle:g}"
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f};"
+        f" {args.machines:,} machines; webug's defaults, WEBUG_POOL_IDLE_SECONDS={args.idle:g}"
     )
     database, dsn, _ = await bmdb.prepare(server_dsn, args.machines)
     try:
@@ -421,7 +421,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--watchers", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--machines", type=int, default=2000)
-    parser.add_argument("--idle", type=float, default=10, help="WEBUG_POOL_IDLE_SECONDS")
+    parser.add_argument("--idle", type=float, default=60, help="WEBUG_POOL_IDLE_SECONDS")
     parser.add_argument("--compare", action="store_true", help="one process first")
     args = parser.parse_args(argv)
     args.pool_max = 10  # WEBUG_POOL_MAX_SIZE's default: the bench leaves it
