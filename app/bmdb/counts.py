@@ -48,7 +48,10 @@ class Counted:
         match = _STAMP.fullmatch(stamp)
         if match is None:
             return None
-        at = datetime.fromtimestamp(int(match[1]) / 1000, UTC)
+        try:
+            at = datetime.fromtimestamp(int(match[1]) / 1000, UTC)
+        except (ValueError, OverflowError, OSError):  # past the year 9999
+            return None
         if at > datetime.now(UTC) + CLOCK_SKEW:
             return None
         return cls(at, int(match[2]) if match[2] is not None else None)
