@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         False, description="CockroachDB: strict reads instead of follower reads"
     )
     pool_max_size: int = Field(10, ge=1, le=200, description="max BMDB connections")
+    pool_idle_seconds: float = Field(
+        60.0, gt=0, le=86400, description="a pooled BMDB connection idle this long is closed"
+    )
     provider_console_urls: dict[str, str] = Field(
         default_factory=lambda: {
             "Equinix": "https://console.equinix.com/devices/{provider_id}/overview"

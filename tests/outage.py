@@ -86,8 +86,11 @@ class RestartablePostgres:
 
 
 @contextlib.contextmanager
-def serve_webug(dsn: str, log_path: Path, **env: str) -> Iterator[str]:
-    """webug in a uvicorn subprocess on 127.0.0.1; yields its base URL once it answers.
+def serve_webug(
+    dsn: str, log_path: Path, *uvicorn_args: str, **env: str
+) -> Iterator[str]:
+    """webug in a uvicorn subprocess on 127.0.0.1 (`uvicorn_args`: `--workers 2`, ...);
+    yields its base URL once it answers.
 
     It need not be healthy (the BMDB may be down on purpose): any HTTP answer will do.
     """
@@ -99,7 +102,7 @@ def serve_webug(dsn: str, log_path: Path, **env: str) -> Iterator[str]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--log-level", "warning"],
+            + ["--port", str(port), "--log-level", "warning", *uvicorn_args],
             cwd=REPO,
             env=environment,
             stdin=subprocess.DEVNULL,

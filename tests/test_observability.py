@@ -217,6 +217,10 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, Mes
         return exc.code, exc.read().decode(), exc.headers
 
 
+# The environment of a uvicorn under test: no metrics directory unless the test gives one.
+UNSHARED_ENV = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+
+
 def _serve(dsn: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
     port = free_port()
     log = (tmp_path / "server.log").open("w+")
@@ -224,7 +228,7 @@ def _serve(dsn: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = N
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
          "--port", str(port), *extra],
         cwd=ROOT,
-        env={**os.environ, "WEBUG_DSN": dsn, "WEBUG_LOG_FORMAT": "json", **(env or {})},
+        env={**UNSHARED_ENV, "WEBUG_DSN": dsn, "WEBUG_LOG_FORMAT": "json", **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -295,3 +299,52 @@ def test_several_workers_add_up_in_metrics(module_fleet_dsn, tmp_path):
     # 20 here plus the start-up polls, whichever worker answered each: all counted.
     assert healthz is not None and healthz >= 21
     assert len(list(multiproc.glob("*.db"))) >= 2  # both workers wrote their share
+
+
+def test_bare_workers_add_up_in_metrics_and_counters_never_go_back(module_fleet_dsn, tmp_path):
+    # `--workers 2` and nothing else: no PROMETHEUS_MULTIPROC_DIR.
+    proc, base, _ = _serve(
+        module_fleet_dsn, tmp_path, "--workers", "2", env={"WEBUG_POOL_MAX_SIZE": "3"}
+    )
+    both_pools = 2 * 2 * 3  # workers × pools × WEBUG_POOL_MAX_SIZE
+    healthz = {"method": "GET", "route": "/healthz", "status": "200"}
+    try:
+        deadline = time.monotonic() + 20
+        while value(_get(base + "/metrics")[1], "webug_db_pool_connections_max") != both_pools:
+            assert time.monotonic() < deadline, "the scrapes never saw both workers' pools"
+            time.sleep(0.2)
+        counts, sent = [], 0
+        for _ in range(15):  # each request on a new connection: either worker answers
+            for _ in range(3):
+                assert _get(base + "/healthz")[0] == 200
+                sent += 1
+            _, text, _ = _get(base + "/metrics")
+            assert value(text, "webug_db_pool_connections_max") == both_pools
+            counts.append(value(text, "webug_http_request_duration_seconds_count", **healthz))
+    finally:
+        _stop(proc)
+    assert counts == sorted(counts), counts  # never back, whichever worker answered
+    assert counts[-1] - counts[0] == sent - 3  # every request of every worker, once
+
+
+def test_one_process_at_a_time_is_the_collector(tmp_path):
+    take = (
+        "import sys, time; from app.http import worker_metrics as w;"
+        " print(w.is_collector(), flush=True); time.sleep(float(sys.argv[1]))"
+    )
+    env = {**UNSHARED_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def start(hold: float) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", take, str(hold)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+
+    first = start(30)
+    assert first.stdout.readline().strip() == "True"
+    second = start(0)
+    assert second.communicate(timeout=30)[0].strip() == "False"
+    first.kill()
+    first.wait()
+    third = start(0)  # the holder is gone: its lock with it
+    assert third.communicate(timeout=30)[0].strip() == "True"

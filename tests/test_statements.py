@@ -107,6 +107,7 @@ def test_an_unchanged_poll_is_one_statement_and_a_304_without_a_body(proxied):
     for path in (
         f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/", f"/watch?ids={mid(2)},0000000",
         "/?stuck=1", "/work", "/backoffs?state=all", "/tags/Provided?sort=provider_location",
+        "/sessions?state=expired",
     ):
         first = client.get(path, headers=HTMX)
         ptag = first.headers["HX-PTag"]

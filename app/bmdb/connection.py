@@ -223,6 +223,8 @@ class Database:
                 "standard_conforming_strings": "on",
             },
             timeout=10,
+            # Connections a burst opened go back to the BMDB once it is over.
+            max_inactive_connection_lifetime=self._settings.pool_idle_seconds,
             init=lambda conn: self._init_connection(conn, plan_per_values=plan_per_values),
             reset=_end_transaction,
         )

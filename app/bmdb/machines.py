@@ -180,14 +180,19 @@ def list_statement(
     limit: int,
     with_total: bool,
     known_ptag: str | None,
+    known_total: int | None = None,
     order: Order = ID_ORDER,
     schema: Schema | None = None,
     fleet: Fleet | None = None,
 ) -> tuple[str, list[object]]:
     """One keyset page of filtered machines in `order` (by ID unless given; `schema` is
     needed for the heartbeat order), each as [md5 of its document, document, its sort
-    key's text]; with the count of all filtered machines when `with_total`; with the
-    conditions of `fleet`'s workflows in each document when given.
+    key's text]; with the conditions of `fleet`'s workflows in each document when given.
+
+    The page's total is the count of all filtered machines when `with_total`, else
+    `known_total` (a count kept from before, or NULL). Either way it is part of the
+    document, so its md5 depends on the rows and the total shown, never on which process
+    counted when: retaking a count that did not change keeps the poll a 304.
 
     `after` (a UUID: a machine ID in ID order) changes the SQL rather than being a
     `$n IS NULL OR` condition, so the plan is the same for every value.
@@ -196,22 +201,25 @@ def list_statement(
         after = Cursor(None, after)
     params = where.copy()
     page = order.page_sql(schema, params, after, limit)
-    total = f"(SELECT count(*) FROM machines m WHERE {where.sql})" if with_total else "NULL"
-    document = (
-        "SELECT json_build_object("
-        "'machines', coalesce(json_agg(json_build_array(md5(r.doc::text), r.doc, r.sort_key)"
-        " ORDER BY r.pos), '[]'::json),"
-        f" 'total', {total}) AS doc"
-        f" FROM ({page_documents(layout, page, fleet, params)}) r"
+    total = (
+        f"(SELECT count(*) FROM machines m WHERE {where.sql})"
+        if with_total
+        else f"{params.param(known_total)}::bigint"
     )
-    return polled(document, f"{params.param(known_ptag)}::text"), params.params
+    document = (
+        "SELECT json_build_object('machines', p.machines, 'total', c.total) AS doc, c.total"
+        f" FROM (SELECT {total} AS total) c, (SELECT coalesce(json_agg(json_build_array("
+        "md5(r.doc::text), r.doc, r.sort_key) ORDER BY r.pos), '[]'::json) AS machines"
+        f" FROM ({page_documents(layout, page, fleet, params)}) r) p"
+    )
+    return polled(document, f"{params.param(known_ptag)}::text", "total"), params.params
 
 
 @dataclass
 class ListDocument:
     ptag: str  # md5 of the page's document
     machines: list[tuple[str, dict]] | None  # (md5, document) per machine; None: unchanged
-    total: int | None  # when asked for
+    total: int | None  # counted (`with_total`), or the known total given
     sort_keys: list[str | None] | None = None  # per machine: its sort key's text (cursors)
 
 
@@ -224,23 +232,24 @@ async def machine_list(
     limit: int,
     with_total: bool,
     known_ptag: str | None = None,
+    known_total: int | None = None,
     order: Order = ID_ORDER,
     schema: Schema | None = None,
     fleet: Fleet | None = None,
 ) -> ListDocument:
     sql, params = list_statement(
         layout, where, after=after, limit=limit, with_total=with_total, known_ptag=known_ptag,
-        order=order, schema=schema, fleet=fleet,
+        known_total=known_total, order=order, schema=schema, fleet=fleet,
     )  # fmt: skip
     # Planned for its filters' values when it has some (app/bmdb/connection.py).
     row = await reader.fetchrow(sql, *params, plan_per_values=bool(where.params))
     if row["doc"] is None:
-        return ListDocument(row["ptag"], None, None)
+        return ListDocument(row["ptag"], None, row["total"])
     # Megabytes for a page of thousands: decoded a slice at a time (app/slices.py).
     doc = await loads_in_slices(row["doc"], "machines")
     rows = doc["machines"]
     return ListDocument(
-        row["ptag"], [(md5, d) for md5, d, _ in rows], doc["total"], [k for _, _, k in rows]
+        row["ptag"], [(md5, d) for md5, d, _ in rows], row["total"], [k for _, _, k in rows]
     )
 
 

@@ -19,6 +19,8 @@ Cost, per query (PostgreSQL plans; CockroachDB's are alike):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -75,6 +77,7 @@ class FleetCounts:
     # known workflow -> state -> machines (app/bmdb/workflows.py), and the stuck machines
     workflows: dict[str, dict[str, int]] = field(default_factory=dict)
     stuck: int = 0
+    digest: str = ""  # of every count (not of `computed_at`): equal counts, equal digest
 
 
 async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = None) -> FleetCounts:
@@ -146,6 +149,8 @@ async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = Non
         )
     sql = f"SELECT json_build_object({', '.join(parts)}) AS doc"
     doc = reader.parse(await reader.fetchval(sql, *params.params))
+    counted = {key: value for key, value in doc.items() if key != "now"}
+    digest = hashlib.md5(json.dumps(counted, sort_keys=True).encode()).hexdigest()
     tag_counts = unchunk(doc["tags"], len(schema.tag_types))
     counts = FleetCounts(
         computed_at=parse_timestamp(doc["now"]),
@@ -155,6 +160,7 @@ async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = Non
         stale_work_machines=doc["stale_work"],
         backoffs=dict(doc["backoffs"]),
         sessions=[ComponentSessions(*row) for row in doc["sessions"]],
+        digest=digest,
     )
     counts.workflows, counts.stuck = decode_counts(fleet, doc["workflows"])
     if "provided" in doc:

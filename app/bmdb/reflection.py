@@ -6,6 +6,7 @@ its other columns are the tag's fields. A migration may add one to a running BMD
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -136,9 +137,11 @@ class Schema:
             return value
 
     @cached_property
-    def layout_key(self) -> int:
-        """Changes when the reflected tag types do: a key for HTML rendered from them."""
-        return hash(self.tag_types)
+    def layout_key(self) -> str:
+        """Changes when the reflected tag types do: a key for HTML rendered from them, and
+        part of poll tags. A digest of their names and types, the same in every process
+        (`hash()` of strings is salted per process: workers and replicas would disagree)."""
+        return hashlib.blake2b(repr(self.tag_types).encode(), digest_size=8).hexdigest()
 
     def tag(self, name_or_table: str) -> TagType | None:
         return next(

@@ -86,9 +86,10 @@ def list_statement(
     stale_limit: int,
     with_facets: bool,
 ) -> tuple[str, list[object]]:
-    """A keyset page of sessions by ID with their held work counts, their total, the
-    stale work (longest-expired first, bounded, with its count) and, for a full page, the
-    state tabs' counts and every component's sessions and work."""
+    """A keyset page of sessions by ID with their held work counts, their total and the
+    stale work (longest-expired first, bounded, with its count): the `doc` a poll
+    compares; and `facets`: for a full page, the state tabs' counts and every
+    component's sessions and work."""
     params = SqlWhere()
     page = _page(filters, params, after, limit)
     where = filters.where(params)
@@ -129,8 +130,8 @@ def list_statement(
         " WHERE s.session_deadline <= now()"
         f" AND ({component}::text IS NULL OR s.session_component_name = {component})"
         " ORDER BY s.session_deadline, w.machine_id, w.process"
-        f" LIMIT {params.param(stale_limit)}) x),"
-        f" {facets}) AS doc"
+        f" LIMIT {params.param(stale_limit)}) x)) AS doc,"
+        f" json_build_object({facets}) AS facets"
     )
     return sql, params.params
 
@@ -143,11 +144,17 @@ async def session_list(
     limit: int,
     stale_limit: int,
     with_facets: bool,
-) -> dict:
+    known_ptag: str | None = None,
+) -> tuple[str, dict | None]:
+    """(md5 of the page's sessions and stale work, the page's document with its facets
+    unless that md5 is `known_ptag`)."""
     sql, params = list_statement(
         filters, after=after, limit=limit, stale_limit=stale_limit, with_facets=with_facets
     )
-    return reader.parse(await reader.fetchval(sql, *params))
+    params.append(known_ptag)
+    row = await reader.fetchrow(polled(sql, f"${len(params)}::text", "facets"), *params)
+    doc = reader.parse(row["doc"])
+    return row["ptag"], None if doc is None else doc | reader.parse(row["facets"])
 
 
 LIVE_DOCUMENT = (

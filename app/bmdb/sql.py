@@ -25,10 +25,11 @@ def unchunk(values: list, count: int) -> list:
     return [v for chunk in unchunk(values, size) for v in chunk]
 
 
-def polled(document_sql: str, ptag_param: str) -> str:
-    """`document_sql` (one row, one column `doc`) with the md5 of its document; the
-    document itself only when the md5 differs from `ptag_param`, the one the client holds:
-    a poll whose data is unchanged costs one small statement and no transfer.
+def polled(document_sql: str, ptag_param: str, *passed: str) -> str:
+    """`document_sql` (one row, column `doc`) with the md5 of its document; the document
+    itself only when the md5 differs from `ptag_param`, the one the client holds: a poll
+    whose data is unchanged costs one small statement and no transfer. `passed`: other
+    columns of `document_sql`, returned either way.
 
     Each OFFSET 0 keeps a subquery of its own, computed once: pulled up into the SELECT
     above it, the document's expression would be computed for each use of `doc`, and the
@@ -36,7 +37,9 @@ def polled(document_sql: str, ptag_param: str) -> str:
     return (
         "SELECT hashed.ptag,"
         f" CASE WHEN hashed.ptag IS DISTINCT FROM {ptag_param} THEN hashed.doc END AS doc"
-        " FROM (SELECT md5(page.doc::text) AS ptag, page.doc"
+        f"{''.join(f', hashed.{c}' for c in passed)}"
+        f" FROM (SELECT md5(page.doc::text) AS ptag, page.doc"
+        f"{''.join(f', page.{c}' for c in passed)}"
         f" FROM ({document_sql} OFFSET 0) page OFFSET 0) hashed"
     )
 

@@ -21,10 +21,13 @@ raw path, so one series per page rather than per machine); write one access log 
   when every pool connection is lent out (a busy pool is not an unreachable BMDB): then
   nothing changes, and the age says how old the evidence is.
 
-Several uvicorn workers (WEBUG_WORKERS > 1): each is its own process with its own pool.
-With PROMETHEUS_MULTIPROC_DIR set (the container image does it when it starts more than
-one worker) the histograms and counters add up over all workers; the gauges read at
-scrape time describe the worker that answered the scrape.
+Several uvicorn workers (`--workers N`): each is its own process with its own pools, and
+a scrape reaches one of them. They share a metrics directory (PROMETHEUS_MULTIPROC_DIR,
+set for them when unset: app/http/worker_metrics.py), so every scrape reports the sum
+over the workers: histograms and counters as they happen, and each worker's pool gauges
+and refresh failures, which it writes there every SAMPLE_SECONDS (and the scraped one at
+the scrape). The schema and reachability gauges describe the BMDB as the worker that
+answered sees it.
 
 Logs: WEBUG_LOG_FORMAT=json makes every log line (webug's, uvicorn's) one JSON object
 with `ts`, `level`, `logger`, `msg`, the `request_id` of the request it belongs to and
@@ -39,7 +42,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -51,7 +53,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.datastructures import MutableHeaders
@@ -59,6 +61,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bmdb import connection as db_module
 from app.config import Settings
+from app.http import worker_metrics
 from app.render import urls
 
 access_log = logging.getLogger("webug.access")
@@ -96,6 +99,25 @@ QUERY_ERRORS = Counter(
     registry=METRICS,
 )
 
+# --- a process's own state, read at scrape time (`_pool_and_failures`) or, when workers
+# share a metrics directory, written to it (`_sample_process`): registered nowhere, the
+# directory's collector reads them from their files.
+SAMPLE_SECONDS = 2.0
+POOL_GAUGES = {
+    "in_use": "BMDB connections lent to requests",
+    "open": "BMDB connections open (in use or idle)",
+    "max": "BMDB connection pool maximum (WEBUG_POOL_MAX_SIZE)",
+}
+SHARED_POOL_GAUGES = {
+    name: Gauge(f"webug_db_pool_connections_{name}", text, registry=None,
+                multiprocess_mode="livesum")
+    for name, text in POOL_GAUGES.items()
+}  # fmt: skip
+REFRESH_FAILURES_TEXT = "schema reflections that failed (each retry counts)"
+SHARED_REFRESH_FAILURES = Counter(
+    "webug_schema_refresh_failures", REFRESH_FAILURES_TEXT, registry=None
+)
+
 
 @dataclass
 class Reachability:
@@ -117,6 +139,7 @@ class AppObservability:
 
     app: FastAPI
     reachability: Reachability = field(default_factory=Reachability)
+    failures_written: int = 0  # refresh failures already added to SHARED_REFRESH_FAILURES
 
 
 _current: ContextVar[AppObservability | None] = ContextVar("webug_observability", default=None)
@@ -134,23 +157,48 @@ def _on_query(seconds: float, error: BaseException | None) -> None:
         obs.reachability.saw(not isinstance(error, db_module.DB_UNAVAILABLE))
 
 
-class _ScrapeTimeCollector:
-    """Gauges read from the application's state when /metrics is scraped."""
+def _pool_and_failures(obs: AppObservability) -> tuple[dict[str, int], int]:
+    """This process's pool gauges and schema refresh failures."""
+    state = obs.app.state
+    database = getattr(state, "db", None)
+    stats = database.pool_stats() if database is not None else (0, 0, 0)
+    cache = getattr(state, "schema_cache", None)
+    return dict(zip(POOL_GAUGES, stats, strict=True)), cache.failures if cache else 0
 
-    def __init__(self, obs: AppObservability) -> None:
+
+def _sample_process(obs: AppObservability) -> None:
+    """This worker's share of the pool gauges and refresh failures, into its metric files."""
+    pool, failures = _pool_and_failures(obs)
+    for name, value in pool.items():
+        SHARED_POOL_GAUGES[name].set(value)
+    if failures > obs.failures_written:
+        SHARED_REFRESH_FAILURES.inc(failures - obs.failures_written)
+        obs.failures_written = failures
+
+
+class _ScrapeTimeCollector:
+    """Gauges read from the application's state when /metrics is scraped: all of them
+    for a process alone; with workers sharing a metrics directory, those about the BMDB
+    (the pools' and the failures' sums come from the directory)."""
+
+    def __init__(self, obs: AppObservability, *, per_process: bool) -> None:
         self.obs = obs
+        self.per_process = per_process
 
     def collect(self):
-        state = self.obs.app.state
-        database = getattr(state, "db", None)
-        in_use, open_, max_ = database.pool_stats() if database is not None else (0, 0, 0)
-        for name, value, text in (
-            ("in_use", in_use, "BMDB connections lent to requests"),
-            ("open", open_, "BMDB connections open (in use or idle)"),
-            ("max", max_, "BMDB connection pool maximum (WEBUG_POOL_MAX_SIZE)"),
-        ):
-            yield GaugeMetricFamily(f"webug_db_pool_connections_{name}", text, value=value)
+        if self.per_process:
+            pool, failures = _pool_and_failures(self.obs)
+            for name, value in pool.items():
+                yield GaugeMetricFamily(
+                    f"webug_db_pool_connections_{name}", POOL_GAUGES[name], value=value
+                )
+            yield CounterMetricFamily(
+                "webug_schema_refresh_failures", REFRESH_FAILURES_TEXT, value=failures
+            )
+        yield from self._bmdb_families()
 
+    def _bmdb_families(self):
+        state = self.obs.app.state
         cache = getattr(state, "schema_cache", None)
         loaded = cache is not None and cache.loaded
         yield GaugeMetricFamily(
@@ -168,11 +216,6 @@ class _ScrapeTimeCollector:
             yield GaugeMetricFamily(
                 "webug_schema_tag_types", "tag tables found", value=len(schema.tag_types)
             )
-        yield CounterMetricFamily(
-            "webug_schema_refresh_failures",
-            "schema reflections that failed (each retry counts)",
-            value=cache.failures if cache is not None else 0,
-        )
 
         seen = self.obs.reachability
         if seen.reachable is not None:
@@ -431,24 +474,54 @@ def install_observability(app: FastAPI, settings: Settings) -> None:
     db_module.query_hook = _on_query
     obs = AppObservability(app)
     app.state.observability = obs
+    shared_dir = worker_metrics.metrics_dir()
     scrape_time = CollectorRegistry(auto_describe=False)
-    scrape_time.register(_ScrapeTimeCollector(obs))
+    scrape_time.register(_ScrapeTimeCollector(obs, per_process=shared_dir is None))
 
     async def metrics(request: Request) -> Response:
         await _check_reachable(obs)
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        if shared_dir is not None:
             from prometheus_client import multiprocess
 
+            _sample_process(obs)
+            worker_metrics.forget_dead_workers()
             fed = CollectorRegistry()
-            multiprocess.MultiProcessCollector(fed)
+            multiprocess.MultiProcessCollector(fed, shared_dir)
         else:
             fed = METRICS
         body = generate_latest(fed) + generate_latest(scrape_time)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route(urls.METRICS, metrics, methods=["GET"], include_in_schema=False)
+    if shared_dir is not None:
+        _sample_while_serving(app, obs)
     # Added last, so outermost: it times and tags everything the other middleware does.
     app.add_middleware(ObservabilityMiddleware, obs=obs)
+
+
+def _sample_while_serving(app: FastAPI, obs: AppObservability) -> None:
+    """Around the app's lifespan: this worker writes its share every SAMPLE_SECONDS (the
+    others' scrapes read it), and takes it back when it ends."""
+    serving = app.router.lifespan_context
+
+    async def sample_forever() -> None:
+        while True:
+            _sample_process(obs)
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with serving(app) as state:
+            sampler = asyncio.create_task(sample_forever(), name="worker-metrics")
+            try:
+                yield state
+            finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+                worker_metrics.leaving()
+
+    app.router.lifespan_context = lifespan
 
 
 async def _check_reachable(obs: AppObservability) -> None:

@@ -17,7 +17,7 @@ from fastapi import HTTPException
 
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
-from app.bmdb.counts import CountCache
+from app.bmdb.counts import CountCache, Counted, not_older
 from app.bmdb.filters import NULL_STATUS, FilterError, MachineFilters, SqlWhere, build_where
 from app.bmdb.history_reads import HistoryReads
 from app.bmdb.ordering import Cursor, Order
@@ -149,29 +149,26 @@ async def read_list(
     # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
     # as light as it is (a dozen probes per machine saved).
     row_fleet = fleet if view.filters.workflow or view.filters.stuck else None
-    tag = _list_tag(poll, view, schema, kept[0] if kept else None)
+    tag = PollTag(poll, "list", view.filters, view.after, view.limit, schema.layout_key)
+    kept = not_older(kept, tag.counted)  # never older than what the browser shows
     doc = await bmdb.machine_list(
-        reader, layout, view.where, after=view.cursor,
-        limit=view.limit + 1, with_total=kept is None,
-        known_ptag=tag.known if kept is not None else None, order=view.order, schema=schema,
+        reader, layout, view.where, after=view.cursor, limit=view.limit + 1,
+        with_total=kept is None, known_ptag=tag.known,
+        known_total=kept[0] if kept is not None else None, order=view.order, schema=schema,
         fleet=row_fleet,
     )  # fmt: skip
-    if doc.machines is None:  # unchanged: the browser keeps what it shows
-        return ListRead(None, tag.of(doc.ptag))
     if kept is None:
         kept = counts.store(("total", count_key), doc.total)
-        tag = _list_tag(poll, view, schema, doc.total)
+    if doc.machines is None:  # unchanged, its total too: the browser keeps what it shows
+        return ListRead(None, tag.held)
     shown = doc.machines[: view.limit]
     machines = await map_in_slices(lambda m: _machine(m[1], layout, m[0], row_fleet), shown)
     next_after = None
     if len(doc.machines) > view.limit:
         last = doc.machines[view.limit - 1][1]["machine_id"]
         next_after = view.order.token(doc.sort_keys[view.limit - 1], last)
-    return ListRead(machines, tag.of(doc.ptag), kept[0], kept[1], facets, next_after)
-
-
-def _list_tag(poll: Poll, view: ListView, schema: Schema, total: int | None) -> PollTag:
-    return PollTag(poll, "list", view.filters, view.after, view.limit, schema.layout_key, total)
+    ptag = tag.of(doc.ptag, Counted.of(kept[1], kept[0]))
+    return ListRead(machines, ptag, kept[0], kept[1], facets, next_after)
 
 
 def _machine(document: dict, layout: bmdb.MachineLayout, key: str, fleet: Fleet | None) -> Machine:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.bmdb import overview as bmdb
 from app.bmdb import tables
+from app.bmdb.counts import Counted
 from app.bmdb.filters import (
     HEARTBEAT_WINDOW,
     NULL_STATUS,
@@ -24,7 +25,7 @@ from app.bmdb.workflows import APPLIES, Fleet
 from app.deps import Counts, CurrentSchema, HistoryCache, PageReader, Workflows
 from app.model.activity import ActivityFields, activity_fields, read_activity
 from app.model.entities import Model, PageModel
-from app.model.polling import Poll
+from app.model.polling import Poll, PollTag
 from app.model.twin import twin
 from app.render import urls
 from app.render.formatting import duration
@@ -230,12 +231,20 @@ async def overview_page(
         ("overview", schema.layout_key, schema.version),
         lambda: bmdb.fleet_counts(reader, schema, fleet),
     )
+    poll = Poll(live, urls.OVERVIEW_EVERY, (urls.OVERVIEW_EVERY,), request.headers.get("HX-PTag"))
+    tag = PollTag(poll, "overview", schema.layout_key)
+    # Unchanged, or a process whose counts are older than the browser's: it keeps its own.
+    if tag.known == counts.digest or (tag.counted and tag.counted.newer_than(counts.computed_at)):
+        return tag.unchanged()
+    ptag = tag.of(counts.digest, Counted.of(counts.computed_at))
     overview = build_overview(counts, schema, fleet)
     if json_requested(request):
         # A second statement when due: the activity is a shared history read with an
         # interval and a budget of its own (app/bmdb/history_reads.py).
         read = await read_activity(reads, reader)
         overview = overview.model_copy(update=activity_fields(read, reads.ttl))
-    poll = Poll(live, urls.OVERVIEW_EVERY, (urls.OVERVIEW_EVERY,))
     template = "partials/overview_live.html" if is_htmx(request) else "templates/overview.html"
-    return respond(request, template, overview, reader=reader, poll=poll, count_ttl=cache.ttl)
+    return respond(
+        request, template, overview, reader=reader, headers={"HX-PTag": ptag}, poll=poll,
+        ptag=ptag, count_ttl=cache.ttl,
+    )  # fmt: skip

@@ -15,11 +15,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field, computed_field
 
 from app.bmdb import sessions as bmdb
-from app.bmdb.connection import Reader
 from app.deps import AppSettings, ListPoll, PageReader
 from app.model import csv_export
 from app.model.entities import Model, PageModel, Session, Timestamp, seconds_until
-from app.model.polling import PAGE_SIZES
+from app.model.polling import PAGE_SIZES, PollTag
 from app.model.twin import twin
 from app.render import urls
 from app.render.templating import is_htmx, respond
@@ -107,46 +106,26 @@ async def session_list(
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = urls.SESSIONS_LIMIT,
 ):
     if request.query_params.get("format") == "csv":
-        return _csv(reader, filters, settings.csv_row_cap)
+        return csv_export.sessions_csv(reader, filters, settings.csv_row_cap)
     fragment = is_htmx(request)
-    doc = await bmdb.session_list(
-        reader,
-        filters,
-        after=after,
-        limit=limit + 1,
-        stale_limit=STALE_LIMIT,
+    tag = PollTag(poll, "sessions", filters, after, limit)
+    md5, doc = await bmdb.session_list(
+        reader, filters, after=after, limit=limit + 1, stale_limit=STALE_LIMIT,
         with_facets=not fragment,  # counted once per page view, never per poll
-    )
+        known_ptag=tag.known,
+    )  # fmt: skip
+    if doc is None:
+        return tag.unchanged()
     sessions = [Session.model_validate(s) for s in doc["sessions"]]
     page = SessionListPage(
-        sessions=sessions[:limit],
-        total=doc["total"],
-        limit=limit,
-        after=after,
+        sessions=sessions[:limit], total=doc["total"], limit=limit, after=after,
         next_after=sessions[limit - 1].session_id if len(sessions) > limit else None,
-        view=filters,
-        states=doc["states"] or {},
-        components=doc["components"],
+        view=filters, states=doc["states"] or {}, components=doc["components"],
         stale_work=doc["stale"],
-    )
-    template = "partials/session_table.html" if fragment else "templates/sessions.html"
-    return respond(
-        request, template, page, reader=reader, poll=poll, page_sizes=PAGE_SIZES,
-        csv_row_cap=settings.csv_row_cap,
     )  # fmt: skip
-
-
-def _csv(reader: Reader, filters: bmdb.SessionFilters, cap: int):
-    """Every session of the filter by ID, up to the row cap, as a streamed CSV: keyset
-    pages of csv_export.PAGE_ROWS sessions, one statement each."""
-
-    async def read(after: UUID | None, size: int) -> tuple[list[list[object]], UUID | None]:
-        docs = await bmdb.session_page(Reader(reader.db), filters, after=after, limit=size)
-        sessions = [Session.model_validate(d) for d in docs]
-        last = sessions[-1].session_id if sessions else None
-        return [csv_export.session_row(s) for s in sessions], last
-
-    return csv_export.stream(
-        csv_export.SESSION_HEADER, read, cap,
-        "webug-sessions.csv",
+    ptag = tag.of(md5)
+    return respond(
+        request, "partials/session_table.html" if fragment else "templates/sessions.html", page,
+        reader=reader, headers={"HX-PTag": ptag}, poll=poll, ptag=ptag, page_sizes=PAGE_SIZES,
+        csv_row_cap=settings.csv_row_cap,
     )  # fmt: skip
