@@ -117,6 +117,10 @@ class AppObservability:
 
     app: FastAPI
     reachability: Reachability = field(default_factory=Reachability)
+    # Collectors read when /metrics is scraped (app/fleet/collector.py adds the fleet's).
+    scrape_time: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=False)
+    )
 
 
 _current: ContextVar[AppObservability | None] = ContextVar("webug_observability", default=None)
@@ -431,7 +435,7 @@ def install_observability(app: FastAPI, settings: Settings) -> None:
     db_module.query_hook = _on_query
     obs = AppObservability(app)
     app.state.observability = obs
-    scrape_time = CollectorRegistry(auto_describe=False)
+    scrape_time = obs.scrape_time
     scrape_time.register(_ScrapeTimeCollector(obs))
 
     async def metrics(request: Request) -> Response:
