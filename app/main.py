@@ -31,6 +31,7 @@ from app.pages import (
     activity,
     api_page,
     failures,
+    forecast,
     health,
     machine,
     machines,
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(overview.router)
     app.include_router(failures.router)
     app.include_router(activity.router)
+    app.include_router(forecast.router)
     app.include_router(api_page.router)
     install_error_pages(app)
     install_resilience(app, app.state.settings)
