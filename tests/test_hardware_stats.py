@@ -5,8 +5,11 @@ skipped as upstream skipped them."""
 
 from __future__ import annotations
 
+import pytest
+
+from app.bmdb import fleet_stats
 from app.demo import protobuf_wire as pw
-from app.fleet.hardware import hardware_stats
+from app.fleet.hardware import HardwareStats, add_reports
 from tests.fleet import machines_sql, mid
 from tests.support import webug_client
 from tests.test_fleet_stats import collected
@@ -68,9 +71,13 @@ FLEET = [
 ]  # fmt: skip
 
 
-def test_regions_sum_the_reports_and_skip_what_upstream_skipped(migrated_db_dsn):
+@pytest.mark.parametrize("page", [fleet_stats.HARDWARE_PAGE, 2, 3])  # pages: 1, 5 (the last
+def test_regions_sum_the_reports_and_skip_what_upstream_skipped(  # empty) and 3 (the last
+    migrated_db_dsn, monkeypatch, page  # not full): 8 reports of provided machines
+):
     from tests.support import execute, run_sync
 
+    monkeypatch.setattr(fleet_stats, "HARDWARE_PAGE", page)
     run_sync(execute(migrated_db_dsn, *FLEET))
     with webug_client(migrated_db_dsn, fleet_stats_seconds=3600) as client:
         found = collected(client)
@@ -85,4 +92,4 @@ def test_regions_sum_the_reports_and_skip_what_upstream_skipped(migrated_db_dsn)
 
 def test_the_decode_lets_other_tasks_run_between_reports(every_item_a_slice):  # noqa: F811
     rows = [("Equinix", "fr5", report(GIB, cpu(2)))] * 100
-    assert _loop_turns_during(lambda: hardware_stats(rows)) >= 99
+    assert _loop_turns_during(lambda: add_reports(HardwareStats(), rows)) >= 99

@@ -1,11 +1,11 @@
 """Fleet statistics for /metrics (app/fleet/): upstream's `bmdb_stats_*` counts and webug's
-own, in one statement; the hardware reports, which only webug can decode, in a second.
+own, in one statement; the hardware reports, which only webug can decode, in pages.
 
-Two statements, not one and not one per gauge: everything the database can count comes in
-one JSON document (one snapshot, as upstream took its counts in one transaction); the
-hardware reports are a row of bytes per machine that webug parses as protobuf, so they
-come as rows (the same bytes inside the JSON document would be base64 text, decoded in
-one piece).
+Everything the database can count comes in one JSON document (one snapshot, as upstream
+took its counts in one transaction), not a statement per gauge. The hardware reports are
+a row of bytes per machine that webug parses as protobuf: they come as rows, in machine ID
+order as upstream read them, HARDWARE_PAGE per statement, so that webug never holds more
+than a page of them (inside the JSON document they would be base64 text, all at once).
 
 The document's parts:
 - `groups`: every machine grouped by, per workflow (the app's, then upstream's two
@@ -253,10 +253,16 @@ def _blocker(
 
 # --- hardware reports -------------------------------------------------------------------
 
+# Reports per statement. Upstream read them in machine ID order, page by page; so does
+# webug: at most this many rows are held at once (each ~0.6 KB in the demo; all of them
+# at 100k machines were 39 MB, whose Records a garbage collection then walked for 100 ms).
+HARDWARE_PAGE = 10_000
 
-def hardware_statement(schema: Schema) -> str | None:
-    """Provider, location and report of every provided machine with a hardware report;
-    None when this BMDB lacks one of the columns."""
+
+def hardware_statement(schema: Schema, *, first: bool) -> str | None:
+    """A page of (machine_id, provider, location, report) of provided machines with a
+    hardware report, in machine ID order: the first, or those after machine `$1`. None
+    when this BMDB lacks one of the columns."""
     report = "machine_hardware_report"
     if not (
         schema.has_field(tables.PROVIDED, "provider")
@@ -264,9 +270,10 @@ def hardware_statement(schema: Schema) -> str | None:
         and schema.has_field(report, "hardware_report_raw")
     ):
         return None
-    # No ORDER BY: upstream read them in machine ID order, but sums do not depend on it.
     return (
-        "SELECT p.provider::text AS provider, p.provider_location AS location,"
+        "SELECT p.machine_id, p.provider::text AS provider, p.provider_location AS location,"
         f" h.hardware_report_raw AS raw FROM {tables.PROVIDED} p"
         f" JOIN {report} h ON h.machine_id = p.machine_id"
+        f"{'' if first else ' WHERE p.machine_id > $1'}"
+        f" ORDER BY p.machine_id LIMIT {HARDWARE_PAGE}"
     )

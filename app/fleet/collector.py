@@ -1,12 +1,13 @@
 """The fleet gauges' background collection, and their place on /metrics.
 
 Every WEBUG_FLEET_STATS_SECONDS (default 60, like upstream's exporter) the process that
-holds the host's lock (app/fleet/host_share.py) runs the two statements of
+holds the host's lock (app/fleet/host_share.py) runs the statements of
 app/bmdb/fleet_stats.py on a connection of its own (one, under WEBUG_HISTORY_TIMEOUT_MS,
-as the other fleet-wide reads), decodes the hardware reports a slice at a time and keeps
-the gauges. A scrape never queries: it answers with the last values at once (the
-holder's own, or the holder's file in the other processes), and when the BMDB is down
-those stay, `webug_fleet_stats_collected_timestamp_seconds` saying how old they are.
+as the other fleet-wide reads): the counts, then the hardware reports page by page, each
+page decoded a slice at a time. Then it keeps the gauges. A scrape never queries: it
+answers with the last values at once (the holder's own, or the holder's file in the other
+processes), and when the BMDB is down those stay,
+`webug_fleet_stats_collected_timestamp_seconds` saying how old they are.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import asyncpg
 from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
 
-from app.bmdb.connection import DB_UNAVAILABLE, Database
+from app.bmdb import fleet_stats
+from app.bmdb.connection import DB_UNAVAILABLE, Database, Dialect
 from app.bmdb.fleet_stats import decode, fleet_stats_statement, hardware_statement
+from app.bmdb.reflection import Schema
 from app.bmdb.schema_cache import SchemaCache
 from app.bmdb.workflows import WorkflowSpec
 from app.config import Settings
 from app.fleet.gauges import Family, families
-from app.fleet.hardware import hardware_stats
+from app.fleet.hardware import HardwareStats, add_reports
 from app.fleet.host_share import HostShare, share_directory, share_key
 
 log = logging.getLogger("webug.fleet")
@@ -69,22 +72,16 @@ class FleetStats:
 
     async def collect(self, database: Database, schema_cache: SchemaCache) -> None:
         started = time.perf_counter()
-        steps: dict[str, float] = {}
+        steps = dict.fromkeys(("counts_statement", "hardware_statements", "hardware_decode"), 0.0)
         schema = schema_cache.schema
         statement = fleet_stats_statement(schema, self.specs)
-        hardware_sql = hardware_statement(schema)
         try:
             async with database.connection() as conn:
                 dialect = database.dialect
                 assert dialect is not None  # known once a connection is open
                 doc = await conn.fetchval(dialect.statement(statement.sql), *statement.params)
                 steps["counts_statement"] = time.perf_counter() - started
-                rows = None
-                if hardware_sql is not None:
-                    rows = await conn.fetch(dialect.statement(hardware_sql))
-                    steps["hardware_statement"] = time.perf_counter() - started - sum(
-                        steps.values()
-                    )
+                hardware = await read_hardware(conn, dialect, schema, steps)
             self.collections += 1
         except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
             log.warning("fleet statistics not collected: %s: %s", type(exc).__name__, exc)
@@ -93,9 +90,6 @@ class FleetStats:
             self._keep(failed)
             return
         stats = decode(statement, schema, json.loads(doc))
-        decode_started = time.perf_counter()
-        hardware = await hardware_stats(rows) if rows is not None else None
-        steps["hardware_decode"] = time.perf_counter() - decode_started
         self._keep({
             "families": [f.to_json() for f in families(stats, hardware)],
             "collected_at": time.time(),
@@ -111,6 +105,28 @@ class FleetStats:
             self.share.publish(snapshot)
         except OSError as exc:  # the other processes keep the last file they read
             log.warning("fleet statistics not shared with this host's other workers: %s", exc)
+
+
+async def read_hardware(
+    conn: asyncpg.Connection, dialect: Dialect, schema: Schema, steps: dict[str, float]
+) -> HardwareStats | None:
+    """The reports summed, a page of them at a time (None: this BMDB has none); the time
+    spent reading and decoding added to `steps`."""
+    first, after = hardware_statement(schema, first=True), ()
+    if first is None:
+        return None
+    hardware = HardwareStats()
+    while True:
+        read = time.perf_counter()
+        sql = first if not after else hardware_statement(schema, first=False)
+        rows = await conn.fetch(dialect.statement(sql), *after)
+        decoded = time.perf_counter()
+        await add_reports(hardware, rows)
+        steps["hardware_statements"] += decoded - read
+        steps["hardware_decode"] += time.perf_counter() - decoded
+        if len(rows) < fleet_stats.HARDWARE_PAGE:
+            return hardware
+        after = (rows[-1]["machine_id"],)
 
 
 def meta_families(snapshot: dict[str, Any]) -> Iterator[Family]:
@@ -133,7 +149,8 @@ def meta_families(snapshot: dict[str, Any]) -> Iterator[Family]:
     ).add(snapshot["duration"])
     steps = Family(
         "webug_fleet_stats_step_duration_seconds",
-        "the last collection's steps: its two statements and the hardware decode",
+        "the last collection's steps: its statements (the counts, the pages of hardware"
+        " reports) and the hardware decode",
         ("step",),
     )
     for step, seconds in snapshot["steps"].items():

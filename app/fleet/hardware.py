@@ -88,12 +88,12 @@ class HardwareStats:
     without_location: int = 0  # skipped: the machine has no provider_location
 
 
-async def hardware_stats(rows: Iterable[Any]) -> HardwareStats:
-    """Sums over rows of (provider, location, report bytes), a slice at a time."""
-    stats = HardwareStats()
+async def add_reports(stats: HardwareStats, rows: Iterable[Any]) -> HardwareStats:
+    """`stats` with rows of (..., provider, location, report bytes) added, a slice at a
+    time."""
     report = report_class()()
     pacer = Pacer()
-    for provider, location, raw in rows:
+    for *_, provider, location, raw in rows:
         stats.reports += 1
         try:
             report.ParseFromString(raw)
