@@ -201,20 +201,20 @@ def decode(statement: Statement, schema: Schema, doc: dict[str, Any]) -> FleetSt
     for w in app.workflows:
         if not w.known:
             stats.workflows[w.name]["unknown"] = doc["machines"]
-    n_app = len(app.known)
+    n_app, n_upstream = len(app.known), len(upstream.known)
     for key, n, oldest in doc["groups"]:
-        codes, flags = key[: n_app + len(upstream.known)], key[n_app + len(upstream.known) :]
-        heartbeating, installed, stale = flags[0], flags[1], flags[2] if len(flags) > 2 else 0
+        codes, upstream_codes = key[:n_app], key[n_app : n_app + n_upstream]
+        heartbeating, installed, *stale = key[n_app + n_upstream :]  # stale: with work tables
         stats.heartbeating += n * heartbeating
         stats.installed += n * installed
-        states = [state_of(w, code) for w, code in zip(app.known, codes, strict=False)]
+        states = [state_of(w, code) for w, code in zip(app.known, codes, strict=True)]
         for w, state in zip(app.known, states, strict=True):
             stats.workflows[w.name][state] += n
-        for w, code in zip(upstream.known, codes[n_app:], strict=True):
+        for w, code in zip(upstream.known, upstream_codes, strict=True):
             stats.upstream_eligible[w.name] += n if code == 0 else 0
         if heartbeating or installed or any(s in MOVING for s in states):
             continue
-        blocker = _blocker(app.known, states, codes, stale)
+        blocker = _blocker(app.known, states, codes, any(stale))
         stats.stuck[blocker] = stats.stuck.get(blocker, 0) + n
         created = parse_timestamp(oldest)
         if isinstance(created, datetime) and (
@@ -237,7 +237,7 @@ def decode(statement: Statement, schema: Schema, doc: dict[str, Any]) -> FleetSt
 
 
 def _blocker(
-    workflows: tuple[CompiledWorkflow, ...], states: list[str], codes: list[int], stale: int
+    workflows: tuple[CompiledWorkflow, ...], states: list[str], codes: list[int], stale: bool
 ) -> str:
     """Why a stuck machine is stuck, in a few words: stale work (any process: the list's
     `stale=1`), else alive work a workflow waits for, else what the first workflow's

@@ -27,7 +27,7 @@ from app.bmdb import fleet_stats
 from app.bmdb.connection import DB_UNAVAILABLE, Database, Dialect
 from app.bmdb.fleet_stats import decode, fleet_stats_statement, hardware_statement
 from app.bmdb.reflection import Schema
-from app.bmdb.schema_cache import SchemaCache
+from app.bmdb.schema_cache import SchemaCache, SchemaNotLoaded
 from app.bmdb.workflows import WorkflowSpec
 from app.config import Settings
 from app.fleet.gauges import Family, families
@@ -45,7 +45,7 @@ class FleetStats:
         specs_json = json.dumps([s.model_dump(mode="json") for s in specs])
         self.share = HostShare(share_directory(), share_key(dsn, specs_json))
         self.latest: dict[str, Any] | None = None  # the snapshot this process collected
-        self.collections = 0  # statements run (tests watch it)
+        self.collections = 0  # collections that read the BMDB (tests watch it)
 
     @property
     def interval(self) -> float:
@@ -63,32 +63,37 @@ class FleetStats:
         await database.open()
         try:
             while True:
-                if schema_cache.loaded and self.share.try_hold():
-                    await self.collect(database, schema_cache)
+                if self.share.try_hold():
+                    await self.collect_or_say_why_not(database, schema_cache)
                 await asyncio.sleep(self.interval)
         finally:
             self.share.release()
             await database.close()
 
-    async def collect(self, database: Database, schema_cache: SchemaCache) -> None:
+    async def collect_or_say_why_not(self, database: Database, schema_cache: SchemaCache) -> None:
+        """A collection; when it fails, the last values stay and the failure is counted."""
+        try:
+            await self.collect(database, schema_cache.schema)
+            return
+        except (*DB_UNAVAILABLE, asyncpg.PostgresError, SchemaNotLoaded) as exc:
+            log.warning("fleet statistics not collected: %s: %s", type(exc).__name__, exc)
+        except Exception:  # a bug must not end the task: the next interval tries again
+            log.exception("fleet statistics not collected")
+        failed = dict(self.latest or {"families": []})
+        failed["failures"] = failed.get("failures", 0) + 1
+        self._keep(failed)
+
+    async def collect(self, database: Database, schema: Schema) -> None:
         started = time.perf_counter()
         steps = dict.fromkeys(("counts_statement", "hardware_statements", "hardware_decode"), 0.0)
-        schema = schema_cache.schema
         statement = fleet_stats_statement(schema, self.specs)
-        try:
-            async with database.connection() as conn:
-                dialect = database.dialect
-                assert dialect is not None  # known once a connection is open
-                doc = await conn.fetchval(dialect.statement(statement.sql), *statement.params)
-                steps["counts_statement"] = time.perf_counter() - started
-                hardware = await read_hardware(conn, dialect, schema, steps)
-            self.collections += 1
-        except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
-            log.warning("fleet statistics not collected: %s: %s", type(exc).__name__, exc)
-            failed = dict(self.latest or {"families": []})
-            failed["failures"] = failed.get("failures", 0) + 1
-            self._keep(failed)
-            return
+        async with database.connection() as conn:
+            dialect = database.dialect
+            assert dialect is not None  # known once a connection is open
+            doc = await conn.fetchval(dialect.statement(statement.sql), *statement.params)
+            steps["counts_statement"] = time.perf_counter() - started
+            hardware = await read_hardware(conn, dialect, schema, steps)
+        self.collections += 1
         stats = decode(statement, schema, json.loads(doc))
         self._keep({
             "families": [f.to_json() for f in families(stats, hardware)],
