@@ -166,3 +166,14 @@ def test_one_statement_shared_like_the_counts(fleet_dsn):
         assert response.status_code == 200 and (statements, round_trips) == (1, 1)
         statements, _, response = sent(proxy, lambda: client.get("/forecast?hours=6"))
         assert response.status_code == 200 and statements == 0  # within the count cache
+
+
+def test_the_page_lists_the_first_entries_and_says_where_the_rest_are(fleet_dsn, monkeypatch):
+    from app.pages import forecast
+
+    monkeypatch.setattr(forecast, "LISTED", 2)
+    with webug_client(fleet_dsn) as client:
+        html = client.get("/forecast").text
+        total = len(upcoming(client))
+    assert html.count('<tr class="') == 2
+    assert f"The first 2 of {total}" in html and 'href="/forecast?format=json"' in html
