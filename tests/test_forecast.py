@@ -152,7 +152,7 @@ def test_the_horizon(fleet_dsn):
         assert str(mid(10)) not in {e["machine_id"] for e in upcoming(client, "&hours=1")}
         assert str(mid(10)) in {e["machine_id"] for e in upcoming(client, "&hours=3")}
         assert client.get("/forecast?format=json").json()["hours"] == 24
-        for bad in ("0", "169", "1.5", "x", "-1", ""):
+        for bad in ("0", "169", "1.5", "x", "-1", "", "¹", "٣", "0024"):
             response = client.get(f"/forecast?hours={bad}")
             assert response.status_code == 400, bad
             assert "a whole number of hours from 1 to 168" in response.text

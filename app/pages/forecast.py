@@ -9,6 +9,7 @@ WEBUG_COUNT_CACHE_SECONDS per horizon).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
@@ -61,7 +62,7 @@ async def horizon(
     ),
 ) -> int:
     """`hours` as a whole number from 1 to MAX_HOURS; a 400 that says so otherwise."""
-    if not (hours.isdigit() and 1 <= int(hours) <= MAX_HOURS):
+    if not (re.fullmatch("[0-9]{1,3}", hours) and 1 <= int(hours) <= MAX_HOURS):
         raise HTTPException(
             400, f"hours={hours[:20]!r} is not a horizon: a whole number of hours from 1 to"
             f" {MAX_HOURS} (default {urls.FORECAST_HOURS})",
