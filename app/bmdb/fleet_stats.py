@@ -262,7 +262,11 @@ HARDWARE_PAGE = 10_000
 def hardware_statement(schema: Schema, *, first: bool) -> str | None:
     """A page of (machine_id, provider, location, report) of provided machines with a
     hardware report, in machine ID order: the first, or those after machine `$1`. None
-    when this BMDB lacks one of the columns."""
+    when this BMDB lacks one of the columns.
+
+    Each page reads its own range of the reports by their key, and each report's Provided
+    tag by its key (the LATERAL subquery, kept from being flattened by OFFSET 0): a join
+    of the two tables in key order walked machine_provided from its start on every page."""
     report = "machine_hardware_report"
     if not (
         schema.has_field(tables.PROVIDED, "provider")
@@ -271,9 +275,10 @@ def hardware_statement(schema: Schema, *, first: bool) -> str | None:
     ):
         return None
     return (
-        "SELECT p.machine_id, p.provider::text AS provider, p.provider_location AS location,"
-        f" h.hardware_report_raw AS raw FROM {tables.PROVIDED} p"
-        f" JOIN {report} h ON h.machine_id = p.machine_id"
-        f"{'' if first else ' WHERE p.machine_id > $1'}"
-        f" ORDER BY p.machine_id LIMIT {HARDWARE_PAGE}"
+        "SELECT h.machine_id, p.provider::text AS provider, p.provider_location AS location,"
+        f" h.hardware_report_raw AS raw FROM {report} h CROSS JOIN LATERAL"
+        f" (SELECT provider, provider_location FROM {tables.PROVIDED} p"
+        " WHERE p.machine_id = h.machine_id OFFSET 0) p"
+        f"{'' if first else ' WHERE h.machine_id > $1'}"
+        f" ORDER BY h.machine_id LIMIT {HARDWARE_PAGE}"
     )
