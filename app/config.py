@@ -119,7 +119,8 @@ class Settings(BaseSettings):
         gt=0,
         le=600_000,
         description="time budget of one fleet-wide work_history read (its own connection's"
-        " statement_timeout); past it, the page says so and webug retries after the interval",
+        " statement_timeout); past it, the page says so and webug retries after the interval."
+        " The fleet gauges' statements have the same budget",
     )
 
     workflows: FilePath | None = Field(

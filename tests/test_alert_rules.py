@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.fleet.collector import meta_families
+from app.fleet.gauges import Family
 from tests.support import webug_client
 from tests.test_fleet_stats import N, collected, known_fleet, query  # noqa: F401
 
@@ -142,3 +144,17 @@ def test_the_dashboard_reads_only_gauges_webug_exports_and_links_back(client):
     for p in panels:
         for t in p["targets"]:
             assert t["expr"].startswith("max") or "instance" in t["legendFormat"], t["expr"]
+
+
+def test_the_docs_table_names_every_fleet_gauge_with_its_labels(client):
+    operating = (DEPLOY.parent / "docs" / "operating.md").read_text()
+    rows = re.findall(r"^\| `((?:bmdb|webug_fleet|webug_external)_\w+)` \| ([^|]+) \|", operating,
+                      re.M)  # fmt: skip
+    documented = {name: set(re.findall(r"`(\w+)`", labels)) for name, labels in rows}
+    scraped = collected(client)
+    snapshot = client.app.state.fleet_stats.latest
+    families = [*map(Family.from_json, snapshot["families"]), *meta_families(snapshot)]
+    exported = {f.name: set(f.labels) for f in families} | {"webug_external_url_info": {"url"}}
+    assert set(exported) == {n for n in scraped if n.startswith(("bmdb_", "webug_fleet_",
+                                                                  "webug_external_"))}
+    assert documented == exported
