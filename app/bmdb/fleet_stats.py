@@ -255,7 +255,7 @@ def _blocker(
 
 # Reports per statement. Upstream read them in machine ID order, page by page; so does
 # webug: at most this many rows are held at once (each ~0.6 KB in the demo; all of them
-# at 100k machines were 39 MB, whose Records a garbage collection then walked for 100 ms).
+# at 100k machines were 39 MB, and a full garbage collection with them alive took 100 ms).
 HARDWARE_PAGE = 10_000
 
 
