@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install chromium run test lint bench clean
+.PHONY: install chromium promtool run test lint bench clean
 
 # The virtualenv and the project's packages; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -30,7 +30,21 @@ chromium:
 		     "install Debian's chromium package, or the e2e tests are skipped"; \
 	fi
 
-install: $(STAMP) chromium
+# promtool checks and tests the alert rules (deploy/prometheus/); Debian's prometheus
+# package ships it. Only promtool is used: the package's server is not started here.
+promtool:
+	@if command -v promtool >/dev/null 2>&1; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian prometheus (for promtool) for the alert rule tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	else \
+		echo "warning: promtool is missing and we are not root:" \
+		     "install Debian's prometheus package, or the alert rule tests are skipped"; \
+	fi
+
+install: $(STAMP) chromium promtool
 
 run: $(STAMP)
 	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)

@@ -122,7 +122,8 @@ class Settings(BaseSettings):
         gt=0,
         le=600_000,
         description="time budget of one fleet-wide work_history read (its own connection's"
-        " statement_timeout); past it, the page says so and webug retries after the interval",
+        " statement_timeout); past it, the page says so and webug retries after the interval."
+        " The fleet gauges' statements have the same budget",
     )
 
     workflows: FilePath | None = Field(
@@ -130,6 +131,33 @@ class Settings(BaseSettings):
         description="JSON, TOML or YAML file of workflows to add to the built-in ones"
         " (docs/workflows.md)",
     )
+    # Fleet gauges on /metrics (app/fleet/), alert links, the forecast (issue 22).
+    fleet_stats_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="the fleet gauges of /metrics are collected this often, in the background"
+        " (0: no fleet gauges)",
+    )
+    external_url: str | None = Field(
+        None,
+        max_length=500,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="webug's address as operators reach it (https://webug.example.com):"
+        " exported as webug_external_url_info{url}, which alerts and dashboards link from",
+    )
+    heartbeat_late_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=86400,
+        description="/forecast: a heartbeat older than this is late, and its machine's"
+        " recovery is forecast",
+    )
+
+    @field_validator("external_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value is not None else None
 
     # Set but empty would mean no access control (an empty token) or a guessable login:
     # refused, as a typo in a deployment's secret should not open webug to everyone.

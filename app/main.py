@@ -22,6 +22,7 @@ from app.bmdb.counts import CountCache
 from app.bmdb.history_reads import HistoryReads
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
+from app.fleet.collector import FleetMetrics, start_fleet_stats
 from app.http.errors import InternalErrorPage, install_error_pages
 from app.http.observability import install_observability
 from app.http.resilience import install_resilience
@@ -31,6 +32,7 @@ from app.pages import (
     api_page,
     backoffs,
     failures,
+    forecast,
     health,
     machine,
     machines,
@@ -89,9 +91,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("BMDB not reachable at start (%s); pages answer 503 until it is", exc)
     app.state.db, app.state.schema_cache = db, cache
     refresher = asyncio.create_task(cache.run(), name="schema-refresh")
+    fleet_stats = start_fleet_stats(app, bmdb_dsn, cache)
     try:
         yield
     finally:
+        await _stop(fleet_stats)
         await _stop(refresher)
         await _stop(simulator)
         await db.close()
@@ -136,12 +140,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(overview.router)
     app.include_router(failures.router)
     app.include_router(activity.router)
+    app.include_router(forecast.router)
     app.include_router(api_page.router)
     install_error_pages(app)
     install_resilience(app, app.state.settings)
     app.add_middleware(InternalErrorPage)
     install_security(app, app.state.settings)
     install_observability(app, app.state.settings)
+    app.state.observability.scrape_time.register(FleetMetrics(app))
     return app
 
 

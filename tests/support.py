@@ -166,10 +166,13 @@ def webug_client(dsn: str, **overrides: Any) -> Iterator[TestClient]:
 
     Requests go to http://localhost, a name webug accepts by default: the tests run the
     production Host allow-list, which does not accept the client's default `testserver`.
+    Without the fleet gauges' background statements (app/fleet/), unless `overrides` ask
+    for them: the tests that count statements count a page's.
     """
     from app.config import Settings
     from app.main import create_app
 
+    overrides.setdefault("fleet_stats_seconds", 0)
     app = create_app(Settings(dsn=dsn, **overrides))
     with TestClient(app, base_url=BASE_URL) as client:
         yield client

@@ -131,6 +131,7 @@ PAGES = [
     "/schema",
     "/failures",  # when read; first and last seen
     "/activity",  # when read; the bars' tooltips
+    "/forecast",  # from, to; each change's time; the bars' tooltips
     # the list of a failure group (tests/fleet.py's 'ssh: refused'), with when it was read
     "/?failure=history-24h-" + hashlib.md5(b"ssh: refused").hexdigest()[:12],
 ]

@@ -325,26 +325,3 @@ def test_bare_workers_add_up_in_metrics_and_counters_never_go_back(module_fleet_
         _stop(proc)
     assert counts == sorted(counts), counts  # never back, whichever worker answered
     assert counts[-1] - counts[0] == sent - 3  # every request of every worker, once
-
-
-def test_one_process_at_a_time_is_the_collector(tmp_path):
-    take = (
-        "import sys, time; from app.http import worker_metrics as w;"
-        " print(w.is_collector(), flush=True); time.sleep(float(sys.argv[1]))"
-    )
-    env = {**UNSHARED_ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-
-    def start(hold: float) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-c", take, str(hold)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-
-    first = start(30)
-    assert first.stdout.readline().strip() == "True"
-    second = start(0)
-    assert second.communicate(timeout=30)[0].strip() == "False"
-    first.kill()
-    first.wait()
-    third = start(0)  # the holder is gone: its lock with it
-    assert third.communicate(timeout=30)[0].strip() == "True"

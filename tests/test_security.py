@@ -36,6 +36,7 @@ PAGES = [
     "/backoffs",
     "/tags",
     "/tags/Provided",
+    "/forecast",
 ]
 # The routes not in PAGES, and why: they answer no HTML page of their own.
 NOT_HTML = {

@@ -66,6 +66,7 @@ NOT_IN_PAGES = {
     urls.ACTIVITY: "fleet-wide history reads, shared: tests/test_activity.py counts them",
     urls.SCHEMA: "shows the reflection webug holds: no statement",
     urls.TAGS: "its counts are shared by every view: counted in a test of its own below",
+    urls.FORECAST: "shared like the counts, one statement when due: tests/test_forecast.py",
     urls.SCHEMA_REFRESH: "a POST that reflects the schema anew (tests/test_schema_refresh.py)",
     urls.HEALTH: "a probe's own SELECT 1",
     urls.METRICS: "reads no BMDB",

@@ -232,7 +232,8 @@ class FailureGroups:
 # Each distinct cause is normalized once; groups are then counted per signature, with
 # their machines (`per_machine`) and processes (`p`) aggregated separately, never with
 # DISTINCT inside json_agg.
-_GROUPS = f"""
+def _groups_sql(limit: int) -> str:
+    return f"""
 , s AS (
   SELECT c.sig, f.* FROM f
   JOIN (SELECT d.cause, {signature_sql("d.cause")} AS sig
@@ -249,7 +250,7 @@ _GROUPS = f"""
          count(*) FILTER (WHERE deleted) AS deleted, json_agg(machine_id) AS ids,
          count(*) OVER () AS groups
   FROM per_machine GROUP BY sig
-  ORDER BY machines DESC, events DESC, sig LIMIT {MAX_GROUPS}
+  ORDER BY machines DESC, events DESC, sig LIMIT {limit}
 ), p AS (
   SELECT sig, json_agg(process ORDER BY process) AS processes
   FROM (SELECT DISTINCT sig, process FROM s) sp GROUP BY sig
@@ -263,6 +264,7 @@ SELECT json_build_object(
                         g.deleted, g.ids) ORDER BY g.machines DESC, g.events DESC, g.sig)
                       FROM g JOIN p ON p.sig = g.sig), '[]'::json)) AS doc"""
 
+
 # Active backoffs: a backoff's failure happened at `until - last_interval_seconds`
 # (unknown for rows from before exponential backoff, which have no interval, and for
 # intervals no timestamp can be that far before `until`: subtracting 2^62 seconds fails
@@ -271,14 +273,21 @@ _STARTED = (
     "CASE WHEN b.last_interval_seconds BETWEEN 0 AND 100000000000"
     " THEN b.until - b.last_interval_seconds * interval '1 second' END"
 )
-_BACKOFF_SQL = (
-    f"""WITH f AS (
+
+
+def backoff_groups_sql(limit: int = MAX_GROUPS) -> str:
+    """The statement of the active backoffs' groups, the `limit` largest."""
+    return (
+        f"""WITH f AS (
   SELECT b.cause, b.machine_id, b.process::text AS process, 1 AS events,
          {_STARTED} AS first_seen, {_STARTED} AS last_seen
   FROM work_backoff b WHERE b.until > now()
 )"""
-    + _GROUPS
-)
+        + _groups_sql(limit)
+    )
+
+
+_BACKOFF_SQL = backoff_groups_sql()
 
 _HISTORY_SQL = (
     """WITH f AS (
@@ -288,11 +297,11 @@ _HISTORY_SQL = (
   WHERE h.event = 'Failed' AND h."timestamp" > now() - $1::interval
   GROUP BY 1, 2, 3
 )"""
-    + _GROUPS
+    + _groups_sql(MAX_GROUPS)
 )
 
 
-def _groups_from(doc: dict[str, Any]) -> FailureGroups:
+def groups_from(doc: dict[str, Any]) -> FailureGroups:
     groups = [
         Group(sig, digest, machines, events, processes, first, last, example, deleted,
               MachineIds(ids))
@@ -306,10 +315,10 @@ def _groups_from(doc: dict[str, Any]) -> FailureGroups:
 async def backoff_groups(reader: Reader) -> FailureGroups:
     """Active backoffs grouped by the signature of their cause: one statement on
     work_backoff (a row per machine and process at most), read live."""
-    return _groups_from(reader.parse(await reader.fetchval(_BACKOFF_SQL)))
+    return groups_from(reader.parse(await reader.fetchval(_BACKOFF_SQL)))
 
 
 async def history_groups(reader: Reader, window: timedelta) -> FailureGroups:
     """`Failed` events of the last `window` grouped by the signature of their cause. One
     statement, a scan of work_history: run it through app/bmdb/history_reads.py."""
-    return _groups_from(reader.parse(await reader.fetchval(_HISTORY_SQL, window, history=True)))
+    return groups_from(reader.parse(await reader.fetchval(_HISTORY_SQL, window, history=True)))

@@ -140,6 +140,10 @@ class AppObservability:
     app: FastAPI
     reachability: Reachability = field(default_factory=Reachability)
     failures_written: int = 0  # refresh failures already added to SHARED_REFRESH_FAILURES
+    # Collectors read when /metrics is scraped (app/fleet/collector.py adds the fleet's).
+    scrape_time: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=False)
+    )
 
 
 _current: ContextVar[AppObservability | None] = ContextVar("webug_observability", default=None)
@@ -475,7 +479,7 @@ def install_observability(app: FastAPI, settings: Settings) -> None:
     obs = AppObservability(app)
     app.state.observability = obs
     shared_dir = worker_metrics.metrics_dir()
-    scrape_time = CollectorRegistry(auto_describe=False)
+    scrape_time = obs.scrape_time
     scrape_time.register(_ScrapeTimeCollector(obs, per_process=shared_dir is None))
 
     async def metrics(request: Request) -> Response:

@@ -19,14 +19,14 @@ Gauges of a process (its pool's connections) are written to its file by each wor
 the files of workers that died without saying so, so a killed worker's connections stop
 counting. Counters and histograms of dead workers stay, so sums never go back.
 
-Something the same for every worker (issue 22's fleet gauges, read from the BMDB) is
-collected by one of them: `is_collector()` says whether this process is the one.
+Something the same for every worker (the fleet gauges, read from the BMDB) is collected
+by one process per host, which shares it through this directory too
+(app/fleet/host_share.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import multiprocessing
 import os
@@ -39,10 +39,7 @@ from pathlib import Path
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "webug-metrics-"
-COLLECTOR_LOCK = "collector.lock"
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
-
-_collector_fd: int | None = None
 
 
 def _process_key(pid: int) -> str | None:
@@ -149,22 +146,3 @@ def leaving() -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(os.getpid(), path)
-
-
-def is_collector() -> bool:
-    """Whether this process collects what is the same for every worker (fleet gauges):
-    alone, always; with a shared metrics directory, the one worker that holds the lock
-    file in it. The lock goes with its holder (flock), so when that worker dies the next
-    call in another takes it over: call this before each collection."""
-    global _collector_fd
-    path = metrics_dir()
-    if path is None or _collector_fd is not None:
-        return True
-    fd = os.open(os.path.join(path, COLLECTOR_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    _collector_fd = fd
-    return True

@@ -38,6 +38,7 @@ WATCH_FILTERED = "/watch/filtered"
 OVERVIEW = "/overview"
 FAILURES = "/failures"
 ACTIVITY = "/activity"
+FORECAST = "/forecast"
 SCHEMA = "/schema"
 SCHEMA_REFRESH = "/schema/refresh"
 HEALTH = "/healthz"
@@ -289,6 +290,16 @@ def failure_group(group_id: str) -> str:
 
 def activity() -> str:
     return ACTIVITY
+
+
+FORECAST_HOURS = 24  # the forecast's default horizon, left out of its links
+
+
+def forecast(hours: int | None = None, *, format: str | None = None) -> str:
+    """What happens next, over the next `hours`; `format="json"`: its JSON twin."""
+    return _with_query(
+        FORECAST, [("hours", hours if hours != FORECAST_HOURS else None), ("format", format)]
+    )
 
 
 def schema() -> str:
