@@ -312,6 +312,24 @@ def test_stale_work_is_listed_prominently(client):
     assert "No work is held by expired sessions of shepherd-equinix" in equinix
 
 
+def test_long_stale_work_lists_the_longest_expired_and_links_them_all(migrated_db_dsn):
+    machines = range(1, 26)
+    write(
+        migrated_db_dsn,
+        insert_machines(*machines),
+        *(insert_session(n, deadline=f"- interval '{n} minutes'") for n in machines),
+        *(f"INSERT INTO work VALUES ('{mid(n)}', '{sid(n)}', 'ShepherdAccess')" for n in machines),
+    )
+    with webug_client(migrated_db_dsn) as c:
+        stale = section(c.get("/sessions").text, "stale-work")
+    stale = stale[: stale.index("</section>")]
+    assert "25</span> work items held by expired sessions" in stale
+    listed = re.findall(r'<tr class="stale" data-key="sw-([0-9a-f-]+)-', stale)
+    assert listed == [str(mid(n)) for n in range(25, 5, -1)]  # the 20 longest-expired
+    assert "Showing the 20 longest-expired of 25" in stale
+    assert '<a href="/work?state=stale">all 25 stale work items</a>' in stale
+
+
 def test_list_filters_by_component_and_state(client):
     equinix = client.get("/sessions?component=shepherd-equinix").text
     assert listed_sessions(equinix) == [str(ALIVE)]

@@ -212,6 +212,12 @@ class Machine(Model):
         return urls.machine(self.machine_id)
 
     @property
+    def render_digest(self) -> str:
+        """What its rendering depends on (app/render/fragments.py): the md5 of its document,
+        which covers every value decoded from it. A subclass with more fields has none."""
+        return self.key if type(self) is Machine else ""
+
+    @property
     def active_backoffs(self) -> list[Backoff]:
         return [b for b in self.backoffs if b.active]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fastapi import Response
 
 from app.bmdb.counts import Counted
-from app.render.environment import fingerprint
+from app.render.fragments import fingerprint
 
 
 @dataclass(frozen=True)

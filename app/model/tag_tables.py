@@ -38,7 +38,7 @@ from app.model import csv_export, live_list
 from app.model.entities import Model, PageModel
 from app.model.polling import Poll, PollTag
 from app.render import urls
-from app.render.environment import fingerprint
+from app.render.fragments import fingerprint
 from app.render.values import value_to_json
 
 HOVER_CHARS = 2000  # of a value in its cell's tooltip

@@ -25,7 +25,9 @@ from app.render.templating import is_htmx, respond
 
 router = APIRouter()
 
-STALE_LIMIT = 200  # stale work items listed (the count is always exact)
+# Stale work items listed, the longest-expired first (the count is always exact); /work
+# lists them all.
+STALE_LIMIT = 20
 
 class StaleWork(Model):
     """Work held by an expired session: nobody is doing it, and nobody else may."""

@@ -2,13 +2,13 @@
 
 Everything a template may call is registered here, and nowhere else: the filters and
 tests that turn data into what templates draw (times, values), the URL builders, and the
-constants the value macros fold long values at. Templates live in templates/ (pages) and
-partials/ (fragments the pages include and htmx fetches).
+constants the value macros fold long values at, and the one cache of rendered HTML
+(`fragment`, app/render/fragments.py). Templates live in templates/ (pages) and partials/
+(fragments the pages include and htmx fetches).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import jinja2
@@ -16,16 +16,11 @@ import jinja2
 from app.bmdb import tables
 from app.bmdb.columns import PgSpecial
 from app.render import formatting, urls, values
+from app.render.fragments import Fragments, fingerprint
 from app.render.protobuf_names import ProtoNames
 from app.render.tag_hints import detail_order, tag_hint
 
 APP_DIR = Path(__file__).resolve().parents[1]  # app/: templates/, partials/, static/
-
-
-def fingerprint(value: object) -> str:
-    """A short digest of a value's repr: a key that changes when what it shows does
-    (rows and cells flash on change; poll tags name their view)."""
-    return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
 
 
 def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
@@ -64,5 +59,7 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
         HEX_CUT=values.HEX_CUT,
         HEX_FULL_MAX=values.HEX_FULL_MAX,
     )
+    fragments = Fragments(env)
+    env.globals.update(fragments=fragments, fragment=fragments.render)
     return env
 
