@@ -1,7 +1,7 @@
 """The fleet gauges of /metrics (app/fleet/) on a real PostgreSQL: every `bmdb_stats_*`
-value equals upstream's own query, written here from BMDB.md's words, on a fleet of
-known states; webug's own gauges equal what the list shows; one process per host
-collects; the values stay while the BMDB cannot be read."""
+value equals upstream's own query, written here from the words of docs/operating.md
+("Fleet gauges"), on a fleet of known states; webug's own gauges equal what the list
+shows; one process per host collects; the values stay while the BMDB cannot be read."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ KNOWN_STATES = [
           f"{ID}, 'ShepherdAccess', now() + interval '2 hours', 'ssh: connection refused', 7200"),
 ]  # fmt: skip
 
-# Upstream's statistics in BMDB.md's words ("Fleet statistics" and "Workflows"), each a
-# plain count, as its exporter ran them.
+# Upstream's statistics in the words of docs/operating.md ("Fleet gauges") and
+# docs/workflows.md ("The upstream rules"), each a plain count, as its exporter ran them.
 SHEPHERD = "('ShepherdAccess', 'ShepherdAgentStart', 'ShepherdRecovery')"
 UPSTREAM = {
     "bmdb_stats_machines": "SELECT count(*) FROM machines",

@@ -56,7 +56,7 @@ FLEET = [
     *silent_agent(12), REQUEST.format(m=mid(12)), REPORT.format(m=mid(12), result="Error"),
 ]  # fmt: skip
 
-# Upstream's AgentRecovery selection (BMDB.md, "Workflows") at the instant $1.
+# Upstream's AgentRecovery selection (docs/workflows.md, "The upstream rules") at the instant $1.
 RECOVERY_SELECTION = """
 SELECT p.machine_id FROM machine_provided p
 JOIN machine_agent_started a ON a.machine_id = p.machine_id

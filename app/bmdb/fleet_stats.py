@@ -44,7 +44,7 @@ from app.bmdb.workflows import (
     compiled,
 )
 
-# Upstream's statistics, as its exporter's queries selected (BMDB.md, "Fleet statistics"):
+# Upstream's statistics, as its exporter's queries selected (docs/operating.md, "Fleet gauges"):
 # the AgentStart selection, and the AgentRecovery selection whose installation condition
 # compares generations with any report, not only a Success one.
 _BUILTIN = {s.name: s for s in BUILTIN}

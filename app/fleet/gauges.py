@@ -1,7 +1,7 @@
 """The fleet gauges: their names, labels and meaning, from one collection's numbers.
 
 `bmdb_stats_*` and `bmdb_hwstats_region_*` are upstream's (its exporter, scruffy), with
-their names, labels, meaning and quirks (BMDB.md, "Fleet statistics"); `webug_fleet_*`
+their names, labels, meaning and quirks (docs/operating.md, "Fleet gauges"); `webug_fleet_*`
 are webug's own. docs/operating.md has the table.
 """
 

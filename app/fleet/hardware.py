@@ -1,5 +1,5 @@
 """`bmdb_hwstats_region_*`: the hardware reports summed per provider and location, as
-upstream's exporter computed them (BMDB.md, "Fleet statistics").
+upstream's exporter computed them (docs/operating.md, "Fleet gauges").
 
 Each `hardware_report_raw` is parsed with the protobuf library, from a descriptor of the
 three messages built here (the fields upstream read, with their field numbers); every
