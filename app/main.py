@@ -24,6 +24,7 @@ from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
 from app.fleet.collector import FleetMetrics, start_fleet_stats
 from app.http.errors import InternalErrorPage, install_error_pages
+from app.http.head import HeadAsGet
 from app.http.observability import install_observability
 from app.http.resilience import install_resilience
 from app.http.security import install_security
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(forecast.router)
     app.include_router(api_page.router)
     install_error_pages(app)
+    app.add_middleware(HeadAsGet)  # innermost: the router sees a HEAD as its GET
     install_resilience(app, app.state.settings)
     app.add_middleware(InternalErrorPage)
     install_security(app, app.state.settings)
