@@ -25,6 +25,7 @@ from app.config import Settings
 from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
 from app.model.entities import (
     Backoff,
+    ErrorPage,
     HistoryEvent,
     Machine,
     PageModel,
@@ -227,12 +228,17 @@ async def tag_value(
 
 
 @router.get(urls.PROVIDER, name="provider")
-async def provider_redirect(provider: str, provider_id: str, reader: PageReader):
-    """Hot link by provider ID (as alerts and provider consoles name machines)."""
+async def provider_redirect(request: Request, provider: str, provider_id: str, reader: PageReader):
+    """Hot link by provider ID (as alerts and provider consoles name machines); the
+    provider in any letter case. None: a 404 that offers the search for the ID."""
     machine_id = await bmdb.machine_by_provider(reader, provider[:200], provider_id[:200])
     if machine_id is None:
-        raise HTTPException(
-            404,
-            f"No machine with provider {provider[:200]!r} ID {provider_id[:200]!r} in the BMDB.",
+        missing = ErrorPage(
+            status=404,
+            error="Not found",
+            detail=f"No machine with provider {provider[:200]!r} ID {provider_id[:200]!r}"
+            " in the BMDB.",
+            search=provider_id[:200],
         )
+        return respond(request, "templates/error.html", missing, reader=reader, status_code=404)
     return RedirectResponse(urls.machine(machine_id), status_code=303)
