@@ -56,15 +56,36 @@ class Dialect:
 
     @property
     def consistency(self) -> str:
-        """For the page footer: which read this was and how stale its data may be."""
+        """For the page footer of one statement: which read it was and how stale its data
+        may be."""
         if self.name == "cockroachdb":
             if self.follower_reads:
-                return (
-                    "follower read (AS OF SYSTEM TIME follower_read_timestamp()):"
-                    " data typically ~4.8 s behind"
-                )
-            return "strict read (one statement, SERIALIZABLE): current data"
-        return "one statement, one snapshot: current data"
+                return f"{self._read}: {self._freshness}"
+            return f"strict read (one statement, SERIALIZABLE): {self._freshness}"
+        return f"one statement, one snapshot: {self._freshness}"
+
+    def consistency_of(self, purposes: list[str]) -> str:
+        """For the page footer: what the statements read, each with its purpose, said
+        truthfully for none, one, or several (each then a read of its own)."""
+        if not purposes:
+            return "no statement: nothing was read from the BMDB for this answer"
+        if len(purposes) == 1:
+            return self.consistency
+        return f"each statement its own {self._read} ({'; '.join(purposes)}): {self._freshness}"
+
+    @property
+    def _read(self) -> str:
+        if self.name != "cockroachdb":
+            return "snapshot"
+        if self.follower_reads:
+            return "follower read (AS OF SYSTEM TIME follower_read_timestamp())"
+        return "strict read (SERIALIZABLE)"
+
+    @property
+    def _freshness(self) -> str:
+        if self.name == "cockroachdb" and self.follower_reads:
+            return "data typically ~4.8 s behind"
+        return "current data"
 
     def statement(self, sql: str) -> str:
         """`sql` as this server runs it: a follower read puts the clause at the end of the
@@ -91,11 +112,16 @@ def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
 query_hook: Callable[[float, BaseException | None], None] | None = None
 
 
+# A statement's purpose in the footer unless it says otherwise.
+PAGE_PURPOSE = "the page"
+
+
 @dataclass(frozen=True)
 class QueryRecord:
     sql: str
     ms: float
     rows: int
+    purpose: str = PAGE_PURPOSE  # why the page ran it (the footer says why there are several)
 
 
 class Reader:
@@ -107,11 +133,17 @@ class Reader:
         self.queries: list[QueryRecord] = []
 
     async def fetch(
-        self, sql: str, *args: object, history: bool = False, plan_per_values: bool = False
+        self,
+        sql: str,
+        *args: object,
+        history: bool = False,
+        plan_per_values: bool = False,
+        purpose: str = PAGE_PURPOSE,
     ) -> list[asyncpg.Record]:
         """Rows of `sql`; `history`: a fleet-wide read of work_history, on the connection
         kept for those, under its own time budget; `plan_per_values`: a statement whose
-        best plan depends on its values (`Database.connection`)."""
+        best plan depends on its values (`Database.connection`); `purpose`: what it reads,
+        for the footer (a read shared with other views says so)."""
         async with self.db.connection(history=history, plan_per_values=plan_per_values) as conn:
             assert self.db.dialect is not None
             statement = self.db.dialect.statement(sql)
@@ -123,16 +155,18 @@ class Reader:
                     query_hook(time.perf_counter() - start, exc)
                 raise
         elapsed = time.perf_counter() - start
-        self.queries.append(QueryRecord(statement, elapsed * 1000, len(rows)))
+        self.queries.append(QueryRecord(statement, elapsed * 1000, len(rows), purpose))
         if query_hook is not None:
             query_hook(elapsed, None)
         return rows
 
-    async def fetchrow(self, sql: str, *args: object, **options: bool) -> asyncpg.Record | None:
+    async def fetchrow(
+        self, sql: str, *args: object, **options: bool | str
+    ) -> asyncpg.Record | None:
         rows = await self.fetch(sql, *args, **options)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: object, **options: bool) -> object:
+    async def fetchval(self, sql: str, *args: object, **options: bool | str) -> object:
         row = await self.fetchrow(sql, *args, **options)
         return row[0] if row else None
 
@@ -148,7 +182,9 @@ class Reader:
     @property
     def consistency(self) -> str:
         dialect = self.db.dialect
-        return dialect.consistency if dialect is not None else "not connected yet"
+        if dialect is None:
+            return "not connected yet"
+        return dialect.consistency_of([q.purpose for q in self.queries])
 
 
 # What a BMDB that is down, restarting or unreachable raises.

@@ -317,10 +317,15 @@ def groups_from(doc: dict[str, Any]) -> FailureGroups:
 async def backoff_groups(reader: Reader) -> FailureGroups:
     """Active backoffs grouped by the signature of their cause: one statement on
     work_backoff (a row per machine and process at most), read live."""
-    return groups_from(reader.parse(await reader.fetchval(_BACKOFF_SQL)))
+    return groups_from(reader.parse(await reader.fetchval(
+        _BACKOFF_SQL, purpose="failure groups of active backoffs, shared with other views"
+    )))  # fmt: skip
 
 
 async def history_groups(reader: Reader, window: timedelta) -> FailureGroups:
     """`Failed` events of the last `window` grouped by the signature of their cause. One
     statement, a scan of work_history: run it through app/bmdb/history_reads.py."""
-    return groups_from(reader.parse(await reader.fetchval(_HISTORY_SQL, window, history=True)))
+    return groups_from(reader.parse(await reader.fetchval(
+        _HISTORY_SQL, window, history=True,
+        purpose="failure groups of work history, shared with other views",
+    )))  # fmt: skip

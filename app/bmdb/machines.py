@@ -434,7 +434,10 @@ async def facets(
 ) -> dict:
     """The facets document (see `facets_statement`); `tags` by position in the schema."""
     sql, params = facets_statement(schema, where, fleet)
-    doc = reader.parse(await reader.fetchval(sql, *params, plan_per_values=bool(where.params)))
+    doc = reader.parse(await reader.fetchval(
+        sql, *params, plan_per_values=bool(where.params),
+        purpose="the total and facets, shared with other views of the filter",
+    ))  # fmt: skip
     doc["tags"] = unchunk(doc["tags"], len(schema.tag_types))
     return doc
 
