@@ -18,7 +18,7 @@ import pytest
 
 from app.bmdb.connection import Reader
 from tests.fleet import mid
-from tests.outage import REPO, RestartablePostgres, free_port
+from tests.outage import REPO, RestartablePostgres, free_port, serve_webug
 from tests.support import TableLock, execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
@@ -188,6 +188,28 @@ def test_a_bmdb_error_after_the_page_was_sent_does_not_break_the_answer():
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     with pytest.raises(RuntimeError, match="a bug"):  # before the answer: not hidden
         run_sync(call(before_the_answer))
+
+
+def test_a_download_cut_by_the_bmdb_logs_one_line_and_no_traceback(small_fleet_dsn, tmp_path):
+    """The CSV's header is sent before its first statement: a statement that fails then
+    (here the statement timeout, machines being locked) cuts the download. The client sees
+    it cut; the log says so in one line."""
+    import httpx
+
+    log = tmp_path / "webug.log"
+    with serve_webug(small_fleet_dsn, log, WEBUG_STATEMENT_TIMEOUT_MS="300") as base_url:
+        with TableLock(small_fleet_dsn, "machines"), httpx.stream(
+            "GET", base_url + "/?format=csv", timeout=30
+        ) as response:
+            assert response.status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):  # no end of the chunked body
+                response.read()
+        time.sleep(0.5)  # the log line is written
+    text = log.read_text()
+    assert "Traceback" not in text and "Exception in ASGI application" not in text, text
+    cut = [line for line in text.splitlines() if "/?format=csv" in line or "GET /" in line]
+    assert len(cut) == 1, text
+    assert "cut" in cut[0] and "QueryCanceledError" in cut[0], cut
 
 
 # -------------------------------------------------------------------- schema drift

@@ -13,6 +13,9 @@ What this module adds to every route (a pure ASGI middleware plus error handlers
   table dropped or renamed, a column altered: UndefinedTableError, UndefinedColumnError,
   InvalidCachedStatementError...) re-reflects the schema at once and runs the request
   ONE more time. If it still fails, a 503 page says the schema does not match.
+- **Cut answers**: a BMDB error after an answer started (a streamed CSV between two of
+  its statements) can only cut it: the log says so in one line, without a traceback, and
+  the server closes the connection (the client sees the answer incomplete).
 - **Busy pool**: pages share all BMDB connections but one, which stays free for /healthz
   (and the schema refresh). A page that has waited WEBUG_POOL_WAIT_SECONDS for a
   connection answers 503 instead of hanging; a locked table or a slow query holds a
@@ -63,6 +66,21 @@ REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 NO_DB_PREFIXES = (urls.STATIC + "/", urls.OPENAPI, "/favicon.ico")
 NO_DB_GETS = frozenset({urls.SCHEMA, urls.API})
 PROBES = frozenset({urls.HEALTH, urls.METRICS})  # may use the connection pages leave free
+
+
+class ResponseCut(Exception):
+    """An answer cut off by a BMDB error after it started, already logged: raised so the
+    server closes the connection (the client must not take the answer as complete)."""
+
+
+class _AlreadyLogged(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" traceback of a ResponseCut."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ResponseCut))
+
+
+_ALREADY_LOGGED = _AlreadyLogged()
 
 
 class _LoopState:
@@ -179,6 +197,12 @@ class ResilienceMiddleware:
             if progress["finished"] and _bmdb_error(exc):
                 log.warning("BMDB error after %s was answered: %s", scope["path"], _bmdb_error(exc))
                 return
+            if progress["started"] and (cause := _bmdb_error(exc)):
+                log.warning(
+                    "%s %s cut: the BMDB failed while it was being sent: %s: %s",
+                    scope["method"], _target(scope), type(cause).__name__, cause,
+                )  # fmt: skip
+                raise ResponseCut() from None
             raise
 
     async def _call_retrying_drift(
@@ -232,9 +256,15 @@ def _bmdb_error(exc: BaseException | None) -> BaseException | None:
     return None
 
 
+def _target(scope: Scope) -> str:
+    query = scope.get("query_string", b"").decode("latin-1")
+    return scope["path"] + (f"?{query}" if query else "")
+
+
 def install_resilience(app: FastAPI, settings: Settings) -> None:
     """Schema-drift retry, outage handling and pool admission for every route."""
     app.add_middleware(ResilienceMiddleware, settings=settings)
+    logging.getLogger("uvicorn.error").addFilter(_ALREADY_LOGGED)  # once: the same filter
 
     for exc_class in ALSO_UNAVAILABLE:
         app.add_exception_handler(exc_class, bmdb_unavailable)
