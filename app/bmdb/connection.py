@@ -2,6 +2,8 @@
 
 Pages never see a connection: they get a `Reader` that runs each statement in the
 dialect's form (a statement is its own consistent read) and records it for the footer.
+A statement that loses a conflict with a writer (`CONFLICTS`) runs once more; a second
+loss reaches the page's error handler (a 503 with Retry-After, app/http/errors.py).
 
 Every connection starts with the settings both dialects accept (in the start-up
 packet); a new one then detects the dialect (the first only) and runs that dialect's
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import stamina
 
 from app.config import Settings
 
@@ -111,6 +114,15 @@ def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
 # Set by app.http.observability: called after every page statement with (seconds, error or None).
 query_hook: Callable[[float, BaseException | None], None] | None = None
 
+# A read that lost to a writer: PostgreSQL's deadlock victim (40P01; a tag table dropped
+# takes ACCESS EXCLUSIVE on machines), CockroachDB's "restart transaction" under
+# contention (40001). The read has no effects: it can simply run again.
+CONFLICTS: tuple[type[asyncpg.PostgresError], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+CONFLICT_ATTEMPTS = 2  # the statement once more, after a pause of a few tens of ms
+
 
 # A statement's purpose in the footer unless it says otherwise.
 PAGE_PURPOSE = "the page"
@@ -144,6 +156,18 @@ class Reader:
         kept for those, under its own time budget; `plan_per_values`: a statement whose
         best plan depends on its values (`Database.connection`); `purpose`: what it reads,
         for the footer (a read shared with other views says so)."""
+        async for attempt in stamina.retry_context(
+            on=CONFLICTS, attempts=CONFLICT_ATTEMPTS, timeout=None, wait_initial=0.02,
+            wait_max=0.1,
+        ):  # fmt: skip
+            with attempt:
+                return await self._fetch_once(sql, args, history, plan_per_values, purpose)
+        raise AssertionError("unreachable: the last attempt's error is raised")
+
+    async def _fetch_once(
+        self, sql: str, args: tuple[object, ...], history: bool, plan_per_values: bool,
+        purpose: str,
+    ) -> list[asyncpg.Record]:  # fmt: skip
         async with self.db.connection(history=history, plan_per_values=plan_per_values) as conn:
             assert self.db.dialect is not None
             statement = self.db.dialect.statement(sql)
