@@ -23,6 +23,7 @@ from app.bmdb.history_reads import HistoryReads
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
 from app.fleet.collector import FleetMetrics, start_fleet_stats
+from app.http.bodies import BoundedBody
 from app.http.errors import InternalErrorPage, install_error_pages
 from app.http.head import HeadAsGet
 from app.http.observability import install_observability
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_pages(app)
     app.add_middleware(HeadAsGet)  # innermost: the router sees a HEAD as its GET
     install_resilience(app, app.state.settings)
+    app.add_middleware(BoundedBody)  # outside resilience: a body is read before a page slot
     app.add_middleware(InternalErrorPage)
     install_security(app, app.state.settings)
     install_observability(app, app.state.settings)
