@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.bmdb import dsn as dsn_tools
@@ -27,6 +27,7 @@ from app.http.bodies import BoundedBody
 from app.http.errors import InternalErrorPage, install_error_pages
 from app.http.head import HeadAsGet
 from app.http.observability import install_observability
+from app.http.parameters import checked_parameters
 from app.http.resilience import install_resilience
 from app.http.security import install_security
 from app.pages import (
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's /docs and /redoc run a CDN's script on this origin: /api instead.
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(checked_parameters)],  # before every route's own
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"

@@ -144,8 +144,8 @@ def test_paused_table_is_served_without_its_poll_trigger(client):
         ("q=" + "a" * 500, 400, "q"),
         ("has=Provided&lacks=Provided", 400, "together match no machine"),
         ("has=Provided&lacks=machine_provided", 400, "together match no machine"),
-        ("work=a%00b", 400, "must not contain a NUL character"),  # PostgreSQL refuses it
-        ("has=Provided%00", 400, "must not contain a NUL character"),
+        ("work=a%00b", 400, "contains a NUL character"),  # PostgreSQL refuses it
+        ("has=Provided%00", 400, "contains a NUL character"),
     ],
 )
 def test_bad_list_parameters_get_a_clear_400_page(client, query, status, says):
