@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import html
 import re
 import threading
 import time
@@ -304,6 +305,58 @@ def test_a_deadlock_victim_runs_once_more_then_is_a_503_to_retry(migrated_db_dsn
             assert response.headers["Retry-After"] == "1"
             assert "BMDB busy: a conflicting transaction" in response.text
             assert "DeadlockDetectedError" in response.text
+
+
+# ------------------------------------------------------------- tags created since
+
+CUSTOM_LABELS = "CREATE TABLE machine_custom_labels (machine_id uuid PRIMARY KEY, label text)"
+
+
+def test_a_tag_created_under_a_running_webug_is_found_by_the_first_url_naming_it(
+    migrated_db_dsn, monkeypatch
+):
+    """has=, lacks= and a tag value's download naming a tag reflection has not seen yet
+    re-reflect once and answer; an unknown tag is then a 400 listing the tags there are,
+    and a crowd of them reflects at most once per "refresh now" interval."""
+    from app.bmdb import schema_cache
+
+    reflections = []
+    real_reflect = schema_cache.reflect
+
+    async def counted(conn):
+        reflections.append(time.monotonic())
+        return await real_reflect(conn)
+
+    monkeypatch.setattr(schema_cache, "reflect", counted)
+    run_sync(execute(migrated_db_dsn, *DRIFT_FLEET))
+    with webug_client(migrated_db_dsn) as client:
+        run_sync(execute(
+            migrated_db_dsn, CUSTOM_LABELS,
+            f"INSERT INTO machine_custom_labels VALUES ('{mid(1)}', 'rack 7')",
+        ))  # fmt: skip
+        listed = client.get("/?has=CustomLabels")
+        assert listed.status_code == 200 and str(mid(1)) in listed.text
+        assert client.get("/?lacks=CustomLabels").status_code == 200
+        # Dropped and created again (the drift retry sees the drop; this, the creation).
+        run_sync(execute(migrated_db_dsn, "DROP TABLE machine_custom_labels"))
+        assert client.get("/?has=CustomLabels").status_code in (400, 503)
+        time.sleep(schema_cache.MIN_REFRESH_INTERVAL_S)  # past the last refresh's interval
+        run_sync(execute(
+            migrated_db_dsn, CUSTOM_LABELS,
+            f"INSERT INTO machine_custom_labels VALUES ('{mid(1)}', 'rack 8')",
+        ))  # fmt: skip
+        value = client.get(f"/machine/{mid(1)}/tag/CustomLabels/label")
+        assert value.status_code == 200 and value.content == b"rack 8"
+        before = len(reflections)
+        for _ in range(10):
+            unknown = client.get("/?has=NoSuchTag")
+            assert unknown.status_code == 400
+            said = html.unescape(unknown.text)
+            assert "no tag type 'NoSuchTag' in this BMDB; its tag types: " in said
+            assert "CustomLabels" in unknown.text
+        missing = client.get(f"/machine/{mid(1)}/tag/NoSuchTag/x")
+        assert missing.status_code == 404 and "No tag field NoSuchTag.x" in missing.text
+        assert len(reflections) - before <= 1
 
 
 # -------------------------------------------------------------------- schema drift

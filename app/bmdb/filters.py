@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from app.bmdb import reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
-from app.bmdb.reflection import Schema, TagType, quote_ident
+from app.bmdb.reflection import NotInSchema, Schema, TagType, quote_ident
 from app.bmdb.sql import SqlWhere  # where it lives; the list's filters build one
 from app.bmdb.tables import HEARTBEAT, INSTALLATION_REPORT, INSTALLATION_REQUEST, PROVIDED
 from app.bmdb.workflows import HEARTBEAT_WINDOW, Fleet
@@ -345,7 +345,8 @@ def _tags(names: tuple[str, ...], schema: Schema) -> list[TagType]:
     for name in names:
         tag = schema.tag(name)
         if tag is None:
-            raise FilterError(f"no tag type {name!r} in this BMDB")
+            known = ", ".join(t.name for t in schema.tag_types) or "none"
+            raise NotInSchema(f"no tag type {name!r} in this BMDB; its tag types: {known}")
         if tag not in tags:
             tags.append(tag)
     return tags

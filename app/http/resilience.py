@@ -13,6 +13,10 @@ What this module adds to every route (a pure ASGI middleware plus error handlers
   table dropped or renamed, a column altered: UndefinedTableError, UndefinedColumnError,
   InvalidCachedStatementError...) re-reflects the schema at once and runs the request
   ONE more time. If it still fails, a 503 page says the schema does not match.
+- **Names the schema does not know**: a request naming a tag (`has=`, `lacks=`,
+  `/machine/{id}/tag/X/...`) or enum label the reflected schema lacks (NotInSchema) may
+  name one created since: it re-reflects, at most as often as "refresh now", and runs
+  the request once more; then the page's 400 (or 404) says what there is.
 - **Cut answers**: a BMDB error after an answer started (a streamed CSV between two of
   its statements) can only cut it: the log says so in one line, without a traceback, and
   the server closes the connection (the client sees the answer incomplete).
@@ -33,9 +37,10 @@ import asyncpg
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.bmdb.reflection import NotInSchema
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
-from app.http.errors import bmdb_unavailable, error_response
+from app.http.errors import TITLES, bmdb_unavailable, error_response
 from app.render import urls
 
 log = logging.getLogger(__name__)
@@ -163,6 +168,19 @@ class ResilienceMiddleware:
         except Exception as exc:  # the retry below answers with whatever it finds
             log.warning("re-reflection after schema drift failed: %s", exc)
 
+    async def _refresh_for_unknown(self, cache: SchemaCache | None, exc: NotInSchema) -> bool:
+        """Re-reflect for a name the schema lacks, at most as often as "refresh now" (a
+        crowd of unknown names reflects once): whether a newer schema came of it."""
+        if cache is None:
+            return False
+        seen = cache.schema
+        try:
+            await asyncio.wait_for(cache.refresh_now(), timeout=REFRESH_TIMEOUT_S)
+        except Exception as reflect_error:  # the request then answers with what it knew
+            log.warning("re-reflection after %r failed: %s", str(exc), reflect_error)
+            return False
+        return cache.schema is not seen
+
     async def _call_with_drift_retry(
         self,
         state: _LoopState,
@@ -228,10 +246,21 @@ class ResilienceMiddleware:
                 type(exc).__name__,
                 exc,
             )
-        assert cache is not None
-        await self._refresh_after_drift(cache, begun)
+            assert cache is not None
+            await self._refresh_after_drift(cache, begun)
+        except NotInSchema as exc:
+            if progress["started"]:
+                raise
+            if not retryable or not await self._refresh_for_unknown(cache, exc):
+                await _not_in_schema(scope, receive, send, exc)
+                return
+            log.info("%s: re-reflected after %s; retrying once", scope["path"], exc)
         try:
             await self.app(dict(scope), receive, send)
+        except NotInSchema as exc:
+            if progress["started"]:
+                raise
+            await _not_in_schema(scope, receive, send, exc)
         except SCHEMA_DRIFT as exc:
             if progress["started"]:
                 raise
@@ -244,6 +273,11 @@ class ResilienceMiddleware:
                 f"re-reading it: {type(exc).__name__}: {exc}",
             )
             await response(scope, receive, send)
+
+
+async def _not_in_schema(scope: Scope, receive: Receive, send: Send, exc: NotInSchema) -> None:
+    response = error_response(Request(scope), exc.status, TITLES.get(exc.status, "Error"), str(exc))
+    await response(scope, receive, send)
 
 
 def _bmdb_error(exc: BaseException | None) -> BaseException | None:

@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
 from app.bmdb.machines import MachineLayout
-from app.bmdb.reflection import Schema
+from app.bmdb.reflection import NotInSchema, Schema
 from app.config import Settings
 from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
 from app.model.entities import (
@@ -211,7 +211,7 @@ async def tag_value(
     tag_type = schema.tag(tag)
     column = tag_type.field(field) if tag_type is not None else None
     if tag_type is None or column is None:
-        raise HTTPException(404, f"No tag field {tag[:100]}.{field[:100]} in this BMDB.")
+        raise NotInSchema(f"No tag field {tag[:100]}.{field[:100]} in this BMDB.", status=404)
     found, value = await bmdb.tag_value(reader, tag_type, column, parsed)
     if not found:
         raise HTTPException(404, f"Machine {parsed} has no {tag_type.name} tag.")
