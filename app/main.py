@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
+    app.state.query_parameters = {}  # app/http/parameters.py: each route's, once
     app.state.count_cache = CountCache(ttl=app.state.settings.count_cache_seconds)
     app.state.history_reads = HistoryReads(
         ttl=app.state.settings.history_cache_seconds,

@@ -7,6 +7,8 @@ derandomized, so the run is repeatable and takes a few seconds per operation.
 
 Besides, every parameter of every operation gets a NUL character (which no BMDB text
 can hold, and random generation rarely produces): each such request is a 400 that says so.
+And every query parameter is given twice, with two values: one the document declares
+single is a 400 that says so (never a value silently dropped); a repeatable one answers.
 """
 
 from __future__ import annotations
@@ -182,3 +184,57 @@ def test_a_nul_character_in_a_posted_search_is_a_400(client, content_type, body)
         "/search", content=body.encode(), headers={"Content-Type": content_type, "Origin": BASE_URL}
     )
     assert response.status_code == 400 and "control characters" in response.text
+
+
+# --- every query parameter given twice ------------------------------------------------------
+
+# Two values of each repeatable parameter that mean something here.
+REPEATED = {
+    "provider": ("Equinix", "Lumen"),
+    "status": ("Running", "Missing"),
+    "work": ("ShepherdAccess", "ShepherdAgentStart"),
+    "backoff": ("ShepherdAccess", "ShepherdRecovery"),
+    "has": ("Provided", "AgentStarted"),
+    "lacks": ("AgentHeartbeat", "HardwareReport"),
+}
+
+
+def query_parameters() -> list[tuple[str, str, bool]]:
+    """(operation label, query parameter, whether the document declares it an array) of
+    every query parameter, and `format` (every page reads it) of every GET."""
+    declared = [
+        (f"{method.upper()} {path}", parameter["name"], "array" in str(parameter["schema"]))
+        for path, methods in SPEC["paths"].items()
+        for method, operation in methods.items()
+        for parameter in operation.get("parameters", ())
+        if parameter["in"] == "query"
+    ]
+    gets = sorted({label for label in OPERATIONS if label.startswith("GET ")})
+    return declared + [(label, "format", False) for label in gets]
+
+
+QUERY_PARAMETERS = query_parameters()
+
+
+def test_every_query_parameter_is_fuzzed_repeated():
+    repeatable = {name for _, name, array in QUERY_PARAMETERS if array}
+    assert set(REPEATED) <= repeatable and "ids" in repeatable
+    assert ("GET /", "location", False) in QUERY_PARAMETERS
+
+
+@pytest.mark.parametrize(("label", "name", "array"), QUERY_PARAMETERS)
+def test_a_repeated_parameter_is_either_or_a_400_never_silently_dropped(
+    client, real_values, label, name, array
+):
+    method, path = label.split(" ", 1)
+    values = {**PLAIN_PATH_VALUES, **{k: v[0] for k, v in real_values.items() if v}}
+    url = path.format(**{k: quote(str(v), safe="") for k, v in values.items()})
+    machines = real_values["machine_id"]
+    twice = REPEATED.get(name) or ((machines[0], machines[1]) if name == "ids" else ("1", "2"))
+    response = client.request(
+        method, url, params=[(name, v) for v in twice], headers={"Accept": "application/json"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code < 500, (url, name, response.text[:300])
+    refused = response.status_code == 400 and f"{name} is given 2 times" in response.text
+    assert refused != array, (url, name, response.status_code, response.text[:300])

@@ -290,6 +290,37 @@ def test_a_filter_given_again_is_one_filter_in_the_url_the_chips_and_the_sql(cli
     assert 'href="/?lacks=AgentStarted&amp;limit=100" title="remove this filter">has' in page
 
 
+def test_an_enum_filter_given_several_values_lists_machines_with_any_with_a_chip_each(client):
+    """status=Running&status=Missing: machine 1 (Running) and machine 2 (Missing); before,
+    the last value won and the chip said 'status: Missing' alone."""
+    either = "status=Running&status=Missing"
+    data = client.get(f"/?{either}&format=json").json()
+    assert data["filters"] == {"status": ["Running", "Missing"]}
+    assert [m["machine_id"] for m in data["machines"]] == [str(mid(1)), str(mid(2))]
+    page = client.get(f"/?{either}").text
+    assert ROW.findall(page) == [str(mid(1)), str(mid(2))]
+    # A chip each; removing one keeps the other.
+    chip = 'href="/?status={}&amp;limit=100" title="remove this filter">status: {}'
+    assert chip.format("Missing", "Running") in page and chip.format("Running", "Missing") in page
+    assert listed(client, "provider=Equinix&provider=Lumen&status=NULL&status=Running") == [
+        str(mid(1)), str(mid(3))
+    ]  # fmt: skip
+    assert listed(client, "work=ShepherdAccess&work=ShepherdAgentStart") == [
+        str(mid(1)), str(mid(2))
+    ]  # fmt: skip
+    assert listed(client, "backoff=ShepherdAccess&backoff=ShepherdRecovery") == [str(mid(2))]
+
+
+def test_a_filter_that_takes_one_value_given_two_is_a_400_never_one_dropped(client):
+    response = client.get("/?location=fr5&location=ny7")
+    assert response.status_code == 400
+    assert "location is given 2 times (&#39;fr5&#39;, &#39;ny7&#39;); it takes one value" in (
+        response.text
+    )
+    assert "Repeatable here: provider, status, has, lacks, work, backoff." in response.text
+    assert listed(client, "location=fr5&location=fr5") == [str(mid(1)), str(mid(3))]
+
+
 def test_adding_has_replaces_lacks_of_the_same_tag_and_back():
     lacking = MachineFilters(lacks=("Provided",), provider="Lumen")
     assert lacking.with_("has", "Provided") == MachineFilters(has=("Provided",), provider="Lumen")

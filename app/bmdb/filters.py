@@ -1,7 +1,10 @@
 """The machine list's filters: parsed from the query string, turned into SQL.
 
 The URL is the state: every filter is a query parameter, so a filtered view can be
-pasted into chat. Conditions are EXISTS subqueries on the machine (`m`), so they
+pasted into chat. The enum filters (provider, status, work, backoff) and the tag filters
+are repeatable: `status=Running&status=Missing` is either (one chip each); any other
+filter takes one value (app/http/parameters.py refuses two). Conditions are EXISTS
+subqueries on the machine (`m`), so they
 combine freely and never multiply rows; values, enum labels included, are always bound
 parameters. A condition names no column of `m` but `m.machine_id`: the list's keyed
 orders (app/bmdb/ordering.py) put the sort key's own table in `m`'s place.
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from app.bmdb import reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
@@ -75,9 +78,18 @@ def _no_nul(text: str | None) -> str | None:
     return text
 
 
+def _one_or_more(value: object) -> object:
+    # A link builder may give one label (urls.machines(provider="Lumen")).
+    return (value,) if isinstance(value, str) else value
+
+
 Label = Annotated[str | None, Field(max_length=200), AfterValidator(_no_nul)]
 TagName = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
 TagNames = Annotated[tuple[TagName, ...], Field(max_length=50)]
+# An enum filter's labels: any of them (OR).
+Labels = Annotated[
+    tuple[TagName, ...], Field(max_length=50), BeforeValidator(_one_or_more)
+]
 
 
 class MachineFilters(BaseModel):
@@ -87,13 +99,17 @@ class MachineFilters(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    provider: Label = None
-    status: Label = Field(None, description=f"provider_status ({NULL_STATUS}: none)")
+    provider: Labels = Field((), description="provider (repeatable: any of them)")
+    status: Labels = Field(
+        (), description=f"provider_status ({NULL_STATUS}: none; repeatable: any of them)"
+    )
     location: Label = None
     has: TagNames = Field((), description="tag names the machine has (repeatable)")
     lacks: TagNames = Field((), description="tag names it lacks (repeatable)")
-    work: Label = Field(None, description="process with work on the machine")
-    backoff: Label = Field(None, description="active backoff process")
+    work: Labels = Field(
+        (), description="process with work on the machine (repeatable: any of them)"
+    )
+    backoff: Labels = Field((), description="active backoff process (repeatable: any of them)")
     stale: bool = Field(False, description="work held by an expired session")
     heartbeat: Literal[HEARTBEAT_STATES] | None = Field(  # type: ignore[valid-type]
         None, description="agent heartbeat within / older than 10 minutes"
@@ -133,10 +149,10 @@ class MachineFilters(BaseModel):
         description=f"order: {', '.join(SORT_KEYS)}; '-' before one for descending",
     )
 
-    @field_validator("has", "lacks")
+    @field_validator("has", "lacks", "provider", "status", "work", "backoff")
     @classmethod
     def _once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        # A tag given twice is one filter: kept once, in the URL, the chips and the SQL.
+        # A value given twice is one filter: kept once, in the URL, the chips and the SQL.
         return tuple(dict.fromkeys(names))
 
     @field_validator("q", "text")
@@ -232,12 +248,12 @@ def build_where(
     if filters.work:
         where.add(
             "EXISTS (SELECT 1 FROM work w WHERE w.machine_id = m.machine_id"
-            f" AND w.process::text = {where.param(filters.work)})"
+            f" AND {_text_in('w.process::text', filters.work, where)})"
         )
     if filters.backoff:
         where.add(
             "EXISTS (SELECT 1 FROM work_backoff b WHERE b.machine_id = m.machine_id"
-            f" AND b.process::text = {where.param(filters.backoff)} AND b.until > now())"
+            f" AND {_text_in('b.process::text', filters.backoff, where)} AND b.until > now())"
         )
     if filters.stale:
         where.add(
@@ -386,26 +402,38 @@ def _installation_condition(state: str, where: SqlWhere, schema: Schema) -> str:
     )
 
 
-def _label_equals(column: str, field: reflection.Field | None, label: str, where: SqlWhere) -> str:
-    """`column` equals this label, written so the planner can use the column's statistics.
+def _text_in(expression: str, values: tuple[str, ...], where: SqlWhere) -> str:
+    """`expression` is one of `values` (one: `=`, as before there were several)."""
+    if len(values) == 1:
+        return f"{expression} = {where.param(values[0])}"
+    return f"{expression} = ANY({where.param(values)}::text[])"
+
+
+def _labels_in(
+    column: str, field: reflection.Field | None, labels: tuple[str, ...], where: SqlWhere
+) -> str:
+    """`column` is one of these labels, written so the planner can use the column's
+    statistics.
 
     `column::text = $1` hides them: at 100k machines the planner guessed 2 rows for 56k
-    and sorted them all (90 ms, not 1 ms). A label reflection knows is bound as that enum
-    type (`$1::provider`), so the planner estimates from the value (a filtered list runs
-    on connections that plan each run for its values: POSTGRESQL_PLAN_PER_VALUES in
-    app/bmdb/connection.py); a label it does not know (an enum value added
-    since) is matched against the enum's labels at run time, matching nothing if there
-    is none (a cast would fail on it).
+    and sorted them all (90 ms, not 1 ms). Labels reflection knows are bound as that enum
+    type (`$1::provider`, `= ANY($1::provider[])`), so the planner estimates from the
+    values (a filtered list runs on connections that plan each run for its values:
+    POSTGRESQL_PLAN_PER_VALUES in app/bmdb/connection.py); a label it does not know (an
+    enum value added since) is matched against the enum's labels at run time, matching
+    nothing if there is none (a cast would fail on it).
     """
     if field is None or not field.is_enum or field.is_array:
-        return f"{column}::text = {where.param(label)}"
+        return _text_in(f"{column}::text", labels, where)
     enum_type = quote_ident(field.udt_name)
-    if label in field.enum_values:
-        return f"{column} = {where.param(label)}::{enum_type}"
-    return (
-        f"{column} = (SELECT e FROM unnest(enum_range(NULL::{enum_type})) e"
-        f" WHERE e::text = {where.param(label)})"
-    )
+    if not set(labels) <= set(field.enum_values):
+        return (
+            f"{column} IN (SELECT e FROM unnest(enum_range(NULL::{enum_type})) e"
+            f" WHERE {_text_in('e::text', labels, where)})"
+        )
+    if len(labels) == 1:
+        return f"{column} = {where.param(labels[0])}::{enum_type}"
+    return f"{column} = ANY({where.param(labels)}::{enum_type}[])"
 
 
 def _provided_conditions(filters: MachineFilters, where: SqlWhere, schema: Schema) -> list[str]:
@@ -417,16 +445,15 @@ def _provided_conditions(filters: MachineFilters, where: SqlWhere, schema: Schem
 
     if filters.provider:
         conditions.append(
-            _label_equals("p.provider", provided_field("provider"), filters.provider, where)
+            _labels_in("p.provider", provided_field("provider"), filters.provider, where)
         )
-    if filters.status == NULL_STATUS:
-        conditions.append("p.provider_status IS NULL")
-    elif filters.status:
-        conditions.append(
-            _label_equals(
-                "p.provider_status", provided_field("provider_status"), filters.status, where
-            )
-        )
+    if filters.status:
+        labels = tuple(s for s in filters.status if s != NULL_STATUS)
+        either = ["p.provider_status IS NULL"] if NULL_STATUS in filters.status else []
+        if labels:
+            field = provided_field("provider_status")
+            either.append(_labels_in("p.provider_status", field, labels, where))
+        conditions.append(either[0] if len(either) == 1 else f"({' OR '.join(either)})")
     if filters.location:
         conditions.append(f"p.provider_location = {where.param(filters.location)}")
     return conditions
