@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -58,8 +59,6 @@ def listed(client, query: str = "") -> list[str]:
         ("q=lumen-0002", [2]),
         ("q=%25", []),  # LIKE wildcards are literal
         ("provider=Equinix&status=Running&work=ShepherdAccess", [1]),
-        ("provider=Nope", []),  # not a label of the enum: nothing, not an error
-        ("status=Bogus", []),
     ],
 )
 def test_each_filter_selects_exactly_its_machines(client, query, expected):
@@ -273,9 +272,40 @@ def test_enum_filters_match_labels_reflected_or_added_since(migrated_db_dsn):
     add_provider("O'Brien \\ Sons", 1)  # reflected at start: compared as that enum value
     with webug_client(migrated_db_dsn) as client:
         assert listed(client, "provider=O%27Brien+%5C+Sons") == [str(mid(1))]
-        add_provider("Hetzner", 2)  # not reflected yet: matched against the enum at run time
+        add_provider("Hetzner", 2)  # not reflected yet: the first URL naming it reflects
         assert listed(client, "provider=Hetzner") == [str(mid(2))]
-        assert listed(client, "provider=Nope") == []
+        assert listed(client, "provider=Hetzner&provider=Equinix") == [str(mid(2))]
+
+
+@pytest.mark.parametrize(
+    ("query", "labels"),
+    [
+        ("provider=Nope", "Equinix, Lumen, None"),
+        ("provider=equinix", "Equinix, Lumen, None"),
+        ("provider=Lumen&provider=Nope", "Equinix, Lumen, None"),
+        ("status=Gone", "Missing, Provisioning, ProvisioningFailedPermanent, Running, Stopped,"
+         " Unknown, NULL"),
+        ("work=ShepherdNope", "UnitTest1, UnitTest2, ShepherdAccess, ShepherdAgentStart,"
+         " ShepherdRecovery"),
+        ("backoff=Nope", "UnitTest1, UnitTest2, ShepherdAccess"),
+    ],
+)
+def test_a_value_no_enum_label_matches_is_a_400_listing_the_labels(client, query, labels):
+    """Before, /?provider=Foo said "0 matching"; now it says what the values can be."""
+    response = client.get(f"/?{query}")
+    assert response.status_code == 400
+    value = query.rsplit("=", 1)[1]
+    said = html.unescape(response.text)
+    assert f"={value!r} is not a label of its enum; they are: {labels}" in said
+
+
+def test_the_history_filter_takes_process_labels(client):
+    assert client.get(f"/machine/{mid(2)}/history?process=ShepherdAccess").status_code == 200
+    response = client.get(f"/machine/{mid(2)}/history?process=Shepherd")
+    assert response.status_code == 400
+    assert "process=&#39;Shepherd&#39; is not a label of its enum; they are: UnitTest1" in (
+        response.text
+    )
 
 
 def test_a_filter_given_again_is_one_filter_in_the_url_the_chips_and_the_sql(client):

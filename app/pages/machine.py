@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse
 
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
+from app.bmdb.filters import check_labels
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import NotInSchema, Schema
 from app.config import Settings
@@ -164,20 +165,18 @@ async def machine_history(
     request: Request,
     machine_id: str,
     reader: PageReader,
+    schema: CurrentSchema,
     process: Annotated[str | None, Query(max_length=100)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
 ):
     """Newest first, filterable by process; a full page too (history outlives machines)."""
     parsed = parse_id(machine_id, "machine", "machines.machine_id")
+    check_labels("process", [process] if process else [], schema.processes)
     doc = await bmdb.history(
-        reader,
-        parsed,
-        process=process or None,
-        offset=offset,
-        limit=limit + 1,
+        reader, parsed, process=process or None, offset=offset, limit=limit + 1,
         timeline_events=TIMELINE_EVENTS if offset == 0 else None,
-    )
+    )  # fmt: skip
     events = [HistoryEvent.model_validate(e) for e in doc["events"]]
     page = HistoryPage(
         machine_id=parsed,
