@@ -102,6 +102,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _stop(refresher)
         await _stop(simulator)
         await db.close()
+        if settings.demo:  # uvicorn re-raises its signal after this: no atexit runs
+            from app.demo.embedded import stop_server
+
+            await asyncio.to_thread(stop_server, settings.demo_data_dir)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
