@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.bmdb import dsn as dsn_tools
@@ -23,8 +23,11 @@ from app.bmdb.history_reads import HistoryReads
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings, load_settings
 from app.fleet.collector import FleetMetrics, start_fleet_stats
+from app.http.bodies import BoundedBody
 from app.http.errors import InternalErrorPage, install_error_pages
+from app.http.head import HeadAsGet
 from app.http.observability import install_observability
+from app.http.parameters import checked_parameters
 from app.http.resilience import install_resilience
 from app.http.security import install_security
 from app.pages import (
@@ -99,6 +102,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _stop(refresher)
         await _stop(simulator)
         await db.close()
+        if settings.demo:  # uvicorn re-raises its signal after this: no atexit runs
+            from app.demo.embedded import stop_server
+
+            await asyncio.to_thread(stop_server, settings.demo_data_dir)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -109,9 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI's /docs and /redoc run a CDN's script on this origin: /api instead.
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(checked_parameters)],  # before every route's own
     )
     app.state.settings = settings or load_settings()
     app.state.bmdb_label = "(connecting)"
+    app.state.query_parameters = {}  # app/http/parameters.py: each route's, once
     app.state.count_cache = CountCache(ttl=app.state.settings.count_cache_seconds)
     app.state.history_reads = HistoryReads(
         ttl=app.state.settings.history_cache_seconds,
@@ -143,7 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(forecast.router)
     app.include_router(api_page.router)
     install_error_pages(app)
+    app.add_middleware(HeadAsGet)  # innermost: the router sees a HEAD as its GET
     install_resilience(app, app.state.settings)
+    app.add_middleware(BoundedBody)  # outside resilience: a body is read before a page slot
     app.add_middleware(InternalErrorPage)
     install_security(app, app.state.settings)
     install_observability(app, app.state.settings)

@@ -62,15 +62,17 @@ class Counters:
     statements: int = 0
     round_trips: int = 0
     messages: int = 0
+    server_bytes: int = 0  # what the server sent: how much the client read
 
     def copy(self) -> Counters:
-        return Counters(self.statements, self.round_trips, self.messages)
+        return Counters(self.statements, self.round_trips, self.messages, self.server_bytes)
 
     def __sub__(self, other: Counters) -> Counters:
         return Counters(
             self.statements - other.statements,
             self.round_trips - other.round_trips,
             self.messages - other.messages,
+            self.server_bytes - other.server_bytes,
         )
 
 
@@ -97,7 +99,10 @@ class FrontendParser:
         self._skip = 0
 
     def server_bytes(self, data: bytes) -> None:
-        """Sees the server->client stream: the one-byte answer to an SSLRequest."""
+        """Sees the server->client stream: counts it, and reads the one-byte answer to an
+        SSLRequest."""
+        for counters in (self.stats.counters, self.total):
+            counters.server_bytes += len(data)
         if self.awaiting_reply and data:
             self.awaiting_reply = False
             if data[:1] in (b"S", b"G"):  # TLS/GSS encryption follows: opaque from now on

@@ -13,7 +13,7 @@ import pytest
 
 from app.model import csv_export
 from tests.fleet import ALIVE, DEAD, MACHINES, SMALL_FLEET, mid
-from tests.support import cloned_database, webug_client
+from tests.support import cloned_database, proxied_webug, webug_client
 
 BIG = bytes(range(256)) * 8000  # 2 MB: a hardware report as big as real ones get
 HOSTILE = {
@@ -134,6 +134,24 @@ def test_blobs_are_their_length_and_a_download_url_never_their_bytes(client):
     assert rows[0]["AgentStarted.agent_public_key"] == "2"
     assert len(response.content) < 20_000  # 2 MB of report, a few KB of CSV
     assert BIG[:64].hex() not in response.text
+
+
+def test_blob_arrays_are_their_lengths_read_without_their_bytes(pg_server_dsn, migrated_template):
+    """The BMDB sends the elements' lengths, not the elements (as hex text: twice their size)."""
+    megabyte = "'\\x" + "ab" * 1024 * 1024 + "'::bytea"
+    with cloned_database(
+        pg_server_dsn, migrated_template, *SMALL_FLEET,
+        "CREATE TABLE machine_firmware (machine_id uuid PRIMARY KEY REFERENCES machines,"
+        " images bytea[])",
+        f"INSERT INTO machine_firmware VALUES ('{mid(1)}', ARRAY[{megabyte}, NULL, {megabyte},"
+        f" '\\x010203'::bytea]), ('{mid(2)}', '{{}}'), ('{mid(3)}', NULL)",
+    ) as dsn, proxied_webug(dsn) as (proxy, proxied):
+        received = proxy.total.server_bytes
+        _, rows, response = download(proxied, "/?format=csv")
+        received = proxy.total.server_bytes - received
+    assert [r["Firmware.images"] for r in rows[:4]] == ["[1048576,null,1048576,3]", "[]", "", ""]
+    assert received < 100_000, received  # 2 MB of blobs, kilobytes read
+    assert len(response.content) < 20_000
 
 
 def test_a_download_streams_keyset_pages(client, monkeypatch):

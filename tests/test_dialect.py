@@ -6,6 +6,9 @@ CockroachDB's documented follower-read form); PostgreSQL's are run on the real s
 
 from __future__ import annotations
 
+import html
+import re
+
 import asyncpg
 import pytest
 
@@ -68,6 +71,12 @@ def test_consistency_says_how_stale_the_data_may_be():
     assert "follower_read_timestamp()" in FOLLOWER.consistency
     assert "current data" in STRICT.consistency and "behind" not in STRICT.consistency
     assert "one statement" in POSTGRES.consistency and "current" in POSTGRES.consistency
+    several = ["a", "b"]
+    assert FOLLOWER.consistency_of(several) == (
+        "each statement its own follower read (AS OF SYSTEM TIME follower_read_timestamp())"
+        " (a; b): data typically ~4.8 s behind"
+    )
+    assert STRICT.consistency_of(several).startswith("each statement its own strict read")
 
 
 # --- on the real PostgreSQL -------------------------------------------------------------
@@ -148,4 +157,28 @@ def test_page_footer_names_the_read(module_fleet_dsn):
         assert "follower" not in page.text
     # Strict consistency only concerns CockroachDB: PostgreSQL reads the same way.
     with webug_client(module_fleet_dsn, strict_consistency=True) as client:
-        assert POSTGRES.consistency in client.get("/").text
+        assert POSTGRES.consistency in client.get(f"/machine/{mid(1)}").text
+
+
+def footer(page: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", page.split('<div class="query-footer">')[1]))
+
+
+def test_the_footer_says_what_was_read_for_none_one_or_several_statements(module_fleet_dsn):
+    with webug_client(module_fleet_dsn) as client:
+        nothing = footer(client.get("/search").text)
+        assert nothing.startswith(" 0 statements") and "no statement: nothing was read" in nothing
+        assert "one statement" not in nothing and "snapshot" not in nothing
+        # Both sources of /failures are read apart because each is shared with other views.
+        failures = footer(client.get("/failures").text)
+        assert failures.startswith(" 2 statements") and "one statement" not in failures
+        assert (
+            "each statement its own snapshot (failure groups of active backoffs, shared with"
+            " other views; failure groups of work history, shared with other views):"
+            " current data" in failures
+        )
+        listed = footer(client.get("/?has=Provided").text)  # its counts are due: 2
+        assert listed.startswith(" 2 statements") and "one statement" not in listed
+        assert "(the total and facets, shared with other views of the filter; the page)" in listed
+        again = footer(client.get("/?has=Provided").text)  # counts shared now: 1
+        assert again.startswith(" 1 statement ") and POSTGRES.consistency in again

@@ -87,17 +87,25 @@ SAME = [
             "  /build/cloud/agent/main.go:112 +0x1f",
         ],
         "agent did not start:\nProcess exited with status <n>\n  goroutine <n> [running]:\n"
-        "  /build/cloud/agent/main.go:<n> +<hex>",
+        "  /build/cloud/agent/main.go:<n> +<n>",
     ),
     (
         [
             "session shepherd-equinix-1a2b3c4d at 2024-05-01T12:34:56.789Z: lease lost (v0.14.1)",
             "session shepherd-equinix-0f00ba47 at 2026-11-30 08:00:01+00: lease lost (v0.13.2)",
         ],
-        "session shepherd-equinix-<hex> at <time>: lease lost (<n>)",
+        "session shepherd-equinix-<n> at <time>: lease lost (<n>)",
     ),
     (["fe80::1%eth0 unreachable, 1 2 3 retries", "::1 unreachable, 4 5 6 retries"],
      "<ip> unreachable, <n> <n> <n> retries"),  # fmt: skip
+    (  # checksums and hashes of hex digits that happen to be digits only, or not
+        [
+            "image checksum mismatch: got 8712897090224467, want 3fa2c19e0b7d5a61",
+            "image checksum mismatch: got 9c0e4b1d77a2f3e8, want 1290883746512093",
+            "image checksum mismatch: got 40f9a1c3, want 12345678",
+        ],
+        "image checksum mismatch: got <n>, want <n>",
+    ),
 ]
 # Causes that must keep signatures of their own (names with digits stay: sda1, x509).
 DIFFERENT = [

@@ -11,6 +11,7 @@ from tests.fleet import ALIVE, DEAD, load_small_fleet, mid
 from tests.support import execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
+JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,23 @@ def test_provider_hot_link_redirects_to_the_machine(client):
     assert found.status_code == 303 and found.headers["location"] == f"/machine/{mid(2)}"
     missing = client.get("/provider/Lumen/nope")
     assert missing.status_code == 404 and "nope" in missing.text
+
+
+@pytest.mark.parametrize("provider", ["equinix", "EQUINIX", "eQuInIx"])
+def test_provider_hot_link_takes_the_provider_in_any_letter_case(client, provider):
+    found = client.get(f"/provider/{provider}/eq-aaa", follow_redirects=False)
+    assert found.status_code == 303 and found.headers["location"] == f"/machine/{mid(1)}"
+
+
+def test_provider_hot_link_not_found_offers_the_search(client):
+    """IDs are matched exactly: one in another letter case is not found, and the 404
+    links the search, which finds it in any letter case (and under any provider)."""
+    missing = client.get("/provider/Lumen/LUMEN-0002")
+    assert missing.status_code == 404
+    assert 'href="/search?q=LUMEN-0002"' in missing.text
+    assert client.get("/provider/Lumen/LUMEN-0002", headers=JSON).json()["search"] == "LUMEN-0002"
+    search = client.get("/search?q=LUMEN-0002", follow_redirects=False)
+    assert search.status_code == 303 and search.headers["location"] == f"/machine/{mid(2)}"
 
 
 def test_machine_deleted_while_watched_stops_the_poll_and_says_so(migrated_db_dsn):

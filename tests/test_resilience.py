@@ -7,8 +7,11 @@ shared test server.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import html
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,8 +20,9 @@ import asyncpg
 import pytest
 
 from app.bmdb.connection import Reader
-from tests.fleet import mid
-from tests.outage import REPO, RestartablePostgres, free_port
+from app.bmdb.dsn import database_name
+from tests.fleet import load_small_fleet, mid
+from tests.outage import REPO, RestartablePostgres, free_port, serve_webug
 from tests.support import TableLock, execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
@@ -188,6 +192,171 @@ def test_a_bmdb_error_after_the_page_was_sent_does_not_break_the_answer():
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     with pytest.raises(RuntimeError, match="a bug"):  # before the answer: not hidden
         run_sync(call(before_the_answer))
+
+
+def test_a_download_cut_by_the_bmdb_logs_one_line_and_no_traceback(small_fleet_dsn, tmp_path):
+    """The CSV's header is sent before its first statement: a statement that fails then
+    (here the statement timeout, machines being locked) cuts the download. The client sees
+    it cut; the log says so in one line."""
+    import httpx
+
+    log = tmp_path / "webug.log"
+    with serve_webug(small_fleet_dsn, log, WEBUG_STATEMENT_TIMEOUT_MS="300") as base_url:
+        with TableLock(small_fleet_dsn, "machines"), httpx.stream(
+            "GET", base_url + "/?format=csv", timeout=30
+        ) as response:
+            assert response.status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):  # no end of the chunked body
+                response.read()
+        time.sleep(0.5)  # the log line is written
+    text = log.read_text()
+    assert "Traceback" not in text and "Exception in ASGI application" not in text, text
+    cut = [line for line in text.splitlines() if "/?format=csv" in line or "GET /" in line]
+    assert len(cut) == 1, text
+    assert "cut" in cut[0] and "QueryCanceledError" in cut[0], cut
+
+
+# ------------------------------------------------------------------------- deadlocks
+
+
+class Deadlocks:
+    """Another BMDB client that makes webug's next statement a deadlock victim `times`
+    times in a row, then lets it through.
+
+    It locks `table` (ACCESS EXCLUSIVE, in a transaction), waits until a webug statement
+    waits for it, then locks a table that statement already holds: each now waits for
+    the other. webug's sessions check for deadlocks after DEADLOCK_TIMEOUT (set on the
+    database) and this one after a minute, so webug's statement is the victim. The second
+    lock is taken in a savepoint and given back, so the statement's retry can hold it
+    again, and be the victim again.
+    """
+
+    def __init__(self, dsn: str, table: str, times: int) -> None:
+        self._dsn, self._table, self._times = dsn, table, times
+        self._locked = threading.Event()
+        self.victims: list[str] = []  # the tables webug held when it was made a victim
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            await conn.execute("SET deadlock_timeout = '60s'")
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {self._table} IN ACCESS EXCLUSIVE MODE")
+                self._locked.set()
+                for _ in range(self._times):
+                    held = await self._statement_waiting(conn)
+                    savepoint = conn.transaction()  # rolled back: its lock is given back
+                    await savepoint.start()
+                    await conn.execute(f'LOCK TABLE "{held}" IN ACCESS EXCLUSIVE MODE')
+                    await savepoint.rollback()
+                    self.victims.append(held)
+        finally:
+            self._locked.set()
+            await conn.close()
+
+    async def _statement_waiting(self, conn: asyncpg.Connection) -> str:
+        """A table held by the webug statement that waits for ours."""
+        for _ in range(1000):
+            held = await conn.fetchval(
+                "SELECT c.relname FROM pg_locks w JOIN pg_stat_activity a ON a.pid = w.pid"
+                " JOIN pg_locks l ON l.pid = w.pid AND l.granted"
+                " JOIN pg_class c ON c.oid = l.relation AND c.relkind = 'r'"
+                " AND c.relnamespace = 'public'::regnamespace"
+                " WHERE w.relation = $1::regclass AND NOT w.granted"
+                " AND a.application_name = 'webug' LIMIT 1",
+                self._table,
+            )
+            if held is not None:
+                return held
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no webug statement waited for {self._table}")
+
+    def __enter__(self) -> Deadlocks:
+        self._thread.start()
+        assert self._locked.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(30)
+        assert not self._thread.is_alive()
+
+
+DEADLOCK_TIMEOUT = "500ms"  # webug's sessions: past the other client's reaction time
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_a_deadlock_victim_runs_once_more_then_is_a_503_to_retry(migrated_db_dsn, times):
+    """Once: the statement runs again and the page answers. Twice: a 503 saying to retry."""
+    load_small_fleet(migrated_db_dsn)
+    database = database_name(migrated_db_dsn)
+    run_sync(execute(
+        migrated_db_dsn, f'ALTER DATABASE "{database}" SET deadlock_timeout = {DEADLOCK_TIMEOUT!r}'
+    ))  # fmt: skip
+    with webug_client(migrated_db_dsn) as client:
+        assert client.get(f"/machine/{mid(1)}").status_code == 200
+        with Deadlocks(migrated_db_dsn, "machine_os_installation_report", times) as deadlocks:
+            response = client.get(f"/machine/{mid(1)}")
+        assert len(deadlocks.victims) == times
+        if times == 1:
+            assert response.status_code == 200 and str(mid(1)) in response.text
+        else:
+            assert response.status_code == 503, response.text[:500]
+            assert response.headers["Retry-After"] == "1"
+            assert "BMDB busy: a conflicting transaction" in response.text
+            assert "DeadlockDetectedError" in response.text
+
+
+# ------------------------------------------------------------- tags created since
+
+CUSTOM_LABELS = "CREATE TABLE machine_custom_labels (machine_id uuid PRIMARY KEY, label text)"
+
+
+def test_a_tag_created_under_a_running_webug_is_found_by_the_first_url_naming_it(
+    migrated_db_dsn, monkeypatch
+):
+    """has=, lacks= and a tag value's download naming a tag reflection has not seen yet
+    re-reflect once and answer; an unknown tag is then a 400 listing the tags there are,
+    and a crowd of them reflects at most once per "refresh now" interval."""
+    from app.bmdb import schema_cache
+
+    reflections = []
+    real_reflect = schema_cache.reflect
+
+    async def counted(conn):
+        reflections.append(time.monotonic())
+        return await real_reflect(conn)
+
+    monkeypatch.setattr(schema_cache, "reflect", counted)
+    run_sync(execute(migrated_db_dsn, *DRIFT_FLEET))
+    with webug_client(migrated_db_dsn) as client:
+        run_sync(execute(
+            migrated_db_dsn, CUSTOM_LABELS,
+            f"INSERT INTO machine_custom_labels VALUES ('{mid(1)}', 'rack 7')",
+        ))  # fmt: skip
+        listed = client.get("/?has=CustomLabels")
+        assert listed.status_code == 200 and str(mid(1)) in listed.text
+        assert client.get("/?lacks=CustomLabels").status_code == 200
+        # Dropped and created again (the drift retry sees the drop; this, the creation).
+        run_sync(execute(migrated_db_dsn, "DROP TABLE machine_custom_labels"))
+        assert client.get("/?has=CustomLabels").status_code in (400, 503)
+        time.sleep(schema_cache.MIN_REFRESH_INTERVAL_S)  # past the last refresh's interval
+        run_sync(execute(
+            migrated_db_dsn, CUSTOM_LABELS,
+            f"INSERT INTO machine_custom_labels VALUES ('{mid(1)}', 'rack 8')",
+        ))  # fmt: skip
+        value = client.get(f"/machine/{mid(1)}/tag/CustomLabels/label")
+        assert value.status_code == 200 and value.content == b"rack 8"
+        before = len(reflections)
+        for _ in range(10):
+            unknown = client.get("/?has=NoSuchTag")
+            assert unknown.status_code == 400
+            said = html.unescape(unknown.text)
+            assert "no tag type 'NoSuchTag' in this BMDB; its tag types: " in said
+            assert "CustomLabels" in unknown.text
+        missing = client.get(f"/machine/{mid(1)}/tag/NoSuchTag/x")
+        assert missing.status_code == 404 and "No tag field NoSuchTag.x" in missing.text
+        assert len(reflections) - before <= 1
 
 
 # -------------------------------------------------------------------- schema drift

@@ -81,3 +81,26 @@ async def test_refresh_now_is_rate_limited_but_a_refresh_after_a_change_never_is
         assert (await cache.refresh(since=changed_at)).tag("Rack") is not None
     finally:
         await db.close()
+
+
+async def test_a_changed_migration_version_is_noticed_between_refreshes(migrated_db_dsn):
+    """Every `version_check` seconds one tiny statement reads schema_migrations; a new
+    version re-reflects at once, however far the next periodic refresh is."""
+    db = Database(migrated_db_dsn, Settings(dsn=migrated_db_dsn))
+    cache = SchemaCache(db, 3600, version_check=0.1)
+    await db.open()
+    task = asyncio.create_task(cache.run(wait_initial=0.05, wait_max=0.1))
+    try:
+        await _wait_for(lambda: cache.loaded)
+        await execute(
+            migrated_db_dsn, "CREATE TABLE machine_rack (machine_id uuid PRIMARY KEY, rack text)"
+        )
+        await asyncio.sleep(0.5)  # five checks: the same version, so no reflection
+        assert cache.schema.tag("Rack") is None
+        await execute(migrated_db_dsn, "UPDATE schema_migrations SET version = 1800000000")
+        await _wait_for(lambda: cache.schema.tag("Rack") is not None, timeout=5)
+        assert cache.schema.version == "1800000000"
+    finally:
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        await db.close()

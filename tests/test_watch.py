@@ -229,9 +229,10 @@ def test_machine_list_links_its_filter_as_a_watch_list(client):
     assert 'href="/watch/filtered?provider=Equinix&amp;sort=-created"' in newest
     oldest = client.get("/watch/filtered?provider=Equinix&sort=created", follow_redirects=False)
     assert oldest.headers["location"] == f"/watch?ids={mid(3)},{mid(1)}"
-    nobody = client.get("/watch/filtered?provider=Nobody")
+    nobody = client.get("/watch/filtered?provider=Lumen&status=Running")
     assert nobody.status_code == 404
     assert "No machine matches this filter: there is nothing to watch." in nobody.text
+    assert client.get("/watch/filtered?provider=Nobody").status_code == 400  # no such label
     bad = client.get("/watch/filtered?has=NoSuchTag")
     assert bad.status_code == 400 and "NoSuchTag" in bad.text
 

@@ -180,3 +180,16 @@ def test_a_cursor_of_another_order_or_edited_is_a_400(client):
     raw[2] = "not a time"
     edited = base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
     assert client.get(f"/work?limit=1&after={edited}").status_code == 400
+
+
+def test_a_process_added_under_a_running_webug_is_found_by_the_first_url_naming_it(
+    migrated_db_dsn,
+):
+    """An enum grows (ALTER TYPE ... ADD VALUE) between reflections: the unknown label
+    makes webug reflect again before it answers 400."""
+    from tests.support import execute, run_sync, webug_client
+
+    with webug_client(migrated_db_dsn) as client:
+        run_sync(execute(migrated_db_dsn, "ALTER TYPE process ADD VALUE 'ShepherdNew'"))
+        assert client.get("/work?process=ShepherdNew").status_code == 200
+        assert client.get("/backoffs?process=ShepherdNew").status_code == 200

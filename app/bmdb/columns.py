@@ -19,6 +19,7 @@ says how its value is put into the document (`select_expr`) and re-typed from it
 | json, jsonb | its text | str (rendered as JSON by type) |
 | bytea | [length, base64 of the first `blob_cap` bytes] | `Blob` |
 | arrays of the above | JSON arrays (nested for more dimensions) | lists |
+| bytea arrays, `blob_cap` 0 | the elements' lengths (flat) | list of int |
 | anything else (ranges, composites, money, ...) | `::text` | str |
 """
 
@@ -107,13 +108,20 @@ class PgSpecial:
 def select_expr(field: Field, column: str, *, blob_cap: int = BLOB_PREVIEW_BYTES) -> str:
     """The SQL expression that puts `column` (already qualified and quoted) into a document.
 
-    `blob_cap`: bytes of a bytea value to carry (0: its length only).
+    `blob_cap`: bytes of a bytea value to carry (0: its length only; for an array, its
+    elements' lengths).
     """
     udt = field.element_udt
     if field.is_enum:
         return column  # labels are strings; enum arrays are arrays of them
     if udt not in NATIVE_UDTS:  # travels as its text
         return f"{column}::text"
+    if field.is_array and udt == "bytea" and blob_cap <= 0:
+        # In order and flat (a multi-dimensional array, which CockroachDB has not, too).
+        return (
+            f"CASE WHEN {column} IS NULL THEN NULL ELSE ARRAY(SELECT octet_length(e)"
+            f" FROM unnest({column}) WITH ORDINALITY AS u(e, i) ORDER BY i) END"
+        )
     if field.is_array:
         if udt in ("numeric", "interval", "json", "jsonb", "bytea"):
             return f"{column}::text[]"  # each element as text, decoded per element below
@@ -287,6 +295,7 @@ def _interval_text(text: object) -> object:
 
 
 def _hex_bytes(text: object) -> object:
+    """An element of a bytea array: its bytes (an int, its length with `blob_cap` 0, stays)."""
     if isinstance(text, str) and text.startswith("\\x"):
         return bytes.fromhex(text[2:])
     return text

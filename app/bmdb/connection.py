@@ -2,6 +2,8 @@
 
 Pages never see a connection: they get a `Reader` that runs each statement in the
 dialect's form (a statement is its own consistent read) and records it for the footer.
+A statement that loses a conflict with a writer (`CONFLICTS`) runs once more; a second
+loss reaches the page's error handler (a 503 with Retry-After, app/http/errors.py).
 
 Every connection starts with the settings both dialects accept (in the start-up
 packet); a new one then detects the dialect (the first only) and runs that dialect's
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import stamina
 
 from app.config import Settings
 
@@ -56,15 +59,36 @@ class Dialect:
 
     @property
     def consistency(self) -> str:
-        """For the page footer: which read this was and how stale its data may be."""
+        """For the page footer of one statement: which read it was and how stale its data
+        may be."""
         if self.name == "cockroachdb":
             if self.follower_reads:
-                return (
-                    "follower read (AS OF SYSTEM TIME follower_read_timestamp()):"
-                    " data typically ~4.8 s behind"
-                )
-            return "strict read (one statement, SERIALIZABLE): current data"
-        return "one statement, one snapshot: current data"
+                return f"{self._read}: {self._freshness}"
+            return f"strict read (one statement, SERIALIZABLE): {self._freshness}"
+        return f"one statement, one snapshot: {self._freshness}"
+
+    def consistency_of(self, purposes: list[str]) -> str:
+        """For the page footer: what the statements read, each with its purpose, said
+        truthfully for none, one, or several (each then a read of its own)."""
+        if not purposes:
+            return "no statement: nothing was read from the BMDB for this answer"
+        if len(purposes) == 1:
+            return self.consistency
+        return f"each statement its own {self._read} ({'; '.join(purposes)}): {self._freshness}"
+
+    @property
+    def _read(self) -> str:
+        if self.name != "cockroachdb":
+            return "snapshot"
+        if self.follower_reads:
+            return "follower read (AS OF SYSTEM TIME follower_read_timestamp())"
+        return "strict read (SERIALIZABLE)"
+
+    @property
+    def _freshness(self) -> str:
+        if self.name == "cockroachdb" and self.follower_reads:
+            return "data typically ~4.8 s behind"
+        return "current data"
 
     def statement(self, sql: str) -> str:
         """`sql` as this server runs it: a follower read puts the clause at the end of the
@@ -90,12 +114,26 @@ def detect_dialect(server_version: str, *, strict: bool) -> Dialect:
 # Set by app.http.observability: called after every page statement with (seconds, error or None).
 query_hook: Callable[[float, BaseException | None], None] | None = None
 
+# A read that lost to a writer: PostgreSQL's deadlock victim (40P01; a tag table dropped
+# takes ACCESS EXCLUSIVE on machines), CockroachDB's "restart transaction" under
+# contention (40001). The read has no effects: it can simply run again.
+CONFLICTS: tuple[type[asyncpg.PostgresError], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+CONFLICT_ATTEMPTS = 2  # the statement once more, after a pause of a few tens of ms
+
+
+# A statement's purpose in the footer unless it says otherwise.
+PAGE_PURPOSE = "the page"
+
 
 @dataclass(frozen=True)
 class QueryRecord:
     sql: str
     ms: float
     rows: int
+    purpose: str = PAGE_PURPOSE  # why the page ran it (the footer says why there are several)
 
 
 class Reader:
@@ -107,11 +145,29 @@ class Reader:
         self.queries: list[QueryRecord] = []
 
     async def fetch(
-        self, sql: str, *args: object, history: bool = False, plan_per_values: bool = False
+        self,
+        sql: str,
+        *args: object,
+        history: bool = False,
+        plan_per_values: bool = False,
+        purpose: str = PAGE_PURPOSE,
     ) -> list[asyncpg.Record]:
         """Rows of `sql`; `history`: a fleet-wide read of work_history, on the connection
         kept for those, under its own time budget; `plan_per_values`: a statement whose
-        best plan depends on its values (`Database.connection`)."""
+        best plan depends on its values (`Database.connection`); `purpose`: what it reads,
+        for the footer (a read shared with other views says so)."""
+        async for attempt in stamina.retry_context(
+            on=CONFLICTS, attempts=CONFLICT_ATTEMPTS, timeout=None, wait_initial=0.02,
+            wait_max=0.1,
+        ):  # fmt: skip
+            with attempt:
+                return await self._fetch_once(sql, args, history, plan_per_values, purpose)
+        raise AssertionError("unreachable: the last attempt's error is raised")
+
+    async def _fetch_once(
+        self, sql: str, args: tuple[object, ...], history: bool, plan_per_values: bool,
+        purpose: str,
+    ) -> list[asyncpg.Record]:  # fmt: skip
         async with self.db.connection(history=history, plan_per_values=plan_per_values) as conn:
             assert self.db.dialect is not None
             statement = self.db.dialect.statement(sql)
@@ -123,16 +179,18 @@ class Reader:
                     query_hook(time.perf_counter() - start, exc)
                 raise
         elapsed = time.perf_counter() - start
-        self.queries.append(QueryRecord(statement, elapsed * 1000, len(rows)))
+        self.queries.append(QueryRecord(statement, elapsed * 1000, len(rows), purpose))
         if query_hook is not None:
             query_hook(elapsed, None)
         return rows
 
-    async def fetchrow(self, sql: str, *args: object, **options: bool) -> asyncpg.Record | None:
+    async def fetchrow(
+        self, sql: str, *args: object, **options: bool | str
+    ) -> asyncpg.Record | None:
         rows = await self.fetch(sql, *args, **options)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: object, **options: bool) -> object:
+    async def fetchval(self, sql: str, *args: object, **options: bool | str) -> object:
         row = await self.fetchrow(sql, *args, **options)
         return row[0] if row else None
 
@@ -148,7 +206,9 @@ class Reader:
     @property
     def consistency(self) -> str:
         dialect = self.db.dialect
-        return dialect.consistency if dialect is not None else "not connected yet"
+        if dialect is None:
+            return "not connected yet"
+        return dialect.consistency_of([q.purpose for q in self.queries])
 
 
 # What a BMDB that is down, restarting or unreachable raises.

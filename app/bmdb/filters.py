@@ -1,10 +1,17 @@
 """The machine list's filters: parsed from the query string, turned into SQL.
 
 The URL is the state: every filter is a query parameter, so a filtered view can be
-pasted into chat. Conditions are EXISTS subqueries on the machine (`m`), so they
-combine freely and never multiply rows; values, enum labels included, are always bound
-parameters. A condition names no column of `m` but `m.machine_id`: the list's keyed
-orders (app/bmdb/ordering.py) put the sort key's own table in `m`'s place.
+pasted into chat. The enum filters (provider, status, work, backoff) take several values,
+any of which matches (`status=Running&status=Missing`, a chip each); has/lacks take
+several tags, all of which must hold; any other filter takes one value
+(app/http/parameters.py refuses two). An enum filter's values are labels of its enum, as
+reflected: another is a 400 that lists them (NotInSchema, after one more reflection: the
+enum may have grown since).
+
+Conditions are EXISTS subqueries on the machine (`m`), so they combine freely and never
+multiply rows; values, enum labels included, are always bound parameters. A condition
+names no column of `m` but `m.machine_id`: the list's keyed orders (app/bmdb/ordering.py)
+put the sort key's own table in `m`'s place.
 
 Each condition costs the planner a join, so the conditions are bounded: a tag given
 twice is one condition, at most MAX_TAG_FILTERS tags at once, and the conditions are
@@ -19,11 +26,11 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from app.bmdb import reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
-from app.bmdb.reflection import Schema, TagType, quote_ident
+from app.bmdb.reflection import NotInSchema, Schema, TagType, quote_ident
 from app.bmdb.sql import SqlWhere  # where it lives; the list's filters build one
 from app.bmdb.tables import HEARTBEAT, INSTALLATION_REPORT, INSTALLATION_REQUEST, PROVIDED
 from app.bmdb.workflows import HEARTBEAT_WINDOW, Fleet
@@ -75,9 +82,18 @@ def _no_nul(text: str | None) -> str | None:
     return text
 
 
+def _one_or_more(value: object) -> object:
+    # A link builder may give one label (urls.machines(provider="Lumen")).
+    return (value,) if isinstance(value, str) else value
+
+
 Label = Annotated[str | None, Field(max_length=200), AfterValidator(_no_nul)]
 TagName = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
 TagNames = Annotated[tuple[TagName, ...], Field(max_length=50)]
+# An enum filter's labels: any of them (OR).
+Labels = Annotated[
+    tuple[TagName, ...], Field(max_length=50), BeforeValidator(_one_or_more)
+]
 
 
 class MachineFilters(BaseModel):
@@ -87,13 +103,17 @@ class MachineFilters(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    provider: Label = None
-    status: Label = Field(None, description=f"provider_status ({NULL_STATUS}: none)")
+    provider: Labels = Field((), description="provider (repeatable: any of them)")
+    status: Labels = Field(
+        (), description=f"provider_status ({NULL_STATUS}: none; repeatable: any of them)"
+    )
     location: Label = None
     has: TagNames = Field((), description="tag names the machine has (repeatable)")
     lacks: TagNames = Field((), description="tag names it lacks (repeatable)")
-    work: Label = Field(None, description="process with work on the machine")
-    backoff: Label = Field(None, description="active backoff process")
+    work: Labels = Field(
+        (), description="process with work on the machine (repeatable: any of them)"
+    )
+    backoff: Labels = Field((), description="active backoff process (repeatable: any of them)")
     stale: bool = Field(False, description="work held by an expired session")
     heartbeat: Literal[HEARTBEAT_STATES] | None = Field(  # type: ignore[valid-type]
         None, description="agent heartbeat within / older than 10 minutes"
@@ -133,10 +153,10 @@ class MachineFilters(BaseModel):
         description=f"order: {', '.join(SORT_KEYS)}; '-' before one for descending",
     )
 
-    @field_validator("has", "lacks")
+    @field_validator("has", "lacks", "provider", "status", "work", "backoff")
     @classmethod
     def _once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        # A tag given twice is one filter: kept once, in the URL, the chips and the SQL.
+        # A value given twice is one filter: kept once, in the URL, the chips and the SQL.
         return tuple(dict.fromkeys(names))
 
     @field_validator("q", "text")
@@ -229,15 +249,17 @@ def build_where(
         if failure_machines is None:
             raise FilterError(f"the failure group {filters.failure} was not resolved")
         where.add(f"m.machine_id = ANY({where.param(failure_machines)}::uuid[])")
+    check_labels("work", filters.work, schema.processes)
+    check_labels("backoff", filters.backoff, schema.processes)
     if filters.work:
         where.add(
             "EXISTS (SELECT 1 FROM work w WHERE w.machine_id = m.machine_id"
-            f" AND w.process::text = {where.param(filters.work)})"
+            f" AND {_text_in('w.process::text', filters.work, where)})"
         )
     if filters.backoff:
         where.add(
             "EXISTS (SELECT 1 FROM work_backoff b WHERE b.machine_id = m.machine_id"
-            f" AND b.process::text = {where.param(filters.backoff)} AND b.until > now())"
+            f" AND {_text_in('b.process::text', filters.backoff, where)} AND b.until > now())"
         )
     if filters.stale:
         where.add(
@@ -345,7 +367,8 @@ def _tags(names: tuple[str, ...], schema: Schema) -> list[TagType]:
     for name in names:
         tag = schema.tag(name)
         if tag is None:
-            raise FilterError(f"no tag type {name!r} in this BMDB")
+            known = ", ".join(t.name for t in schema.tag_types) or "none"
+            raise NotInSchema(f"no tag type {name!r} in this BMDB; its tag types: {known}")
         if tag not in tags:
             tags.append(tag)
     return tags
@@ -385,26 +408,47 @@ def _installation_condition(state: str, where: SqlWhere, schema: Schema) -> str:
     )
 
 
-def _label_equals(column: str, field: reflection.Field | None, label: str, where: SqlWhere) -> str:
-    """`column` equals this label, written so the planner can use the column's statistics.
+def _text_in(expression: str, values: tuple[str, ...], where: SqlWhere) -> str:
+    """`expression` is one of `values` (one: `=`, as before there were several)."""
+    if len(values) == 1:
+        return f"{expression} = {where.param(values[0])}"
+    return f"{expression} = ANY({where.param(values)}::text[])"
+
+
+def check_labels(
+    param: str, values: Sequence[str], labels: Sequence[str], *others: str
+) -> None:
+    """Each of `values` is one of the enum's reflected `labels` (or `others`, such as
+    NULL): NotInSchema otherwise, which lists them. No labels: not an enum here, any
+    value goes."""
+    if not labels:
+        return
+    for value in values:
+        if value not in labels and value not in others:
+            raise NotInSchema(
+                f"{param}={value[:100]!r} is not a label of its enum; they are:"
+                f" {', '.join((*labels, *others))}"
+            )
+
+
+def _labels_in(
+    column: str, field: reflection.Field | None, labels: tuple[str, ...], where: SqlWhere
+) -> str:
+    """`column` is one of these labels (checked: of its enum), written so the planner can
+    use the column's statistics.
 
     `column::text = $1` hides them: at 100k machines the planner guessed 2 rows for 56k
-    and sorted them all (90 ms, not 1 ms). A label reflection knows is bound as that enum
-    type (`$1::provider`), so the planner estimates from the value (a filtered list runs
-    on connections that plan each run for its values: POSTGRESQL_PLAN_PER_VALUES in
-    app/bmdb/connection.py); a label it does not know (an enum value added
-    since) is matched against the enum's labels at run time, matching nothing if there
-    is none (a cast would fail on it).
+    and sorted them all (90 ms, not 1 ms). The labels are bound as that enum type
+    (`$1::provider`, `= ANY($1::provider[])`), so the planner estimates from the values
+    (a filtered list runs on connections that plan each run for its values:
+    POSTGRESQL_PLAN_PER_VALUES in app/bmdb/connection.py).
     """
     if field is None or not field.is_enum or field.is_array:
-        return f"{column}::text = {where.param(label)}"
+        return _text_in(f"{column}::text", labels, where)
     enum_type = quote_ident(field.udt_name)
-    if label in field.enum_values:
-        return f"{column} = {where.param(label)}::{enum_type}"
-    return (
-        f"{column} = (SELECT e FROM unnest(enum_range(NULL::{enum_type})) e"
-        f" WHERE e::text = {where.param(label)})"
-    )
+    if len(labels) == 1:
+        return f"{column} = {where.param(labels[0])}::{enum_type}"
+    return f"{column} = ANY({where.param(labels)}::{enum_type}[])"
 
 
 def _provided_conditions(filters: MachineFilters, where: SqlWhere, schema: Schema) -> list[str]:
@@ -415,17 +459,17 @@ def _provided_conditions(filters: MachineFilters, where: SqlWhere, schema: Schem
         return provided.field(name) if provided is not None else None
 
     if filters.provider:
-        conditions.append(
-            _label_equals("p.provider", provided_field("provider"), filters.provider, where)
-        )
-    if filters.status == NULL_STATUS:
-        conditions.append("p.provider_status IS NULL")
-    elif filters.status:
-        conditions.append(
-            _label_equals(
-                "p.provider_status", provided_field("provider_status"), filters.status, where
-            )
-        )
+        field = provided_field("provider")
+        check_labels("provider", filters.provider, field.enum_values if field else ())
+        conditions.append(_labels_in("p.provider", field, filters.provider, where))
+    if filters.status:
+        field = provided_field("provider_status")
+        check_labels("status", filters.status, field.enum_values if field else (), NULL_STATUS)
+        labels = tuple(s for s in filters.status if s != NULL_STATUS)
+        either = ["p.provider_status IS NULL"] if NULL_STATUS in filters.status else []
+        if labels:
+            either.append(_labels_in("p.provider_status", field, labels, where))
+        conditions.append(either[0] if len(either) == 1 else f"({' OR '.join(either)})")
     if filters.location:
         conditions.append(f"p.provider_location = {where.param(filters.location)}")
     return conditions

@@ -348,11 +348,14 @@ async def history(
 
 
 async def machine_by_provider(reader: Reader, provider: str, provider_id: str) -> UUID | None:
-    # The label is matched against the enum's own values (an unknown one matches nothing
-    # instead of failing the cast), so the lookup can use UNIQUE (provider, provider_id).
+    # The label is matched against the enum's own values in any letter case (links are
+    # typed by hand: `equinix`), the exact one first should two differ only in case; an
+    # unknown one matches nothing instead of failing a cast. The lookup then uses UNIQUE
+    # (provider, provider_id); IDs are matched exactly.
     return await reader.fetchval(
         f"SELECT machine_id FROM {tables.PROVIDED} WHERE provider ="
-        " (SELECT e FROM unnest(enum_range(NULL::provider)) e WHERE e::text = $1)"
+        " (SELECT e FROM unnest(enum_range(NULL::provider)) e WHERE lower(e::text) = lower($1)"
+        " ORDER BY e::text = $1 DESC LIMIT 1)"
         " AND provider_id = $2",
         provider,
         provider_id,
@@ -431,7 +434,10 @@ async def facets(
 ) -> dict:
     """The facets document (see `facets_statement`); `tags` by position in the schema."""
     sql, params = facets_statement(schema, where, fleet)
-    doc = reader.parse(await reader.fetchval(sql, *params, plan_per_values=bool(where.params)))
+    doc = reader.parse(await reader.fetchval(
+        sql, *params, plan_per_values=bool(where.params),
+        purpose="the total and facets, shared with other views of the filter",
+    ))  # fmt: skip
     doc["tags"] = unchunk(doc["tags"], len(schema.tag_types))
     return doc
 

@@ -167,8 +167,18 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class NotInSchema(LookupError):
+    """A name the reflected schema does not know (a tag type, a field, an enum label). It
+    may be new since the last reflection: app/http/resilience.py re-reflects (at most as
+    often as "refresh now") and tries the request once more before answering `status`."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 async def reflect(conn: asyncpg.Connection) -> Schema:
-    version, dirty = await _schema_version(conn)
+    version, dirty = await schema_version(conn)
     columns: dict[str, list[asyncpg.Record]] = {}
     for row in await conn.fetch(_TAG_COLUMNS_SQL):
         columns.setdefault(row["table_name"], []).append(row)
@@ -207,8 +217,9 @@ async def reflect(conn: asyncpg.Connection) -> Schema:
     )
 
 
-async def _schema_version(conn: asyncpg.Connection) -> tuple[str, bool | None]:
-    """golang-migrate's bookkeeping row; a BMDB without it has version "unknown"."""
+async def schema_version(conn: asyncpg.Connection) -> tuple[str, bool | None]:
+    """golang-migrate's bookkeeping row; a BMDB without it has version "unknown". One
+    tiny statement: the schema cache checks it often (a changed one means a migration)."""
     try:
         row = await conn.fetchrow("SELECT version, dirty FROM schema_migrations LIMIT 1")
     except asyncpg.UndefinedTableError:

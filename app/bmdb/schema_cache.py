@@ -2,7 +2,9 @@
 
 Pages read `SchemaCache.schema` (one attribute read: a swap is atomic for them).
 The task re-reflects every `interval` seconds, retrying failures with exponential
-backoff, until the lifespan cancels it.
+backoff, until the lifespan cancels it. In between, every `version_check` seconds, it
+reads `schema_migrations` (one tiny statement) and re-reflects at once when a migration
+changed its version, as upstream's webug did.
 
 Every reflection goes through `SchemaCache.refresh`, whoever asks (the task, the
 drift retry in app/http/resilience.py, "refresh now"): at most one runs at a time and
@@ -21,12 +23,13 @@ from datetime import UTC, datetime, timedelta
 import stamina
 
 from app.bmdb.connection import Database
-from app.bmdb.reflection import Schema, reflect
+from app.bmdb.reflection import Schema, reflect, schema_version
 
 log = logging.getLogger(__name__)
 
 # "Refresh now" reflects at most this often; a POST within it gets that reflection.
 MIN_REFRESH_INTERVAL_S = 5.0
+VERSION_CHECK_S = 30.0  # schema_migrations is read this often between reflections
 
 
 class SchemaNotLoaded(Exception):
@@ -35,11 +38,17 @@ class SchemaNotLoaded(Exception):
 
 class SchemaCache:
     def __init__(
-        self, db: Database, interval: float, *, min_interval: float = MIN_REFRESH_INTERVAL_S
+        self,
+        db: Database,
+        interval: float,
+        *,
+        min_interval: float = MIN_REFRESH_INTERVAL_S,
+        version_check: float = VERSION_CHECK_S,
     ) -> None:
         self._db = db
         self.interval = interval
         self.min_interval = min_interval
+        self.version_check = version_check
         self._schema: Schema | None = None
         self.next_refresh_at: datetime | None = None
         self.last_error: str | None = None
@@ -166,8 +175,28 @@ class SchemaCache:
             )
             while True:
                 self.next_refresh_at = datetime.now(UTC) + timedelta(seconds=self.interval)
-                await asyncio.sleep(self.interval)
+                await self._until_due(time.monotonic() + self.interval)
                 await self.refresh_with_retry(wait_initial=wait_initial, wait_max=wait_max)
         except asyncio.CancelledError:
             log.info("schema refresh task stopped")
             raise
+
+    async def _until_due(self, due: float) -> None:
+        """Sleeps until `due`, or until schema_migrations says a migration ran."""
+        while (left := due - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.version_check, left))
+            if left > self.version_check and await self._version_changed():
+                return
+
+    async def _version_changed(self) -> bool:
+        try:
+            async with self._db.connection() as conn:
+                current = await schema_version(conn)
+        except Exception as exc:  # the refresh itself says what is wrong, when it is due
+            log.debug("schema version check failed: %s: %s", type(exc).__name__, exc)
+            return False
+        known = (self._schema.version, self._schema.dirty) if self._schema else None
+        if current == known:
+            return False
+        log.info("schema_migrations is at %s (dirty: %s): re-reflecting", *current)
+        return True

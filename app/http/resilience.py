@@ -13,6 +13,13 @@ What this module adds to every route (a pure ASGI middleware plus error handlers
   table dropped or renamed, a column altered: UndefinedTableError, UndefinedColumnError,
   InvalidCachedStatementError...) re-reflects the schema at once and runs the request
   ONE more time. If it still fails, a 503 page says the schema does not match.
+- **Names the schema does not know**: a request naming a tag (`has=`, `lacks=`,
+  `/machine/{id}/tag/X/...`) or enum label the reflected schema lacks (NotInSchema) may
+  name one created since: it re-reflects, at most as often as "refresh now", and runs
+  the request once more; then the page's 400 (or 404) says what there is.
+- **Cut answers**: a BMDB error after an answer started (a streamed CSV between two of
+  its statements) can only cut it: the log says so in one line, without a traceback, and
+  the server closes the connection (the client sees the answer incomplete).
 - **Busy pool**: pages share all BMDB connections but one, which stays free for /healthz
   (and the schema refresh). A page that has waited WEBUG_POOL_WAIT_SECONDS for a
   connection answers 503 instead of hanging; a locked table or a slow query holds a
@@ -30,9 +37,10 @@ import asyncpg
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.bmdb.reflection import NotInSchema
 from app.bmdb.schema_cache import SchemaCache
 from app.config import Settings
-from app.http.errors import bmdb_unavailable, error_response
+from app.http.errors import TITLES, bmdb_unavailable, error_response
 from app.render import urls
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,21 @@ REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 NO_DB_PREFIXES = (urls.STATIC + "/", urls.OPENAPI, "/favicon.ico")
 NO_DB_GETS = frozenset({urls.SCHEMA, urls.API})
 PROBES = frozenset({urls.HEALTH, urls.METRICS})  # may use the connection pages leave free
+
+
+class ResponseCut(Exception):
+    """An answer cut off by a BMDB error after it started, already logged: raised so the
+    server closes the connection (the client must not take the answer as complete)."""
+
+
+class _AlreadyLogged(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" traceback of a ResponseCut."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ResponseCut))
+
+
+_ALREADY_LOGGED = _AlreadyLogged()
 
 
 class _LoopState:
@@ -145,6 +168,19 @@ class ResilienceMiddleware:
         except Exception as exc:  # the retry below answers with whatever it finds
             log.warning("re-reflection after schema drift failed: %s", exc)
 
+    async def _refresh_for_unknown(self, cache: SchemaCache | None, exc: NotInSchema) -> bool:
+        """Re-reflect for a name the schema lacks, at most as often as "refresh now" (a
+        crowd of unknown names reflects once): whether a newer schema came of it."""
+        if cache is None:
+            return False
+        seen = cache.schema
+        try:
+            await asyncio.wait_for(cache.refresh_now(), timeout=REFRESH_TIMEOUT_S)
+        except Exception as reflect_error:  # the request then answers with what it knew
+            log.warning("re-reflection after %r failed: %s", str(exc), reflect_error)
+            return False
+        return cache.schema is not seen
+
     async def _call_with_drift_retry(
         self,
         state: _LoopState,
@@ -179,6 +215,12 @@ class ResilienceMiddleware:
             if progress["finished"] and _bmdb_error(exc):
                 log.warning("BMDB error after %s was answered: %s", scope["path"], _bmdb_error(exc))
                 return
+            if progress["started"] and (cause := _bmdb_error(exc)):
+                log.warning(
+                    "%s %s cut: the BMDB failed while it was being sent: %s: %s",
+                    scope["method"], _target(scope), type(cause).__name__, cause,
+                )  # fmt: skip
+                raise ResponseCut() from None
             raise
 
     async def _call_retrying_drift(
@@ -204,10 +246,21 @@ class ResilienceMiddleware:
                 type(exc).__name__,
                 exc,
             )
-        assert cache is not None
-        await self._refresh_after_drift(cache, begun)
+            assert cache is not None
+            await self._refresh_after_drift(cache, begun)
+        except NotInSchema as exc:
+            if progress["started"]:
+                raise
+            if not retryable or not await self._refresh_for_unknown(cache, exc):
+                await _not_in_schema(scope, receive, send, exc)
+                return
+            log.info("%s: re-reflected after %s; retrying once", scope["path"], exc)
         try:
             await self.app(dict(scope), receive, send)
+        except NotInSchema as exc:
+            if progress["started"]:
+                raise
+            await _not_in_schema(scope, receive, send, exc)
         except SCHEMA_DRIFT as exc:
             if progress["started"]:
                 raise
@@ -222,6 +275,11 @@ class ResilienceMiddleware:
             await response(scope, receive, send)
 
 
+async def _not_in_schema(scope: Scope, receive: Receive, send: Send, exc: NotInSchema) -> None:
+    response = error_response(Request(scope), exc.status, TITLES.get(exc.status, "Error"), str(exc))
+    await response(scope, receive, send)
+
+
 def _bmdb_error(exc: BaseException | None) -> BaseException | None:
     """The asyncpg or connection error in `exc` or what caused it (Starlette wraps it in a
     RuntimeError when a handler exists but the response has already started)."""
@@ -232,9 +290,15 @@ def _bmdb_error(exc: BaseException | None) -> BaseException | None:
     return None
 
 
+def _target(scope: Scope) -> str:
+    query = scope.get("query_string", b"").decode("latin-1")
+    return scope["path"] + (f"?{query}" if query else "")
+
+
 def install_resilience(app: FastAPI, settings: Settings) -> None:
     """Schema-drift retry, outage handling and pool admission for every route."""
     app.add_middleware(ResilienceMiddleware, settings=settings)
+    logging.getLogger("uvicorn.error").addFilter(_ALREADY_LOGGED)  # once: the same filter
 
     for exc_class in ALSO_UNAVAILABLE:
         app.add_exception_handler(exc_class, bmdb_unavailable)

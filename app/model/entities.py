@@ -286,3 +286,4 @@ class ErrorPage(Model):
     status: int
     error: str
     detail: str
+    search: str | None = None  # a text the search page may find what was asked for by

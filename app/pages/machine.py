@@ -19,12 +19,14 @@ from fastapi.responses import RedirectResponse
 
 from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
+from app.bmdb.filters import check_labels
 from app.bmdb.machines import MachineLayout
-from app.bmdb.reflection import Schema
+from app.bmdb.reflection import NotInSchema, Schema
 from app.config import Settings
 from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
 from app.model.entities import (
     Backoff,
+    ErrorPage,
     HistoryEvent,
     Machine,
     PageModel,
@@ -163,20 +165,18 @@ async def machine_history(
     request: Request,
     machine_id: str,
     reader: PageReader,
+    schema: CurrentSchema,
     process: Annotated[str | None, Query(max_length=100)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
 ):
     """Newest first, filterable by process; a full page too (history outlives machines)."""
     parsed = parse_id(machine_id, "machine", "machines.machine_id")
+    check_labels("process", [process] if process else [], schema.processes)
     doc = await bmdb.history(
-        reader,
-        parsed,
-        process=process or None,
-        offset=offset,
-        limit=limit + 1,
+        reader, parsed, process=process or None, offset=offset, limit=limit + 1,
         timeline_events=TIMELINE_EVENTS if offset == 0 else None,
-    )
+    )  # fmt: skip
     events = [HistoryEvent.model_validate(e) for e in doc["events"]]
     page = HistoryPage(
         machine_id=parsed,
@@ -210,7 +210,7 @@ async def tag_value(
     tag_type = schema.tag(tag)
     column = tag_type.field(field) if tag_type is not None else None
     if tag_type is None or column is None:
-        raise HTTPException(404, f"No tag field {tag[:100]}.{field[:100]} in this BMDB.")
+        raise NotInSchema(f"No tag field {tag[:100]}.{field[:100]} in this BMDB.", status=404)
     found, value = await bmdb.tag_value(reader, tag_type, column, parsed)
     if not found:
         raise HTTPException(404, f"Machine {parsed} has no {tag_type.name} tag.")
@@ -227,12 +227,17 @@ async def tag_value(
 
 
 @router.get(urls.PROVIDER, name="provider")
-async def provider_redirect(provider: str, provider_id: str, reader: PageReader):
-    """Hot link by provider ID (as alerts and provider consoles name machines)."""
+async def provider_redirect(request: Request, provider: str, provider_id: str, reader: PageReader):
+    """Hot link by provider ID (as alerts and provider consoles name machines); the
+    provider in any letter case. None: a 404 that offers the search for the ID."""
     machine_id = await bmdb.machine_by_provider(reader, provider[:200], provider_id[:200])
     if machine_id is None:
-        raise HTTPException(
-            404,
-            f"No machine with provider {provider[:200]!r} ID {provider_id[:200]!r} in the BMDB.",
+        missing = ErrorPage(
+            status=404,
+            error="Not found",
+            detail=f"No machine with provider {provider[:200]!r} ID {provider_id[:200]!r}"
+            " in the BMDB.",
+            search=provider_id[:200],
         )
+        return respond(request, "templates/error.html", missing, reader=reader, status_code=404)
     return RedirectResponse(urls.machine(machine_id), status_code=303)
