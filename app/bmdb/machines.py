@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from uuid import UUID
 
@@ -303,6 +304,66 @@ _HISTORY_EVENT = (
 )
 
 
+@dataclass
+class HistoryDocument:
+    ptag: str  # the version of the machine's history, work and backoffs (see `history`)
+    doc: dict | None  # None: unchanged since `known_ptag`
+
+
+def history_statement(
+    machine_id: UUID,
+    *,
+    process: str | None,
+    offset: int,
+    limit: int,
+    timeline_events: int | None,
+    since: datetime | None,
+    known_ptag: str | None,
+) -> tuple[str, list[object]]:
+    """SQL and parameters of `history`."""
+    p = SqlWhere(params=[machine_id])  # $1
+    by_process = "" if process is None else f" AND process::text = {p.param(process)}"
+    timeline = "NULL"
+    if timeline_events is not None:
+        since_sql = "" if since is None else f" AND timestamp >= {p.param(since)}"
+        timeline = (
+            "json_build_object("
+            f"'work', {WORK_DOC.format(m='mm')}, 'backoffs', {BACKOFFS_DOC.format(m='mm')},"
+            " 'last_success', (SELECT max(timestamp) FROM work_history"
+            " WHERE machine_id = $1 AND event = 'Finished'),"
+            " 'events', (SELECT coalesce(json_agg("
+            f"{_HISTORY_EVENT} ORDER BY h.timestamp), '[]'::json)"
+            f" FROM (SELECT * FROM work_history WHERE machine_id = $1{since_sql}"
+            f" ORDER BY timestamp DESC LIMIT {p.param(timeline_events)}) h))"
+        )
+    document = (
+        "json_build_object("
+        "'exists', EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
+        f" 'events', (SELECT coalesce(json_agg({_HISTORY_EVENT} ORDER BY h.timestamp DESC),"
+        " '[]'::json) FROM (SELECT * FROM work_history"
+        f" WHERE machine_id = $1{by_process} ORDER BY timestamp DESC"
+        f" OFFSET {p.param(offset)} LIMIT {p.param(limit)}) h),"
+        f" 'by_process', {HISTORY_BY_PROCESS},"
+        f" 'timeline', {timeline})"
+    )
+    # The version: work_history is append-only, so its count and newest time change with
+    # every event; work and backoffs (with whether each is alive, active) complete it.
+    # The document is computed only when the version differs from the browser's.
+    version = (
+        "md5(json_build_array((SELECT json_build_array(count(*), max(timestamp))"
+        " FROM work_history WHERE machine_id = $1),"
+        " EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
+        f" {WORK_DOC.format(m='mm')}, {BACKOFFS_DOC.format(m='mm')})::text)"
+    )
+    sql = (
+        f"SELECT v.ptag, CASE WHEN v.ptag IS DISTINCT FROM {p.param(known_ptag)}::text"
+        f" THEN {document} END AS doc"
+        " FROM (SELECT $1::uuid AS machine_id) mm,"
+        f" LATERAL (SELECT {version} AS ptag OFFSET 0) v"
+    )
+    return sql, p.params
+
+
 async def history(
     reader: Reader,
     machine_id: UUID,
@@ -311,40 +372,23 @@ async def history(
     offset: int,
     limit: int,
     timeline_events: int | None,
-) -> dict:
+    since: datetime | None = None,
+    known_ptag: str | None = None,
+) -> HistoryDocument:
     """A page of a machine's work history, newest first, and what frames it: whether the
     machine exists, its events per process and, when `timeline_events`, the newest that
-    many events (oldest first) with its work and backoffs for the timeline.
+    many events since `since` (all when None; oldest first) with its work, backoffs and
+    last success for the timeline. Nothing but its version (`ptag`) when that is
+    `known_ptag`: an unchanged poll reads a count and two small documents.
 
     work_history has no key, so pages are offsets; it is indexed by machine_id.
     """
-    params: list[object] = [machine_id, offset, limit]
-    by_process = ""
-    if process is not None:
-        params.append(process)
-        by_process = f" AND process::text = ${len(params)}"
-    timeline = "NULL"
-    if timeline_events is not None:
-        params.append(timeline_events)
-        timeline = (
-            "json_build_object("
-            f"'work', {WORK_DOC.format(m='mm')}, 'backoffs', {BACKOFFS_DOC.format(m='mm')},"
-            " 'events', (SELECT coalesce(json_agg("
-            f"{_HISTORY_EVENT} ORDER BY h.timestamp), '[]'::json)"
-            " FROM (SELECT * FROM work_history WHERE machine_id = $1"
-            f" ORDER BY timestamp DESC LIMIT ${len(params)}) h))"
-        )
-    sql = (
-        "SELECT json_build_object("
-        "'exists', EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
-        f" 'events', (SELECT coalesce(json_agg({_HISTORY_EVENT} ORDER BY h.timestamp DESC),"
-        " '[]'::json) FROM (SELECT * FROM work_history"
-        f" WHERE machine_id = $1{by_process} ORDER BY timestamp DESC OFFSET $2 LIMIT $3) h),"
-        f" 'by_process', {HISTORY_BY_PROCESS},"
-        f" 'timeline', {timeline}) AS doc"
-        " FROM (SELECT $1::uuid AS machine_id) mm"
-    )
-    return reader.parse(await reader.fetchval(sql, *params))
+    sql, params = history_statement(
+        machine_id, process=process, offset=offset, limit=limit,
+        timeline_events=timeline_events, since=since, known_ptag=known_ptag,
+    )  # fmt: skip
+    row = await reader.fetchrow(sql, *params)
+    return HistoryDocument(row["ptag"], reader.parse(row["doc"]))
 
 
 async def machine_by_provider(reader: Reader, provider: str, provider_id: str) -> UUID | None:

@@ -49,6 +49,7 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
         pretty_json=values.pretty_json,
         nbytes=values.nbytes,
         pb_reading=values.pb_reading,
+        pb_preview=values.pb_preview,
         decode_bytes=lambda data, field: values.decode_bytes(bytes(data), field, proto_names),
     )
     env.tests["special"] = lambda value: isinstance(value, PgSpecial)
