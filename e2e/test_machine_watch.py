@@ -76,6 +76,23 @@ def test_a_history_event_written_while_the_page_is_open_appears_on_it(
     assert page_errors == []
 
 
+def test_a_long_decoded_value_shows_its_first_lines_and_unfolds_on_enter(
+    page: Page, page_errors: list[str], db: Db
+) -> None:
+    page.goto(f"/machine/{rich_machine(db)}")
+    body = page.locator("#tag-HardwareReport .fold-body")
+    folded = body.bounding_box()["height"]
+    assert 200 < folded < 500  # about 20 lines, not the whole report
+    summary = page.locator("#tag-HardwareReport details.fold > summary")
+    expect(summary).to_contain_text("show all")
+    summary.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#tag-HardwareReport details.fold")).to_have_attribute("open", "")
+    assert body.bounding_box()["height"] > 2 * folded
+    expect(page.locator("#tag-HardwareReport a.download")).to_be_visible()  # still there
+    assert page_errors == []
+
+
 # ------------------------------------------------------------------------------ watching
 
 

@@ -192,9 +192,13 @@ def test_the_summary_line_comes_first_with_provider_heartbeat_and_workflows(flee
              for f in summary.split('<span class="fact')[1:]]  # fmt: skip
     assert facts[:4] == ["Lumen lumen-0002", "ny7", "10.0.0.2", "Missing"]
     assert re.search(r"heartbeat <time datetime=\"[^\"]+\" data-relative>", summary)
+    assert ">silent<" not in summary  # 3 minutes: fresh
     assert 'AgentStart</a> <span class="badge wf-state bad" data-state="blocked">' in summary
-    # The live fragment carries it: it changes with the machine.
-    assert "machine-summary" in client.get(f"/machine/{mid(2)}/live", headers=HTMX).text
+    assert client.get(f"/machine/{mid(2)}?format=json").json()["heartbeat_recent"] is True
+    # The live fragment carries it: it changes with the machine, and with the BMDB's clock.
+    write(dsn, "UPDATE machine_agent_heartbeat SET agent_heartbeat_at = now() - interval '11 m'")
+    live = client.get(f"/machine/{mid(2)}/live", headers=HTMX).text
+    assert "machine-summary" in live and ">silent</span>" in live
 
 
 def test_red_marks_only_what_blocks(migrated_db_dsn):

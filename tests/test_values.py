@@ -19,7 +19,7 @@ from app.render.environment import build_environment
 from app.render.values import (
     HEX_CUT,
     HEX_FULL_MAX,
-    PB_PREVIEW_LINES,
+    PB_FOLD_LINES,
     TEXT_CUT,
     parse_array_literal,
     value_to_json,
@@ -379,8 +379,7 @@ def test_known_protobuf_column_shows_a_tree_and_escapes_strings():
 def test_hardware_report_tree_nests_and_shows_float_and_bytes():
     html = render(field("hardware_report_raw", udt="bytea"), hardware_report())
     assert_no_raw_script(html)
-    whole = html.split('<details class="fold">', 1)[1]  # long: folded, see below
-    assert whole.count('<ul class="pb">') == 7  # report, node, cpu, cpuid, 2 disks, nic
+    assert html.count('<ul class="pb">') == 7  # report, node, cpu, cpuid, 2 disks, nic
     assert '<span class="pb-kind">string</span> <span class="text pb-str">Dell Inc.</span>' in html
     assert '<span class="num" title="uint64 274877906944 ' in html  # memory, 256 GiB
     fixed32 = struct.unpack("<I", struct.pack("<f", 0.97))[0]
@@ -394,16 +393,15 @@ def test_hardware_report_tree_nests_and_shows_float_and_bytes():
 
 
 def test_a_long_decoded_message_shows_its_first_lines_and_all_of_them_on_request():
-    """A hardware report runs to hundreds of lines: the page shows its first 20, and the
-    whole tree in a <details> (a click or Enter on its summary opens it, without JS)."""
+    """A hardware report runs to hundreds of lines: the page folds it to its first 20,
+    and a <details> after it unfolds it (a click, or Enter on its summary; CSS, no JS)."""
     html = render(field("hardware_report_raw", udt="bytea"), hardware_report())
-    preview, rest = html.split('<details class="fold">', 1)
-    summary, whole = rest.split("</summary>", 1)
-    assert '<div class="fold-preview" aria-hidden="true">' in preview
-    assert preview.count("<li>") == PB_PREVIEW_LINES
-    shown = whole.split('<details class="pb-hex">')[0].count("<li>")
-    assert shown > PB_PREVIEW_LINES and f"show all {shown} lines" in summary
-    assert "Dell Inc." in preview and "warning: &lt;script&gt;" in whole  # first lines, all
+    body, toggle = html.split('<details class="fold">', 1)
+    assert '<div class="folded"><div class="fold-body">' in body
+    lines = body.count("<li>") + body.count('<li class="pb-unknown">')
+    assert lines > PB_FOLD_LINES
+    assert f"… show all {lines} lines</span>" in toggle.split("</summary>")[0]
+    assert "Dell Inc." in body and "warning: &lt;script&gt;" in body  # drawn once, whole
     short = render(field("os_installation_report_raw", udt="bytea"), installation_report(3, "ok"))
     assert "fold" not in short
 

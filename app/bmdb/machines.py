@@ -34,7 +34,13 @@ from app.bmdb.filters import SqlWhere
 from app.bmdb.ordering import ID_ORDER, Cursor, Order
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 from app.bmdb.sql import json_array, polled, unchunk
-from app.bmdb.workflows import Fleet, counts_sql, document_sql, page_conditions
+from app.bmdb.workflows import (
+    HEARTBEAT_WINDOW,
+    Fleet,
+    counts_sql,
+    document_sql,
+    page_conditions,
+)
 from app.slices import loads_in_slices
 
 
@@ -81,6 +87,8 @@ class MachineLayout:
         return tags, types
 
 
+HEARTBEAT_AT = "agent_heartbeat_at"
+
 # One work item with its session, one backoff: objects of a machine's document.
 WORK_OBJECT = (
     "json_build_object('process', w.process, 'session_id', w.session_id,"
@@ -120,6 +128,21 @@ def machine_doc(layout: MachineLayout, m: str = "m", extra: str = "") -> str:
         f"json_build_object('machine_id', {m}.machine_id, 'created_at', {m}.machine_created_at,"
         f" 'tags', {json_array(tags)},"
         f" 'work', {WORK_DOC.format(m=m)}, 'backoffs', {BACKOFFS_DOC.format(m=m)}{extra})"
+    )
+
+
+def heartbeat_sql(has_heartbeat: bool, params: SqlWhere, m: str = "m") -> str:
+    """[agent_heartbeat_at or null, whether it is recent] of machine `m`, decided by the
+    BMDB's clock (so a document's md5 changes when the heartbeat goes stale); NULL when
+    this BMDB has no heartbeat tag. An aggregate, so a machine without a heartbeat has
+    a row."""
+    if not has_heartbeat:
+        return "NULL::json"
+    return (
+        "(SELECT json_build_array(max(h.agent_heartbeat_at),"
+        " coalesce(bool_or(h.agent_heartbeat_at > now()"
+        f" - {params.param(HEARTBEAT_WINDOW)}::interval), false))"
+        f" FROM {tables.HEARTBEAT} h WHERE h.machine_id = {m}.machine_id)"
     )
 
 
@@ -273,12 +296,17 @@ async def machine(
     fleet: Fleet | None = None,
 ) -> MachineDocument:
     """The machine's document (unless unchanged since `known_ptag`), with the conditions
-    of `fleet`'s workflows when given; for a machine that does not exist, how much work
-    history it left behind."""
+    of `fleet`'s workflows when given and its heartbeat's freshness (`heartbeat_sql`);
+    for a machine that does not exist, how much work history it left behind."""
     key = ("machine", id(fleet))  # the fleet lives as long as the layout: one per schema
     if key not in layout.statements:
         params = SqlWhere(params=[None, None])  # $1 the machine, $2 the ptag it had
-        doc = machine_doc(layout, extra=workflow_fields(fleet, params))
+        has_heartbeat = any(
+            t.table == tables.HEARTBEAT and any(f.name == HEARTBEAT_AT for f in fields)
+            for t, fields in layout.tags
+        )
+        heartbeat = f", 'heartbeat', {heartbeat_sql(has_heartbeat, params)}"
+        doc = machine_doc(layout, extra=workflow_fields(fleet, params) + heartbeat)
         document = f"SELECT (SELECT {doc} FROM machines m WHERE m.machine_id = $1) AS doc"
         layout.statements[key] = (
             f"SELECT polled.ptag, polled.doc, CASE WHEN polled.ptag IS NULL THEN"

@@ -24,8 +24,8 @@ from uuid import UUID
 
 from app.bmdb import tables
 from app.bmdb.connection import Reader
-from app.bmdb.filters import HEARTBEAT_WINDOW, SqlWhere
-from app.bmdb.machines import MachineLayout, page_documents
+from app.bmdb.filters import SqlWhere
+from app.bmdb.machines import HEARTBEAT_AT, MachineLayout, heartbeat_sql, page_documents
 from app.bmdb.ordering import Order
 from app.bmdb.reflection import Schema
 from app.bmdb.sql import polled
@@ -33,19 +33,6 @@ from app.bmdb.workflows import Fleet
 
 MAX_IDS = 100  # machines a watch list names: each poll reads them all
 CANDIDATES = 5  # machines listed for an ambiguous prefix (one more is read, to say "more")
-
-
-def _heartbeat(schema: Schema, params: SqlWhere) -> str:
-    """[agent_heartbeat_at or null, whether it is recent] of machine `d`; NULL when this
-    BMDB has no heartbeat tag. An aggregate, so a machine without a heartbeat has a row."""
-    if not schema.has_field(tables.HEARTBEAT, "agent_heartbeat_at"):
-        return "NULL::json"
-    return (
-        "(SELECT json_build_array(max(h.agent_heartbeat_at),"
-        " coalesce(bool_or(h.agent_heartbeat_at > now()"
-        f" - {params.param(HEARTBEAT_WINDOW)}::interval), false))"
-        f" FROM {tables.HEARTBEAT} h WHERE h.machine_id = d.machine_id)"
-    )
 
 
 CAUSE_CHARS = 300  # of a failure's cause, in a watch list's last events
@@ -96,7 +83,8 @@ def watch_statement(
         "'tokens', (SELECT coalesce(json_agg(json_build_array(r.i, r.machine_id)"
         " ORDER BY r.i, r.machine_id), '[]'::json) FROM resolved r),"
         " 'machines', (SELECT coalesce(json_agg(json_build_array(md5(d.doc::text), d.doc,"
-        f" {_heartbeat(schema, p)}, {LAST_EVENTS}) ORDER BY d.machine_id), '[]'::json)"
+        f" {heartbeat_sql(schema.has_field(tables.HEARTBEAT, HEARTBEAT_AT), p, 'd')},"
+        f" {LAST_EVENTS}) ORDER BY d.machine_id), '[]'::json)"
         f" FROM ({page_documents(layout, unique, fleet, p)}) d)) AS doc"
     )
     return polled(document, f"{p.param(known_ptag)}::text"), p.params

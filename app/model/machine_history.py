@@ -14,6 +14,7 @@ events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -34,8 +35,7 @@ ZOOMS: dict[str, timedelta] = {
     "7d": timedelta(days=7),
 }
 DEFAULT_SPAN, LONGEST_DEFAULT = timedelta(hours=24), timedelta(days=7)
-FIRST_AXIS_TIME = datetime(2, 1, 1, tzinfo=UTC)
-LAST_AXIS_TIME = datetime(9998, 1, 1, tzinfo=UTC)
+FIRST, LAST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 SLOT = STEPS[0]  # how often a window's end can move
 TIMELINE_EVENTS = 1000  # the newest events a timeline draws at most
 # Events read before a window's start, so work that began before it is drawn from its
@@ -74,6 +74,15 @@ def _instant(ts: object) -> bool:
     return isinstance(ts, datetime) and ts.tzinfo is not None
 
 
+def _or(bound: datetime, rounded: Callable[[datetime, timedelta], datetime], *args) -> datetime:
+    """A time rounded to a tick, or Python's first or last time where that is past them
+    (events in year 1 or 9999 are drawn at the axis' ends)."""
+    try:
+        return rounded(*args)
+    except OverflowError:
+        return bound
+
+
 def window_end(now: datetime, step: timedelta) -> datetime:
     """The first multiple of `step` after `now`: the same for every `now` of its slot."""
     return floor_to(now, step) + step
@@ -91,15 +100,12 @@ def choose_window(
     backoffs: list[Backoff],
 ) -> tuple[datetime, datetime, timedelta]:  # fmt: skip
     """(start, end, tick step) of the timeline."""
-    if zoom == "all":
-        times = [e.timestamp for e in events] + [b.started for b in backoffs]
-        earliest = min([t for t in times if _instant(t)], default=now - timedelta(hours=1))
-        ends = [b.until for b in backoffs if _instant(b.until)]
-        latest = max([now, *ends])
-        # Times at the ends of Python's range: the axis stops a year short of them.
-        earliest, latest = max(earliest, FIRST_AXIS_TIME), min(latest, LAST_AXIS_TIME)
+    if zoom == "all":  # everything read, and the last hour
+        times = [e.timestamp for e in events] + [t for b in backoffs for t in (b.started, b.until)]
+        times = [t for t in times if _instant(t)] + [now - timedelta(hours=1), now]
+        earliest, latest = min(times), max(times)
         step = nice_step(latest - earliest)
-        return floor_to(earliest, step), window_end(latest, step), step
+        return _or(FIRST, floor_to, earliest, step), _or(LAST, window_end, latest, step), step
     span = ZOOMS[zoom] if zoom is not None else default_span(now, last_success)
     step = nice_step(span)
     end = window_end(now, step)

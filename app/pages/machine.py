@@ -9,7 +9,9 @@ statement and answers 304 without rendering anything.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 from uuid import UUID
@@ -21,6 +23,7 @@ from app.bmdb import machines as bmdb
 from app.bmdb.connection import Reader
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import Schema
+from app.bmdb.workflows import Fleet
 from app.config import Settings
 from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
 from app.model.entities import Machine, PageModel, WorkflowStatus, machine_from
@@ -47,6 +50,22 @@ class MachinePage(PageModel):
     machine: Machine
     console_url: str | None
     workflows: list[WorkflowStatus]  # would a component pick it up, and what stops it
+    # Its last heartbeat within 10 minutes (by the BMDB's clock); None: no heartbeat tag
+    # in this BMDB, or none of this machine.
+    heartbeat_recent: bool | None = None
+
+
+def machine_page_model(
+    doc: dict, layout: MachineLayout, fleet: Fleet, console: Callable[[Machine], str | None]
+) -> MachinePage:
+    """The page of a machine's document; `console`: its provider console link, if any."""
+    machine = machine_from(doc, layout)
+    at, recent = doc["heartbeat"] or (None, None)
+    return MachinePage(
+        machine=machine, console_url=console(machine),
+        workflows=statuses(fleet, doc["workflow_conditions"], machine),
+        heartbeat_recent=recent if at is not None else None,
+    )  # fmt: skip
 
 
 class MissingMachinePage(PageModel):
@@ -91,12 +110,7 @@ async def machine_page(
         return respond(
             request, "templates/machine_missing.html", missing, reader=reader, status_code=404
         )
-    machine = machine_from(doc.machine, layout)
-    page = MachinePage(
-        machine=machine,
-        console_url=console_url(settings, machine),
-        workflows=statuses(fleet, doc.machine["workflow_conditions"], machine),
-    )
+    page = machine_page_model(doc.machine, layout, fleet, partial(console_url, settings))
     ptag = _live_tag(poll, schema).of(doc.ptag)
     return respond(
         request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag, window=window
@@ -132,9 +146,7 @@ async def machine_live(
     ptag = tag.of(doc.ptag)
     if doc.machine is None:
         return Response(status_code=304, headers={"HX-PTag": ptag})
-    machine = machine_from(doc.machine, layout)
-    workflows = statuses(fleet, doc.machine["workflow_conditions"], machine)
-    page = MachinePage(machine=machine, console_url=None, workflows=workflows)
+    page = machine_page_model(doc.machine, layout, fleet, lambda _: None)
     return respond(
         request, "partials/machine_live.html", page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag,

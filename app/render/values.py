@@ -46,7 +46,7 @@ JSON_MAX_LINES = 20
 HEX_CUT = 64  # bytes shown as hex before folding
 HEX_FULL_MAX = 4 * 1024  # bytes of hex put in the page at most, even folded (then: download)
 PB_MAX_FIELDS = 5000  # decoded fields rendered at most (bigger blobs show as hex)
-PB_PREVIEW_LINES = 20  # lines of a decoded message shown before the rest is folded
+PB_FOLD_LINES = 20  # a decoded message longer than this shows its start (values.html)
 
 _IP_TYPES = (
     ipaddress.IPv4Address,
@@ -204,19 +204,11 @@ def decode_bytes(data: bytes, field: Field | None, names: ProtoNames | None) -> 
     return Decoded(data)
 
 
-def pb_preview(decoded: Decoded, lines: int = PB_PREVIEW_LINES) -> tuple[Decoded, int] | None:
-    """(the first `lines` lines of a decoded message, how many it has) when it has more
-    (a hardware report runs to hundreds: the page shows its start, and all of it on
-    request); None when it fits."""
+def pb_lines(decoded: Decoded) -> int:
+    """How many lines a decoded message's tree takes (a field each, and its fields)."""
     if decoded.named is not None:
-        total = _named_lines(decoded.named)
-        if total > lines:
-            return replace(decoded, named=_named_head(decoded.named, [lines])), total
-    elif decoded.fields is not None:
-        total = _fields_lines(decoded.fields)
-        if total > lines:
-            return replace(decoded, fields=_fields_head(decoded.fields, [lines])), total
-    return None
+        return _named_lines(decoded.named)
+    return _fields_lines(decoded.fields or [])
 
 
 def _named_lines(message: NamedMessage) -> int:
@@ -224,29 +216,8 @@ def _named_lines(message: NamedMessage) -> int:
     return nested + (1 if message.unknown else 0)
 
 
-def _named_head(message: NamedMessage, budget: list[int]) -> NamedMessage:
-    fields = []
-    for f in message.fields:
-        if budget[0] <= 0:
-            break
-        budget[0] -= 1
-        fields.append(replace(f, message=_named_head(f.message, budget)) if f.message else f)
-    return replace(message, fields=fields, unknown=0)
-
-
 def _fields_lines(fields: list[PbField]) -> int:
     return sum(1 + (_fields_lines(f.value) if isinstance(f.value, list) else 0) for f in fields)
-
-
-def _fields_head(fields: list[PbField], budget: list[int]) -> list[PbField]:
-    head = []
-    for f in fields:
-        if budget[0] <= 0:
-            break
-        budget[0] -= 1
-        nested = isinstance(f.value, list)
-        head.append(replace(f, value=_fields_head(f.value, budget)) if nested else f)
-    return head
 
 
 @dataclass(frozen=True, slots=True)

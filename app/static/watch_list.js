@@ -91,7 +91,7 @@
       count.className = "pick-count";
       const open = document.createElement("button");
       open.type = "button";
-      open.id = "watch-these";
+      open.id = "watch-picked";
       open.textContent = "watch these";
       open.addEventListener("click", () => {
         const ids = [...picked];
