@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.model.entities import Backoff
 from app.model.machine_history import choose_window, default_span
 from app.render.timeline import nice_step
 from tests.fleet import ALIVE, load_small_fleet, mid
@@ -133,6 +134,19 @@ def test_a_zoom_spans_its_time_with_ticks_at_round_times(zoom, span, step, end):
     assert ends == datetime.fromisoformat(end)
     later = choose_window(zoom, NOW + timedelta(seconds=3), None, [], [])
     assert later == (start, ends, tick)  # a few seconds later: the same window
+
+
+def test_a_backoff_that_ends_later_is_drawn_to_its_end_up_to_a_quarter_span_ahead():
+    def backoff(minutes: int) -> Backoff:
+        return Backoff(process="ShepherdAccess", until=NOW + timedelta(minutes=minutes),
+                       cause="", last_interval_seconds=600, active=True)  # fmt: skip
+
+    _, end, _ = choose_window(None, NOW, None, [], [backoff(200)])
+    assert end == datetime.fromisoformat("2024-05-01T18:00Z")  # 15:54 rounded up to 3 h
+    _, end, _ = choose_window(None, NOW, None, [], [backoff(60 * 20)])
+    assert end == datetime.fromisoformat("2024-05-01T21:00Z")  # 6 hours ahead at most
+    _, end, _ = choose_window("1h", NOW, None, [], [backoff(60 * 20)])
+    assert end == datetime.fromisoformat("2024-05-01T13:00Z")  # 20 minutes ahead, rounded
 
 
 def test_zoom_is_kept_in_the_url_drawn_with_round_ticks_and_said_in_json(fleet):

@@ -3,9 +3,10 @@ of events (newest first), and a timeline over a window of time.
 
 The window is a zoom (1h, 6h, 24h, 7d or all) or, by default, the last 24 hours, or
 since the machine's last success when that is longer, up to 7 days. Its end is "now"
-rounded up to its tick step, so the page drawn from unchanged data is the same within
-a step (the browser draws "now" itself, app/static/timeline.js); the poll tag names the
-10-minute slot of the clock (the smallest step), so a poll redraws when the window moves.
+(or the end of a backoff, up to a quarter of the span ahead) rounded up to its tick
+step, so the page drawn from unchanged data is the same within a step (the browser
+draws "now" itself, app/static/timeline.js); the poll tag names the 10-minute slot of
+the clock (the smallest step), so a poll redraws when the window moves.
 
 Data: app/bmdb/machines.py's `history`, one statement, whose version (a count, the
 newest time, work and backoffs) lets an unchanged poll answer 304 without reading the
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 from uuid import UUID
 
 from app.bmdb import machines as bmdb
@@ -28,6 +29,7 @@ from app.model.polling import Poll, PollTag
 from app.render.timeline import STEPS, Timeline, build_timeline, floor_to, nice_step
 
 Zoom = Literal["1h", "6h", "24h", "7d", "all"]
+ZOOM_CHOICES: tuple[str, ...] = get_args(Zoom)  # as the zoom links offer them
 ZOOMS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
     "6h": timedelta(hours=6),
@@ -108,7 +110,11 @@ def choose_window(
         return _or(FIRST, floor_to, earliest, step), _or(LAST, window_end, latest, step), step
     span = ZOOMS[zoom] if zoom is not None else default_span(now, last_success)
     step = nice_step(span)
-    end = window_end(now, step)
+    # Backoffs that end later are drawn to their end, up to a quarter of the span ahead
+    # (whole steps, so the end moves only when "now" passes a tick).
+    ahead = step * max(1, round(span / 4 / step))
+    ends = [b.until for b in backoffs if _instant(b.until) and b.until > now]
+    end = window_end(min(max([now, *ends]), now + ahead), step)
     return floor_to(end - span, step), end, step
 
 

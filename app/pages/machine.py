@@ -28,7 +28,7 @@ from app.config import Settings
 from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
 from app.model.entities import Machine, PageModel, WorkflowStatus, machine_from
 from app.model.ids import parse_id
-from app.model.machine_history import HistoryPage, Zoom, read_history
+from app.model.machine_history import ZOOM_CHOICES, HistoryPage, Zoom, read_history
 from app.model.polling import Poll, PollTag
 from app.model.search import machine_prefix, search_response
 from app.model.twin import twin
@@ -39,7 +39,6 @@ from app.render.templating import is_htmx, respond
 router = APIRouter()
 
 HISTORY_PAGE = 50
-ZOOMS_SHOWN = ("1h", "6h", "24h", "7d", "all")
 WINDOW_HELP = (
     "the timeline's window: 1h, 6h, 24h, 7d or all; by default the last 24 hours, or"
     " since the last success when longer, up to 7 days"
@@ -181,7 +180,7 @@ async def machine_history(
     return respond(
         request, "partials/machine_history.html" if fragment else "templates/history.html",
         found.page, reader=reader, headers={"HX-PTag": found.ptag}, timeline=found.timeline,
-        poll=poll, ptag=found.ptag, zooms=ZOOMS_SHOWN, zoom=window,
+        poll=poll, ptag=found.ptag, zooms=ZOOM_CHOICES, zoom=window,
         on_history_page=not fragment or _from_history_page(request),
     )  # fmt: skip
 
