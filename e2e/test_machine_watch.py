@@ -257,7 +257,7 @@ def test_screens(page: Page, page_errors: list[str], db: Db, screenshot) -> None
         assert page_width(page) <= viewport["width"], f"/machine at {size}"
         screenshot(page, f"machine-{size}")
         page.locator("#history").evaluate("e => e.scrollIntoView()")  # its history, on screen
-        page.screenshot(path=SCREENSHOTS / f"machine-history-{size}.png")
+        page.screenshot(path=SCREENSHOTS / f"test_screens--machine-history-{size}.png")
 
         page.goto(f"/machine/{machine_id}/history")
         expect(page.locator("table.history")).to_be_visible()
