@@ -27,6 +27,7 @@ DETAIL_LONG = f"detail ({LONG_HISTORY} history rows)"
 LIVE = "live fragment (changed)"
 LIVE_304 = "live fragment (unchanged, 304)"
 HISTORY = "history fragment"
+HISTORY_304 = "history fragment (unchanged, 304)"
 SESSIONS = "sessions list"
 SESSION = "session page"
 SESSION_LIVE = "session live fragment"
@@ -49,6 +50,7 @@ def pages(ids: dict[str, str]) -> list[Page]:
         Page(LIVE, f"/machine/{work}/live", HTMX),
         Page(LIVE_304, f"/machine/{work}/live", {**HTMX, "HX-PTag": CURRENT_PTAG}),
         Page(HISTORY, f"/machine/{long}/history", HTMX),
+        Page(HISTORY_304, f"/machine/{long}/history", {**HTMX, "HX-PTag": CURRENT_PTAG}),
         Page("overview", "/overview"),
         Page(SESSIONS, "/sessions"),
         Page(SESSION, f"/session/{session}"),

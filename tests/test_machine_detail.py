@@ -174,7 +174,7 @@ def test_history_is_newest_first_and_the_timeline_runs_left_to_right(migrated_db
     )
     url = f"/machine/{mid(1)}/history"
     with webug_client(migrated_db_dsn) as client:
-        page = client.get(url).text
+        page = client.get(url + "?window=1h").text  # the hour they happened in
         fragment = client.get(url, headers=HTMX).text
         body = client.get(url + "?format=json").json()
         older = client.get(url + "?limit=4&offset=4", headers=HTMX).text

@@ -188,8 +188,9 @@ def test_history_shows_events_at_any_time_and_draws_the_rest(client):
     events = ok_json(client, f"/machine/{M_NOW}/history")["events"]
     assert [e["timestamp"][:6] for e in events][:2] == ["294276", "10000-"]
     assert events[-1]["timestamp"] == "-infinity"
-    # The last moment Python holds, in the future: the timeline's axis ends there.
-    assert "<svg" in ok(client, f"/machine/{M_FAR}/history")
+    # The last moment Python holds, in the future: the whole history's axis ends there.
+    assert "<svg" in ok(client, f"/machine/{M_FAR}/history?window=all")
+    assert "No work in this window" in ok(client, f"/machine/{M_FAR}/history")  # 24 hours
 
 
 def test_timeline_draws_work_of_an_expired_session_as_stale(client):

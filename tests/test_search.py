@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
+from app.model.ids import parse_tokens
 from app.model.search import LIMIT
-from tests.fleet import ALIVE, DEAD, mid
+from tests.fleet import ALIVE, DEAD, MACHINES, mid
 from tests.support import cloned_database, execute, run_sync, webug_client
 
 NO_REDIRECT = {"follow_redirects": False}
@@ -343,6 +344,35 @@ def test_bmdb_without_machine_provided(migrated_db_dsn):
 
 
 # ---- /machine/<prefix> ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "00000001 00000002, 0000000B",  # prefixes, space- and comma-separated, any case
+        f"0000000c;{mid(2)}\n00000001",  # one of them unknown, one a full ID
+    ],
+)
+def test_several_ids_or_prefixes_lead_to_the_watch_list_of_exactly_those(client, q):
+    response = client.get("/search", params={"q": q}, follow_redirects=False)
+    assert response.status_code == 303
+    tokens = parse_tokens([q])
+    assert response.headers["location"] == "/watch?ids=" + ",".join(tokens)
+    watch = client.get(response.headers["location"]).text
+    assert re.findall(r'data-watch-machine="([0-9a-f-]{36})"', watch) == [
+        str(mid(int(t[:8], 16))) for t in tokens if int(t[:8], 16) <= MACHINES
+    ]
+    body = client.get("/search", params={"q": q, "format": "json"})
+    assert body.status_code == 200  # JSON never redirects: it says where
+    assert body.json()["watch_ids"] == tokens
+    assert body.json()["watch_url"] == response.headers["location"]
+
+
+def test_a_list_of_full_ids_naming_a_session_is_listed_not_watched(client):
+    response = client.get("/search", params={"q": f"{mid(1)} {ALIVE}"}, follow_redirects=False)
+    assert response.status_code == 200 and "Sessions by ID" in response.text
+    two = client.get("/search", params={"q": f"{mid(1)} {mid(3)}"}, follow_redirects=False)
+    assert two.headers["location"] == f"/watch?ids={mid(1)},{mid(3)}"
 
 
 def test_machine_id_prefix_resolves_by_a_primary_key_range(client):

@@ -29,6 +29,7 @@ PAGES = [
     (f"/machine/{mid(2)}/live", HTMX),
     (f"/machine/{mid(2)}/history", HTMX),
     (f"/machine/{mid(2)}/history", {}),
+    (f"/machine/{mid(2)}/history?window=all&process=ShepherdAccess", HTMX),
     ("/sessions", {}),
     ("/sessions", HTMX),
     (f"/session/{ALIVE}", {}),
@@ -107,6 +108,7 @@ def test_an_unchanged_poll_is_one_statement_and_a_304_without_a_body(proxied):
     proxy, client = proxied
     for path in (
         f"/machine/{mid(2)}/live", f"/session/{ALIVE}/live", "/", f"/watch?ids={mid(2)},0000000",
+        f"/machine/{mid(2)}/history", f"/machine/{mid(2)}/history?window=1h&every=5",
         "/?stuck=1", "/work", "/backoffs?state=all", "/tags/Provided?sort=provider_location",
         "/sessions?state=expired",
     ):

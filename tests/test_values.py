@@ -19,6 +19,7 @@ from app.render.environment import build_environment
 from app.render.values import (
     HEX_CUT,
     HEX_FULL_MAX,
+    PB_FOLD_LINES,
     TEXT_CUT,
     parse_array_literal,
     value_to_json,
@@ -389,6 +390,20 @@ def test_hardware_report_tree_nests_and_shows_float_and_bytes():
     mac = '<code class="hex">b8599f61b55e</code> <span class="size">6 bytes</span>'
     assert mac in html
     assert "warning: &lt;script&gt;" in html
+
+
+def test_a_long_decoded_message_shows_its_first_lines_and_all_of_them_on_request():
+    """A hardware report runs to hundreds of lines: the page folds it to its first 20,
+    and a <details> after it unfolds it (a click, or Enter on its summary; CSS, no JS)."""
+    html = render(field("hardware_report_raw", udt="bytea"), hardware_report())
+    body, toggle = html.split('<details class="fold">', 1)
+    assert '<div class="folded"><div class="fold-body">' in body
+    lines = body.count("<li>") + body.count('<li class="pb-unknown">')
+    assert lines > PB_FOLD_LINES
+    assert f"… show all {lines} lines</span>" in toggle.split("</summary>")[0]
+    assert "Dell Inc." in body and "warning: &lt;script&gt;" in body  # drawn once, whole
+    short = render(field("os_installation_report_raw", udt="bytea"), installation_report(3, "ok"))
+    assert "fold" not in short
 
 
 def test_unknown_bytea_that_is_protobuf_is_decoded():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from uuid import UUID
 
 import pytest
 
 from app.bmdb.watch import CANDIDATES, MAX_IDS
-from tests.fleet import MACHINES, mid
+from tests.fleet import MACHINES, load_small_fleet, mid
 from tests.support import execute, run_sync, webug_client
 
 HTMX = {"HX-Request": "true"}
@@ -127,6 +128,32 @@ def test_rows_carry_work_backoffs_and_heartbeat_for_notifications(client):
     assert "ShepherdAgentStart · stale" in html and "1 expired" in html
     assert "lumen-0002" in html  # which machine is which
     assert 'data-state="blocked">blocked</span> AgentStart' in html  # mid(2)'s stale work
+
+
+def test_rows_carry_the_facts_the_change_log_compares(migrated_db_dsn):
+    """Backoff ends, workflow states, and the newest history event per process: how work
+    that ended went (watch.js logs "work ended (ShepherdAccess: Failed: ...)")."""
+    load_small_fleet(migrated_db_dsn)
+    run_sync(execute(migrated_db_dsn, f"""INSERT INTO work_history VALUES
+        ('{mid(2)}', 'ShepherdAccess', 'Started', now() - interval '5 minutes', NULL),
+        ('{mid(2)}', 'ShepherdAccess', 'Failed', now() - interval '1 minute',
+         '{"x" * 400}<script>')"""))  # fmt: skip
+    with webug_client(migrated_db_dsn) as c:
+        html = c.get(f"/watch?ids={mid(2)},{mid(3)}").text
+        body = watch_json(c, f"{mid(2)}")
+    row_facts = r'data-watch-machine="([0-9a-f-]{36})"[^>]*data-facts=\'([^\']*)\''
+    facts = dict(re.findall(row_facts, html))
+    two = json.loads(facts[str(mid(2))])
+    assert list(two["backoffs"]) == ["ShepherdAccess"]  # active, with its end
+    assert two["workflows"] == {"AgentStart": "blocked", "AgentRecovery": "not_needed",
+                                "OSInstallation": "not_needed"}  # fmt: skip
+    event, at, cause = two["last"]["ShepherdAccess"]
+    assert event == "Failed" and cause == "x" * 300  # the start of a long cause
+    assert two["last"]["ShepherdAgentStart"][0] == "Started"
+    assert json.loads(facts[str(mid(3))])["backoffs"] == {}  # expired: not active
+    assert "<script>" not in html
+    last = {e["process"]: e for e in body["machines"][0]["last_events"]}
+    assert last["ShepherdAccess"]["event"] == "Failed" and last["ShepherdAccess"]["timestamp"]
 
 
 def test_json_twin_of_the_machines(client):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from uuid import UUID
 
@@ -33,7 +34,13 @@ from app.bmdb.filters import SqlWhere
 from app.bmdb.ordering import ID_ORDER, Cursor, Order
 from app.bmdb.reflection import Field, Schema, TagType, quote_ident
 from app.bmdb.sql import json_array, polled, unchunk
-from app.bmdb.workflows import Fleet, counts_sql, document_sql, page_conditions
+from app.bmdb.workflows import (
+    HEARTBEAT_WINDOW,
+    Fleet,
+    counts_sql,
+    document_sql,
+    page_conditions,
+)
 from app.slices import loads_in_slices
 
 
@@ -80,6 +87,8 @@ class MachineLayout:
         return tags, types
 
 
+HEARTBEAT_AT = "agent_heartbeat_at"
+
 # One work item with its session, one backoff: objects of a machine's document.
 WORK_OBJECT = (
     "json_build_object('process', w.process, 'session_id', w.session_id,"
@@ -119,6 +128,21 @@ def machine_doc(layout: MachineLayout, m: str = "m", extra: str = "") -> str:
         f"json_build_object('machine_id', {m}.machine_id, 'created_at', {m}.machine_created_at,"
         f" 'tags', {json_array(tags)},"
         f" 'work', {WORK_DOC.format(m=m)}, 'backoffs', {BACKOFFS_DOC.format(m=m)}{extra})"
+    )
+
+
+def heartbeat_sql(has_heartbeat: bool, params: SqlWhere, m: str = "m") -> str:
+    """[agent_heartbeat_at or null, whether it is recent] of machine `m`, decided by the
+    BMDB's clock (so a document's md5 changes when the heartbeat goes stale); NULL when
+    this BMDB has no heartbeat tag. An aggregate, so a machine without a heartbeat has
+    a row."""
+    if not has_heartbeat:
+        return "NULL::json"
+    return (
+        "(SELECT json_build_array(max(h.agent_heartbeat_at),"
+        " coalesce(bool_or(h.agent_heartbeat_at > now()"
+        f" - {params.param(HEARTBEAT_WINDOW)}::interval), false))"
+        f" FROM {tables.HEARTBEAT} h WHERE h.machine_id = {m}.machine_id)"
     )
 
 
@@ -272,12 +296,17 @@ async def machine(
     fleet: Fleet | None = None,
 ) -> MachineDocument:
     """The machine's document (unless unchanged since `known_ptag`), with the conditions
-    of `fleet`'s workflows when given; for a machine that does not exist, how much work
-    history it left behind."""
+    of `fleet`'s workflows when given and its heartbeat's freshness (`heartbeat_sql`);
+    for a machine that does not exist, how much work history it left behind."""
     key = ("machine", id(fleet))  # the fleet lives as long as the layout: one per schema
     if key not in layout.statements:
         params = SqlWhere(params=[None, None])  # $1 the machine, $2 the ptag it had
-        doc = machine_doc(layout, extra=workflow_fields(fleet, params))
+        has_heartbeat = any(
+            t.table == tables.HEARTBEAT and any(f.name == HEARTBEAT_AT for f in fields)
+            for t, fields in layout.tags
+        )
+        heartbeat = f", 'heartbeat', {heartbeat_sql(has_heartbeat, params)}"
+        doc = machine_doc(layout, extra=workflow_fields(fleet, params) + heartbeat)
         document = f"SELECT (SELECT {doc} FROM machines m WHERE m.machine_id = $1) AS doc"
         layout.statements[key] = (
             f"SELECT polled.ptag, polled.doc, CASE WHEN polled.ptag IS NULL THEN"
@@ -303,6 +332,66 @@ _HISTORY_EVENT = (
 )
 
 
+@dataclass
+class HistoryDocument:
+    ptag: str  # the version of the machine's history, work and backoffs (see `history`)
+    doc: dict | None  # None: unchanged since `known_ptag`
+
+
+def history_statement(
+    machine_id: UUID,
+    *,
+    process: str | None,
+    offset: int,
+    limit: int,
+    timeline_events: int | None,
+    since: datetime | None,
+    known_ptag: str | None,
+) -> tuple[str, list[object]]:
+    """SQL and parameters of `history`."""
+    p = SqlWhere(params=[machine_id])  # $1
+    by_process = "" if process is None else f" AND process::text = {p.param(process)}"
+    timeline = "NULL"
+    if timeline_events is not None:
+        since_sql = "" if since is None else f" AND timestamp >= {p.param(since)}"
+        timeline = (
+            "json_build_object("
+            f"'work', {WORK_DOC.format(m='mm')}, 'backoffs', {BACKOFFS_DOC.format(m='mm')},"
+            " 'last_success', (SELECT max(timestamp) FROM work_history"
+            " WHERE machine_id = $1 AND event = 'Finished'),"
+            " 'events', (SELECT coalesce(json_agg("
+            f"{_HISTORY_EVENT} ORDER BY h.timestamp), '[]'::json)"
+            f" FROM (SELECT * FROM work_history WHERE machine_id = $1{since_sql}"
+            f" ORDER BY timestamp DESC LIMIT {p.param(timeline_events)}) h))"
+        )
+    document = (
+        "json_build_object("
+        "'exists', EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
+        f" 'events', (SELECT coalesce(json_agg({_HISTORY_EVENT} ORDER BY h.timestamp DESC),"
+        " '[]'::json) FROM (SELECT * FROM work_history"
+        f" WHERE machine_id = $1{by_process} ORDER BY timestamp DESC"
+        f" OFFSET {p.param(offset)} LIMIT {p.param(limit)}) h),"
+        f" 'by_process', {HISTORY_BY_PROCESS},"
+        f" 'timeline', {timeline})"
+    )
+    # The version: work_history is append-only, so its count and newest time change with
+    # every event; work and backoffs (with whether each is alive, active) complete it.
+    # The document is computed only when the version differs from the browser's.
+    version = (
+        "md5(json_build_array((SELECT json_build_array(count(*), max(timestamp))"
+        " FROM work_history WHERE machine_id = $1),"
+        " EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
+        f" {WORK_DOC.format(m='mm')}, {BACKOFFS_DOC.format(m='mm')})::text)"
+    )
+    sql = (
+        f"SELECT v.ptag, CASE WHEN v.ptag IS DISTINCT FROM {p.param(known_ptag)}::text"
+        f" THEN {document} END AS doc"
+        " FROM (SELECT $1::uuid AS machine_id) mm,"
+        f" LATERAL (SELECT {version} AS ptag OFFSET 0) v"
+    )
+    return sql, p.params
+
+
 async def history(
     reader: Reader,
     machine_id: UUID,
@@ -311,40 +400,23 @@ async def history(
     offset: int,
     limit: int,
     timeline_events: int | None,
-) -> dict:
+    since: datetime | None = None,
+    known_ptag: str | None = None,
+) -> HistoryDocument:
     """A page of a machine's work history, newest first, and what frames it: whether the
     machine exists, its events per process and, when `timeline_events`, the newest that
-    many events (oldest first) with its work and backoffs for the timeline.
+    many events since `since` (all when None; oldest first) with its work, backoffs and
+    last success for the timeline. Nothing but its version (`ptag`) when that is
+    `known_ptag`: an unchanged poll reads a count and two small documents.
 
     work_history has no key, so pages are offsets; it is indexed by machine_id.
     """
-    params: list[object] = [machine_id, offset, limit]
-    by_process = ""
-    if process is not None:
-        params.append(process)
-        by_process = f" AND process::text = ${len(params)}"
-    timeline = "NULL"
-    if timeline_events is not None:
-        params.append(timeline_events)
-        timeline = (
-            "json_build_object("
-            f"'work', {WORK_DOC.format(m='mm')}, 'backoffs', {BACKOFFS_DOC.format(m='mm')},"
-            " 'events', (SELECT coalesce(json_agg("
-            f"{_HISTORY_EVENT} ORDER BY h.timestamp), '[]'::json)"
-            " FROM (SELECT * FROM work_history WHERE machine_id = $1"
-            f" ORDER BY timestamp DESC LIMIT ${len(params)}) h))"
-        )
-    sql = (
-        "SELECT json_build_object("
-        "'exists', EXISTS (SELECT 1 FROM machines WHERE machine_id = $1),"
-        f" 'events', (SELECT coalesce(json_agg({_HISTORY_EVENT} ORDER BY h.timestamp DESC),"
-        " '[]'::json) FROM (SELECT * FROM work_history"
-        f" WHERE machine_id = $1{by_process} ORDER BY timestamp DESC OFFSET $2 LIMIT $3) h),"
-        f" 'by_process', {HISTORY_BY_PROCESS},"
-        f" 'timeline', {timeline}) AS doc"
-        " FROM (SELECT $1::uuid AS machine_id) mm"
-    )
-    return reader.parse(await reader.fetchval(sql, *params))
+    sql, params = history_statement(
+        machine_id, process=process, offset=offset, limit=limit,
+        timeline_events=timeline_events, since=since, known_ptag=known_ptag,
+    )  # fmt: skip
+    row = await reader.fetchrow(sql, *params)
+    return HistoryDocument(row["ptag"], reader.parse(row["doc"]))
 
 
 async def machine_by_provider(reader: Reader, provider: str, provider_id: str) -> UUID | None:

@@ -6,10 +6,12 @@ ambiguous (several) apart. The uniquely named machines' documents are the list's
 (`page_documents`), with their heartbeat's freshness decided by the BMDB:
 
     {"tokens": [[token index, machine_id], ...],  (up to CANDIDATES per token)
-     "machines": [[md5 of the document, document, heartbeat], ...]}
+     "machines": [[md5 of the document, document, heartbeat, last events], ...]}
 
 where heartbeat is [agent_heartbeat_at or null, recent], or null when this BMDB has no
-heartbeat tag. Everything
+heartbeat tag, and last events the newest history event of each process that ever ran
+on the machine, [process, event, timestamp, failed_cause (its start)]: how work that
+ended went (app/static/watch.js says so). Everything
 time-dependent (active backoffs, alive sessions, a recent heartbeat) is computed with
 now() inside the document, so its md5 changes when one flips: a poll answers 304 only
 when nothing an operator would see has changed.
@@ -22,8 +24,8 @@ from uuid import UUID
 
 from app.bmdb import tables
 from app.bmdb.connection import Reader
-from app.bmdb.filters import HEARTBEAT_WINDOW, SqlWhere
-from app.bmdb.machines import MachineLayout, page_documents
+from app.bmdb.filters import SqlWhere
+from app.bmdb.machines import HEARTBEAT_AT, MachineLayout, heartbeat_sql, page_documents
 from app.bmdb.ordering import Order
 from app.bmdb.reflection import Schema
 from app.bmdb.sql import polled
@@ -33,17 +35,17 @@ MAX_IDS = 100  # machines a watch list names: each poll reads them all
 CANDIDATES = 5  # machines listed for an ambiguous prefix (one more is read, to say "more")
 
 
-def _heartbeat(schema: Schema, params: SqlWhere) -> str:
-    """[agent_heartbeat_at or null, whether it is recent] of machine `d`; NULL when this
-    BMDB has no heartbeat tag. An aggregate, so a machine without a heartbeat has a row."""
-    if not schema.has_field(tables.HEARTBEAT, "agent_heartbeat_at"):
-        return "NULL::json"
-    return (
-        "(SELECT json_build_array(max(h.agent_heartbeat_at),"
-        " coalesce(bool_or(h.agent_heartbeat_at > now()"
-        f" - {params.param(HEARTBEAT_WINDOW)}::interval), false))"
-        f" FROM {tables.HEARTBEAT} h WHERE h.machine_id = d.machine_id)"
-    )
+CAUSE_CHARS = 300  # of a failure's cause, in a watch list's last events
+
+# The newest event of each process in machine `d`'s history: one scan of its rows (by
+# work_history's machine_id index).
+LAST_EVENTS = (
+    "(SELECT coalesce(json_agg(json_build_array(l.process, l.event, l.timestamp, l.cause)"
+    " ORDER BY l.process), '[]'::json) FROM (SELECT DISTINCT ON (h.process)"
+    " h.process::text AS process, h.event::text AS event, h.timestamp,"
+    f" left(h.failed_cause, {CAUSE_CHARS}) AS cause FROM work_history h"
+    " WHERE h.machine_id = d.machine_id ORDER BY h.process, h.timestamp DESC) l)"
+)
 
 
 def watch_statement(
@@ -81,7 +83,8 @@ def watch_statement(
         "'tokens', (SELECT coalesce(json_agg(json_build_array(r.i, r.machine_id)"
         " ORDER BY r.i, r.machine_id), '[]'::json) FROM resolved r),"
         " 'machines', (SELECT coalesce(json_agg(json_build_array(md5(d.doc::text), d.doc,"
-        f" {_heartbeat(schema, p)}) ORDER BY d.machine_id), '[]'::json)"
+        f" {heartbeat_sql(schema.has_field(tables.HEARTBEAT, HEARTBEAT_AT), p, 'd')},"
+        f" {LAST_EVENTS}) ORDER BY d.machine_id), '[]'::json)"
         f" FROM ({page_documents(layout, unique, fleet, p)}) d)) AS doc"
     )
     return polled(document, f"{p.param(known_ptag)}::text"), p.params
@@ -91,7 +94,8 @@ def watch_statement(
 class WatchDocument:
     ptag: str
     tokens: dict[int, list[UUID]] | None  # token index (from 0) -> machines; None: unchanged
-    machines: list[tuple[str, dict, list | None]] | None  # (md5, document, heartbeat)
+    # (md5, document, heartbeat, last events)
+    machines: list[tuple[str, dict, list | None, list]] | None
 
 
 async def watch(

@@ -26,7 +26,7 @@ from app.bmdb.search import Pasted, SearchKinds
 from app.bmdb.watch import MAX_IDS
 from app.model import paste
 from app.model.entities import Model, PageModel
-from app.model.ids import MIN_HEX_DIGITS, hex_digits, normalize
+from app.model.ids import MIN_HEX_DIGITS, hex_digits, normalize, parse_tokens
 from app.render import urls
 from app.render.templating import respond
 
@@ -35,6 +35,7 @@ MAX_ID = 200  # a text this long without white space is looked up whole too (one
 LIMIT = 50  # matches listed per kind
 PASTED_LIMIT = MAX_IDS + 1  # matches read per kind of what a text names (a watch list's)
 MIN_PROVIDER_PREFIX = 3  # shortest provider ID prefix
+UUID_DIGITS = 32
 _IP_LIKE = re.compile(r"^[0-9a-fA-F.:%/\[\]]+$")  # IPv4, IPv6 (zone, brackets), CIDR
 
 Kind = Literal["machine", "session", "provider_id", "reservation_id", "ip"]
@@ -92,11 +93,17 @@ class SearchPage(PageModel):
     machines: list[UUID] = []
     machines_more: bool = False  # more than MAX_IDS
     named_by: int = Field(default=0, exclude=True)
+    # A query that is a list of several machine IDs or prefixes: exactly those, which the
+    # watch list resolves (and says which name no machine, or several).
+    watch_ids: list[str] = []
 
     @computed_field
     @property
     def watch_url(self) -> str | None:
-        """The watch list of the machines found, when there are several."""
+        """The watch list of the IDs given, or of the machines found when there are
+        several."""
+        if self.watch_ids:
+            return urls.watch(self.watch_ids)
         return urls.watch(self.machines, self.machines_more) if len(self.machines) > 1 else None
 
     @computed_field
@@ -117,7 +124,9 @@ class SearchPage(PageModel):
         """Where a browser is sent (303): the one thing that matched, or the one exact
         match, or the watch list of the machines a text names. Exact matches win over
         prefix matches, so a pasted full provider ID opens its machine even when longer
-        provider IDs start with it. JSON never redirects."""
+        provider IDs start with it. A list of IDs: its watch list. JSON never redirects."""
+        if self.watch_ids:
+            return self.watch_url
         targets = {m.url for m in self.matches}  # a truncated kind alone lists LIMIT of them
         if len(targets) == 1:
             return targets.pop()
@@ -273,9 +282,24 @@ def is_one_id(text: str) -> bool:
     return len(text) <= MAX_ID and not any(c.isspace() for c in text)
 
 
+def id_list(q: str) -> list[str] | None:
+    """The tokens of a query that lists several machine IDs or prefixes (separated by
+    white space, commas or semicolons, any case), up to a watch list's MAX_IDS; else None."""
+    tokens = parse_tokens([q])
+    if not 2 <= len(tokens) <= MAX_IDS or any(hex_digits(t) < MIN_HEX_DIGITS for t in tokens):
+        return None
+    return tokens
+
+
 async def search(reader: Reader, schema: Schema, q: str) -> SearchPage:
     """Every kind of thing `q` can name whole, each kind bounded to LIMIT (+1 to tell
-    "more"), and everything the text names, each kind bounded to PASTED_LIMIT."""
+    "more"), and everything the text names, each kind bounded to PASTED_LIMIT.
+
+    A list of several IDs with a prefix among them is the watch list of exactly those
+    (its page resolves the prefixes); a list of full IDs too, unless one is a session's."""
+    tokens = id_list(q)
+    if tokens is not None and any(hex_digits(t) < UUID_DIGITS for t in tokens):
+        return SearchPage(q=q, pasted=True, watch_ids=tokens)
     whole = is_one_id(q)
     kinds = SearchKinds(
         id_prefix=whole and hex_digits(q) >= MIN_HEX_DIGITS,
@@ -296,10 +320,12 @@ async def search(reader: Reader, schema: Schema, q: str) -> SearchPage:
     named += [m for m in pasted if m.kind != "session"]  # those past LIMIT too
     named.sort(key=lambda m: found.position(str(m.matched)))
     machines = list(dict.fromkeys(m.id for m in named))
+    sessions = any(m.kind == "session" for g in groups for m in g.matches)
     return SearchPage(
         q=q, groups=groups, notes=_notes(schema, q) if whole else [_looked_for(found)],
         pasted=not whole, machines=machines[:MAX_IDS], machines_more=len(machines) > MAX_IDS,
         named_by=len({(m.kind, str(m.matched).lower()) for m in named}),
+        watch_ids=tokens if tokens is not None and not sessions else [],
     )  # fmt: skip
 
 
@@ -325,7 +351,7 @@ def _looked_for(found: paste.Candidates) -> str:
 
 def search_response(request: Request, reader: Reader, page: SearchPage) -> Response:
     """The search page for `page`: a 404 when a search found nothing."""
-    status = 404 if page.searched and not page.matches else 200
+    status = 404 if page.searched and not page.matches and not page.watch_ids else 200
     return respond(
         request, "templates/search.html", page, reader=reader, status_code=status, help=HELP,
         q="" if page.pasted else page.q, max_query=MAX_QUERY,

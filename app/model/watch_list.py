@@ -6,12 +6,14 @@ backoffs, alive sessions, recent heartbeats) the BMDB computes, so an unchanged 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from pydantic import computed_field
 
 from app.bmdb import watch as bmdb
+from app.bmdb.columns import PgSpecial
 from app.bmdb.connection import Reader
 from app.bmdb.filters import uuid_prefix_range
 from app.bmdb.machines import MachineLayout, list_layout
@@ -26,6 +28,14 @@ from app.render import urls
 from app.render.tag_hints import summary_fields
 
 TokenState = Literal["machine", "ambiguous", "unknown", "invalid"]
+LAST_EVENT_FIELDS = ("process", "event", "timestamp", "failed_cause")
+
+
+def _utc(ts: object) -> str:
+    """A time as the browser compares it: ISO text (or PostgreSQL's, for 'infinity')."""
+    if isinstance(ts, PgSpecial):
+        return ts.text
+    return ts.isoformat() if isinstance(ts, datetime) else str(ts)
 
 
 class WatchToken(Model):
@@ -46,11 +56,33 @@ class WatchToken(Model):
         return urls.machine(self.token) if self.state == "ambiguous" else None
 
 
+class LastEvent(Model):
+    """The newest history event of one process on a watched machine: how its work went."""
+
+    process: str
+    event: str  # Started, Finished, Failed, Canceled
+    timestamp: Timestamp
+    failed_cause: str | None  # its first CAUSE_CHARS characters
+
+
 class WatchedMachine(Machine):
     named_by: list[str]  # the tokens that named it
     last_heartbeat: Timestamp | None  # agent_heartbeat_at; None: never
     heartbeat_recent: bool | None  # within 10 minutes; None: no heartbeat tag in this BMDB
     workflows: list[WorkflowStatus] = []  # would a component pick it up, and what stops it
+    last_events: list[LastEvent] = []  # per process that ever ran on it
+
+    @property
+    def facts(self) -> dict[str, object]:
+        """What watch.js compares from poll to poll to log each change (besides work,
+        backoff processes and the heartbeat, which have attributes of their own)."""
+        return {
+            "backoffs": {b.process: _utc(b.until) for b in self.active_backoffs},
+            "workflows": {w.workflow: w.state for w in self.workflows},
+            "last": {
+                e.process: [e.event, _utc(e.timestamp), e.failed_cause] for e in self.last_events
+            },
+        }
 
     @computed_field
     @property
@@ -128,11 +160,12 @@ def _machines(
         if t.machine_id is not None:
             named_by.setdefault(t.machine_id, []).append(t.token)
     machines = []
-    for key, document, heartbeat in documents:
+    for key, document, heartbeat, last in documents:
         at, recent = heartbeat if heartbeat is not None else (None, None)
         machine = WatchedMachine.model_validate(
             {**document, "key": key, "named_by": named_by.get(UUID(document["machine_id"]), []),
-             "last_heartbeat": at, "heartbeat_recent": recent},
+             "last_heartbeat": at, "heartbeat_recent": recent,
+             "last_events": [dict(zip(LAST_EVENT_FIELDS, e, strict=True)) for e in last]},
             context={"layout": layout},
         )  # fmt: skip
         workflows = statuses(fleet, document["workflow_conditions"], machine)

@@ -9,9 +9,11 @@ statement and answers 304 without rendering anything.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -22,38 +24,48 @@ from app.bmdb.connection import Reader
 from app.bmdb.filters import check_labels
 from app.bmdb.machines import MachineLayout
 from app.bmdb.reflection import NotInSchema, Schema
+from app.bmdb.workflows import Fleet
 from app.config import Settings
 from app.deps import AppSettings, CurrentSchema, DetailPoll, PageReader, Workflows
-from app.model.entities import (
-    Backoff,
-    ErrorPage,
-    HistoryEvent,
-    Machine,
-    PageModel,
-    Work,
-    WorkflowStatus,
-    machine_from,
-)
+from app.model.entities import ErrorPage, Machine, PageModel, WorkflowStatus, machine_from
 from app.model.ids import parse_id
+from app.model.machine_history import ZOOM_CHOICES, HistoryPage, Zoom, read_history
 from app.model.polling import Poll, PollTag
 from app.model.search import machine_prefix, search_response
 from app.model.twin import twin
 from app.model.workflow_status import statuses
 from app.render import urls
 from app.render.templating import is_htmx, respond
-from app.render.timeline import build_timeline
 
 router = APIRouter()
 
 HISTORY_PAGE = 50
-TIMELINE_EVENTS = 1000
-
+WINDOW_HELP = (
+    "the timeline's window: 1h, 6h, 24h, 7d or all; by default the last 24 hours, or"
+    " since the last success when longer, up to 7 days"
+)
 
 
 class MachinePage(PageModel):
     machine: Machine
     console_url: str | None
     workflows: list[WorkflowStatus]  # would a component pick it up, and what stops it
+    # Its last heartbeat within 10 minutes (by the BMDB's clock); None: no heartbeat tag
+    # in this BMDB, or none of this machine.
+    heartbeat_recent: bool | None = None
+
+
+def machine_page_model(
+    doc: dict, layout: MachineLayout, fleet: Fleet, console: Callable[[Machine], str | None]
+) -> MachinePage:
+    """The page of a machine's document; `console`: its provider console link, if any."""
+    machine = machine_from(doc, layout)
+    at, recent = doc["heartbeat"] or (None, None)
+    return MachinePage(
+        machine=machine, console_url=console(machine),
+        workflows=statuses(fleet, doc["workflow_conditions"], machine),
+        heartbeat_recent=recent if at is not None else None,
+    )  # fmt: skip
 
 
 class MissingMachinePage(PageModel):
@@ -61,17 +73,6 @@ class MissingMachinePage(PageModel):
 
     machine_id: UUID
     history_by_process: dict[str, int]
-
-
-class HistoryPage(PageModel):
-    machine_id: UUID
-    machine_exists: bool
-    events: list[HistoryEvent]  # newest first
-    events_by_process: dict[str, int]
-    process: str | None
-    offset: int
-    limit: int
-    has_more: bool
 
 
 def console_url(settings: Settings, machine: Machine) -> str | None:
@@ -96,6 +97,7 @@ def _live_tag(poll: Poll, schema: Schema) -> PollTag:
 async def machine_page(
     request: Request, machine_id: str, reader: PageReader, schema: CurrentSchema,
     fleet: Workflows, settings: AppSettings, poll: DetailPoll,
+    window: Annotated[Zoom | None, Query(description=WINDOW_HELP)] = None,
 ):  # fmt: skip
     try:
         parsed = UUID(machine_id)
@@ -108,14 +110,11 @@ async def machine_page(
         return respond(
             request, "templates/machine_missing.html", missing, reader=reader, status_code=404
         )
-    machine = machine_from(doc.machine, layout)
-    page = MachinePage(
-        machine=machine,
-        console_url=console_url(settings, machine),
-        workflows=statuses(fleet, doc.machine["workflow_conditions"], machine),
-    )
+    page = machine_page_model(doc.machine, layout, fleet, partial(console_url, settings))
     ptag = _live_tag(poll, schema).of(doc.ptag)
-    return respond(request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag)
+    return respond(
+        request, "templates/machine.html", page, reader=reader, poll=poll, ptag=ptag, window=window
+    )
 
 
 async def _prefix(request: Request, reader: Reader, schema: Schema, text: str) -> Response:
@@ -147,9 +146,7 @@ async def machine_live(
     ptag = tag.of(doc.ptag)
     if doc.machine is None:
         return Response(status_code=304, headers={"HX-PTag": ptag})
-    machine = machine_from(doc.machine, layout)
-    workflows = statuses(fleet, doc.machine["workflow_conditions"], machine)
-    page = MachinePage(machine=machine, console_url=None, workflows=workflows)
+    page = machine_page_model(doc.machine, layout, fleet, lambda _: None)
     return respond(
         request, "partials/machine_live.html", page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag,
@@ -159,46 +156,41 @@ async def machine_live(
 @router.get(
     urls.MACHINE_HISTORY,
     name="machine_history",
-    responses=twin(HistoryPage, "a machine's work history, newest first"),
+    responses=twin(HistoryPage, "a machine's work history, newest first, and its timeline"),
 )
 async def machine_history(
     request: Request,
     machine_id: str,
     reader: PageReader,
     schema: CurrentSchema,
+    poll: DetailPoll,
     process: Annotated[str | None, Query(max_length=100)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
+    window: Annotated[Zoom | None, Query(description=WINDOW_HELP)] = None,
 ):
-    """Newest first, filterable by process; a full page too (history outlives machines)."""
+    """Newest first, filterable by process; a full page too (history outlives machines).
+    The first page polls (an unchanged one answers 304) and draws the timeline."""
     parsed = parse_id(machine_id, "machine", "machines.machine_id")
     check_labels("process", [process] if process else [], schema.processes)
-    doc = await bmdb.history(
-        reader, parsed, process=process or None, offset=offset, limit=limit + 1,
-        timeline_events=TIMELINE_EVENTS if offset == 0 else None,
+    found = await read_history(
+        reader, parsed, process=process or None, offset=offset, limit=limit, zoom=window,
+        poll=poll, now=datetime.now(UTC),
     )  # fmt: skip
-    events = [HistoryEvent.model_validate(e) for e in doc["events"]]
-    page = HistoryPage(
-        machine_id=parsed,
-        machine_exists=doc["exists"],
-        events=events[:limit],
-        events_by_process=dict(doc["by_process"]),
-        process=process or None,
-        offset=offset,
-        limit=limit,
-        has_more=len(events) > limit,
-    )
-    timeline = None
-    if doc["timeline"] is not None:
-        t = doc["timeline"]
-        timeline = build_timeline(
-            [HistoryEvent.model_validate(e) for e in t["events"]],
-            [Work.model_validate(w) for w in t["work"]],
-            [Backoff.model_validate(b) for b in t["backoffs"]],
-            datetime.now(UTC),
-        )
-    template = "partials/machine_history.html" if is_htmx(request) else "templates/history.html"
-    return respond(request, template, page, reader=reader, timeline=timeline)
+    if found.page is None:
+        return Response(status_code=304, headers={"HX-PTag": found.ptag})
+    fragment = is_htmx(request)
+    return respond(
+        request, "partials/machine_history.html" if fragment else "templates/history.html",
+        found.page, reader=reader, headers={"HX-PTag": found.ptag}, timeline=found.timeline,
+        poll=poll, ptag=found.ptag, zooms=ZOOM_CHOICES, zoom=window,
+        on_history_page=not fragment or _from_history_page(request),
+    )  # fmt: skip
+
+
+def _from_history_page(request: Request) -> bool:
+    """Whether a fragment is for the history page (its polls), not the machine page."""
+    return urlsplit(request.headers.get("HX-Current-URL", "")).path.endswith("/history")
 
 
 @router.get(urls.MACHINE_TAG_VALUE, name="machine_tag_value")

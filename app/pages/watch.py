@@ -94,7 +94,9 @@ async def watch_page(
     if found.machines is None:  # unchanged: the browser keeps what it shows
         return Response(status_code=304, headers={"HX-PTag": found.ptag})
     page = WatchPage(ids=tokens, tokens=found.tokens, machines=found.machines, capped=capped)
-    rows = "" if as_json else await rows_html(request, "partials/watch_row.html", page.machines)
+    rows = "" if as_json else await rows_html(
+        request, "partials/watch_row.html", page.machines, page.ids
+    )
     return respond(
         request, "partials/watch_live.html" if fragment else "templates/watch.html", page,
         reader=reader, headers={"HX-PTag": found.ptag} if found.ptag else None, poll=poll,

@@ -44,6 +44,7 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
         pretty_json=values.pretty_json,
         nbytes=values.nbytes,
         pb_reading=values.pb_reading,
+        pb_lines=values.pb_lines,
         decode_bytes=lambda data, field: values.decode_bytes(bytes(data), field, proto_names),
     )
     env.tests["special"] = lambda value: isinstance(value, PgSpecial)
@@ -58,6 +59,7 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
         JSON_MAX_LINES=values.JSON_MAX_LINES,
         HEX_CUT=values.HEX_CUT,
         HEX_FULL_MAX=values.HEX_FULL_MAX,
+        PB_FOLD_LINES=values.PB_FOLD_LINES,
     )
     fragments = Fragments(env)
     env.globals.update(fragments=fragments, fragment=fragments.render)

@@ -1,11 +1,15 @@
-"""A machine's work over time as SVG geometry: one lane per process.
+"""A machine's work over a window of time as SVG geometry: one lane per process.
 
 Bars: work (Started -> Finished/Failed/Canceled, or still running), backoffs
-(from the failure to `until`); ticks mark failures. The template draws it.
+(from the failure to `until`); ticks mark failures. The axis has ticks at round times
+(`nice_step`). Nothing here depends on the clock: the window is given, work that runs
+on is drawn to the window's end and marked (`Bar.until_now`), and app/static/timeline.js
+draws "now" and cuts those bars there, so the same data draws the same SVG.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,10 +17,35 @@ from typing import Any
 
 WIDTH, LANE_HEIGHT, LABEL_WIDTH, AXIS_HEIGHT = 900, 18, 140, 16
 END_EVENTS = {"Finished", "Failed", "Canceled"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Tick steps, each a multiple of the first (app/model/machine_history.py rounds a
+# window's end to its step: the first step is how often that can move).
+STEPS = tuple(
+    timedelta(**unit)
+    for unit in (
+        {"minutes": 10}, {"minutes": 30}, {"hours": 1}, {"hours": 2}, {"hours": 3},
+        {"hours": 6}, {"hours": 12}, {"days": 1}, {"days": 2}, {"days": 7}, {"days": 14},
+        {"days": 28}, {"days": 91}, {"days": 182}, {"days": 364},
+    )
+)  # fmt: skip
+MAX_TICKS = 8
 
 # A tooltip: text and times, which the template marks up so the browser can show them in
 # the user's zone (formatting.absolute).
 Title = tuple[str | datetime, ...]
+
+
+def nice_step(span: timedelta) -> timedelta:
+    """The smallest tick step that divides `span` into at most MAX_TICKS parts (whole
+    years of 364 days past the longest step)."""
+    step = next((s for s in STEPS if span / s <= MAX_TICKS), None)
+    return step or STEPS[-1] * math.ceil(span / STEPS[-1] / MAX_TICKS)
+
+
+def floor_to(ts: datetime, step: timedelta) -> datetime:
+    """The last multiple of `step` (since the Unix epoch, UTC) at or before `ts`."""
+    return EPOCH + step * ((ts - EPOCH) // step)
 
 
 @dataclass(frozen=True)
@@ -26,6 +55,7 @@ class Bar:
     width: float
     kind: str  # finished, failed, canceled, running, stale, open, backoff
     title: Title
+    until_now: bool = False  # runs on: the browser cuts it at "now"
 
 
 @dataclass
@@ -50,45 +80,48 @@ def _placeable(ts: Any) -> bool:
 
 
 def build_timeline(
-    events: Sequence[Any], work: Sequence[Any], backoffs: Sequence[Any], now: datetime
+    events: Sequence[Any],
+    work: Sequence[Any],
+    backoffs: Sequence[Any],
+    start: datetime,
+    end: datetime,
+    step: timedelta,
 ) -> Timeline | None:
-    """None when there is nothing to draw. `events`, `work`, `backoffs`: the page models
-    of app/model/entities.py (HistoryEvent, Work, Backoff); times a datetime cannot hold
-    ('infinity') are left out."""
+    """The timeline of [start, end] with ticks every `step`; None when nothing falls in
+    it. `events` (oldest first), `work`, `backoffs`: the page models of
+    app/model/entities.py (HistoryEvent, Work, Backoff); times a datetime cannot hold
+    ('infinity') are left out. What began before `start` is cut there."""
     events = [e for e in events if _placeable(e.timestamp)]
     backoff_spans = [
-        (b.started, b.until, b)
-        for b in backoffs
-        if _placeable(b.until) and _placeable(b.started)
+        (b.started, b.until, b) for b in backoffs if _placeable(b.until) and _placeable(b.started)
     ]
-    times = [e.timestamp for e in events] + [s for s, _, _ in backoff_spans]
-    if not times:
-        return None
-    start = min(times)
-    end = max([now, *(u for _, u, _ in backoff_spans)])
-    if end <= start:  # everything in the future: a minute's axis (or up to Python's last)
-        end = start + min(timedelta(minutes=1), datetime.max.replace(tzinfo=UTC) - start)
-        if end <= start:
-            end, start = start, start - timedelta(minutes=1)
     timeline = Timeline(start, end)
     scale = (WIDTH - LABEL_WIDTH) / (end - start).total_seconds()
 
     def x(ts: datetime) -> float:
-        return LABEL_WIDTH + max(0.0, (ts - start).total_seconds()) * scale
+        seconds = min(max((ts - start).total_seconds(), 0.0), (end - start).total_seconds())
+        return LABEL_WIDTH + seconds * scale
+
+    def shown(begin: datetime, finish: datetime) -> bool:
+        return finish >= start and begin <= end
 
     processes = sorted(
-        {e.process for e in events} | {w.process for w in work} | {b.process for b in backoffs}
+        {e.process for e in events if e.timestamp >= start}
+        | {w.process for w in work}
+        | {b.process for _, until, b in backoff_spans if until >= start}
     )
     lane_y = {p: AXIS_HEIGHT + i * LANE_HEIGHT for i, p in enumerate(processes)}
-    timeline.lanes = [(p, lane_y[p]) for p in processes]
     running = {w.process: w for w in work}
 
     def bar(
-        begin: datetime, finish: datetime, process: str, kind: str, *title: str | datetime
-    ) -> None:
+        begin: datetime, finish: datetime, process: str, kind: str, *title: str | datetime,
+        until_now: bool = False,
+    ) -> None:  # fmt: skip
+        if process not in lane_y or not shown(begin, finish):
+            return
         left = x(begin)
         timeline.bars.append(
-            Bar(left, lane_y[process] + 3, max(x(finish) - left, 2.0), kind, title)
+            Bar(left, lane_y[process] + 3, max(x(finish) - left, 2.0), kind, title, until_now)
         )
 
     open_since: dict[str, datetime] = {}
@@ -100,23 +133,17 @@ def build_timeline(
         elif e.event in END_EVENTS:
             began = open_since.pop(e.process, e.timestamp)
             cause = f": {e.failed_cause}" if e.failed_cause else ""
-            bar(
-                began,
-                e.timestamp,
-                e.process,
-                e.event.lower(),
-                f"{e.process} {e.event} ",
-                e.timestamp,
-                cause,
-            )
-            if e.event == "Failed":
+            title = (f"{e.process} {e.event} ", e.timestamp, cause)
+            bar(began, e.timestamp, e.process, e.event.lower(), *title)
+            if e.event == "Failed" and start <= e.timestamp <= end:
                 timeline.failures.append(
                     (x(e.timestamp), lane_y[e.process] + 9, ("Failed ", e.timestamp, cause))
                 )
     for process, began in open_since.items():
         item = running.get(process)
         if item is None:
-            bar(began, now, process, "open", f"{process} started ", began, ", no end recorded")
+            title = (f"{process} started ", began, ", no end recorded")
+            bar(began, end, process, "open", *title, until_now=True)
         elif item.stale:
             # Nobody has worked on it since its session expired: the bar ends there (at its
             # start when the deadline is '-infinity': expired before the work began).
@@ -124,12 +151,15 @@ def build_timeline(
             title = (f"{process} started ", began, ", STALE: session expired ", deadline)
             bar(began, deadline if _placeable(deadline) else began, process, "stale", *title)
         else:
-            bar(began, now, process, "running", f"{process} started ", began, ", still running")
+            title = (f"{process} started ", began, ", still running")
+            bar(began, end, process, "running", *title, until_now=True)
     for begin, until, b in backoff_spans:
-        cause = f": {b.cause}"
-        bar(begin, until, b.process, "backoff", f"{b.process} backoff until ", until, cause)
-    timeline.axis = [
-        (LABEL_WIDTH + i * (WIDTH - LABEL_WIDTH) / 4, start + (end - start) * i / 4)
-        for i in range(5)
-    ]
+        title = (f"{b.process} backoff until ", until, f": {b.cause}")
+        bar(begin, until, b.process, "backoff", *title)
+    if not timeline.bars and not timeline.failures:
+        return None
+    first = floor_to(start, step)
+    ticks = [first + step * i for i in range(int((end - first) / step) + 1)]
+    timeline.axis = [(x(t), t) for t in ticks if start <= t <= end]
+    timeline.lanes = [(p, y) for p, y in lane_y.items()]
     return timeline

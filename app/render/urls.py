@@ -97,9 +97,13 @@ def machines(
     return _with_query(MACHINES, pairs)
 
 
-def machine(machine_id: UUID | str, *, live: bool = True, every: int | None = None) -> str:
+def machine(
+    machine_id: UUID | str, *, live: bool = True, every: int | None = None,
+    window: str | None = None,
+) -> str:  # fmt: skip
+    """A machine's page; `window`: its timeline's zoom (1h, 6h, 24h, 7d, all)."""
     return _with_query(
-        MACHINE.format(machine_id=_segment(machine_id)), _poll(live, every)
+        MACHINE.format(machine_id=_segment(machine_id)), [("window", window), *_poll(live, every)]
     )
 
 
@@ -115,12 +119,14 @@ def machine_live(machine_id: UUID, *, live: bool = True, every: int | None = Non
 
 
 def machine_history(
-    machine_id: UUID, *, process: str | None = None, offset: int = 0, limit: int | None = None
-) -> str:
+    machine_id: UUID, *, process: str | None = None, offset: int = 0, limit: int | None = None,
+    window: str | None = None, live: bool = True, every: int | None = None,
+) -> str:  # fmt: skip
     return _with_query(
         MACHINE_HISTORY.format(machine_id=machine_id),
-        [("process", process), ("offset", offset or None), ("limit", limit)],
-    )
+        [("process", process), ("offset", offset or None), ("limit", limit),
+         ("window", window), *_poll(live, every)],
+    )  # fmt: skip
 
 
 def machine_tag_value(machine_id: UUID, tag: str, field: str) -> str:

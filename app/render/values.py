@@ -42,10 +42,11 @@ JSON_UDTS = frozenset({"json", "jsonb"})
 TEXT_CUT = 500  # characters shown before a text value is folded into <details>
 TEXT_MAX_LINES = 20  # ...or lines
 JSON_CUT = 2000
-JSON_MAX_LINES = 40
+JSON_MAX_LINES = 20
 HEX_CUT = 64  # bytes shown as hex before folding
 HEX_FULL_MAX = 4 * 1024  # bytes of hex put in the page at most, even folded (then: download)
 PB_MAX_FIELDS = 5000  # decoded fields rendered at most (bigger blobs show as hex)
+PB_FOLD_LINES = 20  # a decoded message longer than this shows its start (values.html)
 
 _IP_TYPES = (
     ipaddress.IPv4Address,
@@ -201,6 +202,22 @@ def decode_bytes(data: bytes, field: Field | None, names: ProtoNames | None) -> 
         if fields:
             return Decoded(data, fields=fields)
     return Decoded(data)
+
+
+def pb_lines(decoded: Decoded) -> int:
+    """How many lines a decoded message's tree takes (a field each, and its fields)."""
+    if decoded.named is not None:
+        return _named_lines(decoded.named)
+    return _fields_lines(decoded.fields or [])
+
+
+def _named_lines(message: NamedMessage) -> int:
+    nested = sum(1 + (_named_lines(f.message) if f.message else 0) for f in message.fields)
+    return nested + (1 if message.unknown else 0)
+
+
+def _fields_lines(fields: list[PbField]) -> int:
+    return sum(1 + (_fields_lines(f.value) if isinstance(f.value, list) else 0) for f in fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 //   g m/s/o/f/w/b/t  go to machines, sessions, overview, failures, work, backoffs, tags: the #shortcuts help's
 //            data-go links, so the URLs are the server's (app/render/urls.py)
 //   j / k    select the next / previous row of a list; Enter opens it
+//   x        pick the selected row's machine for a watch list (watch_list.js)
 //   p        pause or resume live updates: clicks the live bar's link, so the URL says it
 // Keys are ignored while typing in a field and with Ctrl, Alt or Meta. Every page works
 // without this file: the search box is a plain GET form, the live bar plain links.
@@ -86,6 +87,13 @@
     return true;
   };
 
+  const pickSelected = () => {
+    const row = selected && rows().find((r) => keyOf(r) === selected.key);
+    if (!row) return false;
+    document.dispatchEvent(new CustomEvent("webug:pick", { detail: { row } }));
+    return true;
+  };
+
   // --- live updates ---------------------------------------------------------------------
   const toggleLive = () => {
     const link =
@@ -103,6 +111,7 @@
     j: () => { move(1); return true; },
     k: () => { move(-1); return true; },
     Enter: openSelected,
+    x: pickSelected,
     p: toggleLive,
   };
 

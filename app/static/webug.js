@@ -66,6 +66,8 @@
   // ones instead; any other expression fails loudly (a page error) rather than silently.
   const EXPRESSIONS = {
     "document.visibilityState === 'visible'": () => document.visibilityState === "visible",
+    "document.visibilityState === 'visible' && !document.querySelector('.live-bar .paused')":
+      () => document.visibilityState === "visible" && !document.querySelector(".live-bar .paused"),
   };
   const precompiled = (isAsync) => function (...keys) {
     const body = keys.pop();
