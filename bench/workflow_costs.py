@@ -75,7 +75,7 @@ async def main() -> None:
             for query in VIEWS:
                 f = filters_of(query)
                 where = build_where(f, schema, fleet=fleet)
-                rows = fleet if f.workflow or f.stuck else None
+                rows = fleet if f.workflow_view else None
                 page = bmdb.list_statement(
                     layout, where, after=None, limit=101, with_total=False, known_ptag=None,
                     fleet=rows,

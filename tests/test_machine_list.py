@@ -80,7 +80,10 @@ def test_facets_count_the_filtered_machines_and_link_their_filter(client):
     whole = client.get("/").text
     assert re.search(r'>Lumen</a> <span class="n">1</span>', whole)
     assert re.search(r'>ShepherdAgentStart</a> <span class="n">1</span>', whole)
-    assert "stale work 1" in whole
+    assert re.search(
+        r'data-tab="stale" href="/\?stale=1&amp;limit=100">stale work <span class="n">1</span>',
+        whole,
+    )
     # Active filters are shown with a link that removes them.
     assert 'href="/?limit=100" title="remove this filter">provider: Equinix' in page
 

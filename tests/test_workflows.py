@@ -20,7 +20,15 @@ import pytest
 from app.bmdb import machines as bmdb
 from app.bmdb.filters import MachineFilters, build_where
 from app.bmdb.reflection import reflect
-from app.bmdb.workflows import BUILTIN, STATES, compiled, decode_counts, load_file, with_file
+from app.bmdb.machine_states import tally
+from app.bmdb.workflows import (
+    BUILTIN,
+    STATES,
+    compiled,
+    decode_groups,
+    load_file,
+    with_file,
+)
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import cloned_database, execute, run_sync, webug_client
 
@@ -50,7 +58,12 @@ EXPECTED = {
     118: ("not_needed", "running", "not_needed"),  # ShepherdRecovery work, alive session
     119: ("not_needed", "eligible", "not_needed"),  # started 20 min ago, silent for 12
 }
-STUCK = [103, 105, 116, 117]  # 106 is installed (equal generations, whatever result)
+# Stuck: some workflow applies, nothing acts or will at a known time, not at rest; by
+# blocker. 105's alive work is working, 117 is unmanaged (no workflow applies), 112 is
+# installed with Success, 110 heartbeats: none of them is stuck.
+STUCK_BY = {"stale_work": [103, 116], "failed_installation": [106], "no_workflow_acts": []}
+STUCK = sorted(n for ns in STUCK_BY.values() for n in ns)
+UNMANAGED = [117]
 WORKFLOWS = ("AgentStart", "AgentRecovery", "OSInstallation")
 
 
@@ -282,8 +295,13 @@ def test_facets_and_overview_count_each_state_and_link_to_its_list(client):
         for stat in row["states"]:
             assert stat["count"] == counts[stat["label"]]
             assert len(listed(client, stat["url"].split("?", 1)[1])) == stat["count"]
-    assert facets["stuck"] == overview["stuck"]["count"] == len(STUCK)
+    assert facets["tabs"]["stuck"] == overview["stuck"]["count"] == len(STUCK)
     assert listed(client, overview["stuck"]["url"].split("?", 1)[1]) == STUCK
+    for stat, (blocker, machines) in zip(overview["stuck_by"], STUCK_BY.items(), strict=True):
+        assert facets["stuck_by"][blocker] == stat["count"] == len(machines), blocker
+        assert listed(client, stat["url"].split("?", 1)[1]) == machines, blocker
+    assert facets["tabs"]["unmanaged"] == overview["unmanaged"]["count"] == len(UNMANAGED)
+    assert listed(client, overview["unmanaged"]["url"].split("?", 1)[1]) == UNMANAGED
     # OSInstallation has no process, work or backoff: it can only be eligible (or not).
     [osi] = [w for w in overview["workflows"] if w["workflow"] == "OSInstallation"]
     assert [s["label"] for s in osi["states"]] == ["eligible"]
@@ -296,8 +314,10 @@ def test_stuck_rows_say_what_blocks_them(client):
     row = row[: row.index("</tr>")]
     assert 'data-state="blocked"' in row and "AgentRecovery" in row
     assert "stale ShepherdAccess work" in row and "expired session of shepherd-lumen" in row
-    row = text[text.index(f'id="m-{mid(117)}"') :]
-    assert "no workflow applies: no Provided, no installation request" in row[: row.index("</tr>")]
+    row = text[text.index(f'id="m-{mid(106)}"') :]
+    row = row[: row.index("</tr>")]
+    assert "no workflow acts: installation failed" in row
+    assert "generation 2 is fulfilled by a report of generation 2 (Error)" in row
     assert "<th>Workflows</th>" not in client.get("/").text  # other views stay as dense
 
 
@@ -373,7 +393,7 @@ async def _eligible_counts_match_upstream(dsn: str) -> None:
             where = build_where(MachineFilters(), schema)
             sql, params = bmdb.facets_statement(schema, where, fleet)
             doc = json.loads(await conn.fetchval(sql, *params))
-            counts, _ = decode_counts(fleet, doc["workflows"])
+            counts = tally(fleet, decode_groups(fleet, doc["workflows"])).workflows
             for workflow in ("AgentStart", "AgentRecovery"):
                 upstream = await _upstream_eligible(conn, workflow)
                 assert counts[workflow]["eligible"] == upstream, workflow

@@ -10,7 +10,8 @@ app/bmdb/columns.py for how values travel in it). A machine's document:
                "session_interval_seconds", "session_deadline", "session_alive"}],
      "backoffs": [{"process", "until", "cause", "last_interval_seconds", "active"}],
      "workflow_conditions": [per known workflow, whether each condition holds] (when asked:
-              the machine page, and lists filtered by workflow; app/bmdb/workflows.py)}
+              the machine page, and lists filtered by workflow; app/bmdb/workflows.py),
+     "facts": [whether each of workflows.FACTS holds] (lists filtered by workflow)}
 
 Tags, work and backoffs are correlated subqueries on each table's primary key or unique
 index (per machine, never a join whose rows multiply). Polled documents come with their
@@ -145,9 +146,9 @@ def page_documents(
     page_ids = "ANY(ARRAY(SELECT machine_id FROM ids))"
     joins, tags, extra = [], [], ""
     if fleet is not None:
-        conditions, condition_joins = page_conditions(fleet, params, page_ids)
+        conditions, facts, condition_joins = page_conditions(fleet, params, page_ids)
         joins.append(condition_joins)
-        extra = f", 'workflow_conditions', {conditions}"
+        extra = f", 'workflow_conditions', {conditions}, 'facts', {facts}"
     for i, (tag, fields) in enumerate(layout.tags):
         alias = f"t{i}"
         joins.append(
@@ -381,8 +382,11 @@ def facets_statement(
 ) -> tuple[str, list[object]]:
     """Counts over the filtered machines, in one statement: the total, machines per tag
     type, per provider/status/location, per work process (and how many machines have
-    stale work), per active backoff process; with `fleet`, machines per workflow and
-    state, and stuck ones (app/bmdb/workflows.py, `counts_sql`). Returns (SQL, parameters).
+    stale work), per active backoff process; with `fleet`, the groups of machines alike
+    in their workflows' states and facts (app/bmdb/workflows.py, `counts_sql`), which give
+    the workflow facets and the state tabs (app/bmdb/machine_states.py). The groups count
+    the machines of the filters but a state tab's (`t`), as the tabs are counted under
+    the other filters. Returns (SQL, parameters).
 
     The filters are evaluated (and planned) once, into `f`, which every count joins: five
     copies of them planned for hundreds of milliseconds with many tag filters, and a text
@@ -405,9 +409,12 @@ def facets_statement(
             " GROUP BY 1, 2, 3) g)"
         )
     params = SqlWhere(["TRUE"], list(where.params))  # the counts' values follow the filters'
-    workflows = "NULL::json" if fleet is None else counts_sql(fleet, params, "f")
+    tabs = ""
+    if where.tab_conditions:
+        tabs = f", t AS (SELECT m.machine_id FROM machines m WHERE {where.sql_without_tabs})"
+    workflows = "NULL::json" if fleet is None else counts_sql(fleet, params, "t" if tabs else "f")
     sql = (
-        f"WITH f AS (SELECT m.machine_id FROM machines m WHERE {where.sql})"
+        f"WITH f AS (SELECT m.machine_id FROM machines m WHERE {where.sql}){tabs}"
         " SELECT json_build_object("
         "'total', (SELECT count(*) FROM f),"
         f" 'workflows', {workflows},"
