@@ -7,7 +7,7 @@ app/bmdb/columns.py for how values travel in it). A machine's document:
      "tags": [one entry per tag type of the layout, in its order: null when the machine
               lacks the tag, else the tag's selected fields as an array],
      "work": [{"process", "session_id", "component", "runtime_info", "session_created_at",
-               "session_interval_seconds", "session_deadline", "session_alive"}],
+               "session_interval_seconds", "session_deadline", "session_alive", "started"}],
      "backoffs": [{"process", "until", "cause", "last_interval_seconds", "active"}],
      "workflow_conditions": [per known workflow, whether each condition holds] (when asked:
               the machine page, and lists filtered by workflow; app/bmdb/workflows.py),
@@ -88,7 +88,11 @@ WORK_OBJECT = (
     " 'session_created_at', s.session_created_at,"
     " 'session_interval_seconds', s.session_interval_seconds,"
     " 'session_deadline', s.session_deadline,"
-    " 'session_alive', coalesce(s.session_deadline > now(), false))"
+    " 'session_alive', coalesce(s.session_deadline > now(), false),"
+    # Since when: the last Started event of its process on the machine (work_history is
+    # indexed by machine_id; a probe per work row, and a page holds a few).
+    " 'started', (SELECT max(h.timestamp) FROM work_history h WHERE h.machine_id = w.machine_id"
+    " AND h.process = w.process AND h.event = 'Started'))"
 )
 WORK_FROM = "work w LEFT JOIN sessions s ON s.session_id = w.session_id"
 BACKOFF_OBJECT = (

@@ -96,6 +96,8 @@ class Work(Model):
     session_interval_seconds: int | None
     session_deadline: Timestamp | None
     session_alive: bool
+    # Since when: the machine's last Started event of this process (None: none recorded)
+    started: Timestamp | None = None
 
     @computed_field
     @property
