@@ -2,7 +2,9 @@
 (() => {
   "use strict";
 
-  // Rows whose content changed get a new data-key (server fingerprint): flash them.
+  // Elements whose data-key is new flash: the server keys what means something (a list's
+  // row, or a cell of the machine list: its work, backoffs, status, tags), so a change
+  // of anything else (a heartbeat, a deadline moving on) does not.
   const known = new Set();
   const remember = (root, flash) => {
     root.querySelectorAll("[data-key]").forEach((el) => {
@@ -79,6 +81,13 @@
       init: (api) => api.initSecurity(null, precompiled(false), precompiled(true)),
     });
   }
+
+  // Facets folded behind a button on narrow screens (<details class="fold">) are open on
+  // wide ones: webug.css does it where the browser has ::details-content, this elsewhere.
+  document.addEventListener("DOMContentLoaded", () => {
+    if (CSS.supports("selector(::details-content)") || !matchMedia("(min-width: 701px)").matches) return;
+    document.querySelectorAll("details.fold").forEach((d) => { d.open = true; });
+  });
 
   // Copy buttons: <button class="copy" data-copy="text">.
   document.addEventListener("click", (e) => {
