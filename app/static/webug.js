@@ -89,6 +89,23 @@
     document.querySelectorAll("details.fold").forEach((d) => { d.open = true; });
   });
 
+  // The machine list's rows: one line each, or roomy (every value whole, wrapped). The
+  // [data-density] button switches; localStorage keeps the choice across pages and tabs.
+  const DENSITY = "webug.density";
+  const density = (toggle) => {
+    let roomy = false;
+    try {
+      roomy = localStorage.getItem(DENSITY) === "roomy";
+      if (toggle) localStorage.setItem(DENSITY, (roomy = !roomy) ? "roomy" : "compact");
+    } catch {
+      roomy = toggle ? !document.documentElement.classList.contains("roomy") : roomy;
+    }
+    document.documentElement.classList.toggle("roomy", roomy);
+    document.querySelectorAll("[data-density]").forEach((b) => b.setAttribute("aria-pressed", String(roomy)));
+  };
+  document.addEventListener("DOMContentLoaded", () => density(false));
+  document.addEventListener("click", (e) => { if (e.target.closest?.("[data-density]")) density(true); });
+
   // Copy buttons: <button class="copy" data-copy="text">.
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button.copy");
