@@ -43,6 +43,14 @@ class ListColumns:
     heartbeat: str | None
     others: tuple[TagType, ...]
 
+    def others_of(self, tags: dict[str, dict]) -> list[tuple[str, str, datetime | None]]:
+        """The other tags a machine has, each as (name, `tag_hint`'s text and time)."""
+        return [
+            (tag.name, *tag_hint(tag, values))
+            for tag in self.others
+            if (values := tags.get(tag.name)) is not None
+        ]
+
 
 def list_columns(tag_types: tuple[TagType, ...]) -> ListColumns:
     def name(table: str) -> str | None:

@@ -4,12 +4,14 @@
 
   // Elements whose data-key is new flash: the server keys what means something (a list's
   // row, or a cell of the machine list: its work, backoffs, status, tags), so a change
-  // of anything else (a heartbeat, a deadline moving on) does not.
+  // of anything else (a heartbeat, a deadline moving on) does not. A key is known with
+  // its row's id, so cells need not repeat it.
   const known = new Set();
   const remember = (root, flash) => {
     root.querySelectorAll("[data-key]").forEach((el) => {
-      if (!known.has(el.dataset.key)) {
-        known.add(el.dataset.key);
+      const key = (el.closest("tr[id]")?.id ?? "") + " " + el.dataset.key;
+      if (!known.has(key)) {
+        known.add(key);
         if (flash) {
           el.classList.add("changed");
           setTimeout(() => el.classList.remove("changed"), 2000);
