@@ -35,6 +35,10 @@ VIEWS = (
     "workflow=AgentStart&workflow_state=blocked",
     "workflow=AgentRecovery&workflow_state=waiting",
     "stuck=1",
+    "blocker=stale_work",
+    "working=1",
+    "eligible=1",
+    "unmanaged=1",
 )
 
 

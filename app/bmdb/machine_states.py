@@ -66,11 +66,13 @@ def _at_rest(fleet: Fleet) -> Formula:
 
 
 def stuck(fleet: Fleet) -> Formula:
+    # Written (so joined) most selective first: "at rest" excludes most of a fleet; the
+    # scope last, for the few machines left (first, it read every machine's tags).
     return all_of(
-        fleet.managed,
-        negate(fleet.working),
-        *(w.in_states(_STILL) for w in fleet.known),
         negate(_at_rest(fleet)),
+        *(w.in_states(_STILL) for w in fleet.known),
+        negate(fleet.working),
+        fleet.managed,
     )
 
 
@@ -80,10 +82,11 @@ def _blocker_facts(fleet: Fleet) -> tuple[Formula, ...]:
 
 
 def blocker(fleet: Fleet, name: str) -> Formula:
-    """Stuck, and `name` is the first of BLOCKERS that holds."""
+    """Stuck, and `name` is the first of BLOCKERS that holds (its fact first: the rarest,
+    stale work, then reads the few machines it holds)."""
     facts = _blocker_facts(fleet)
     i = BLOCKER_NAMES.index(name)
-    return all_of(stuck(fleet), facts[i], *(negate(f) for f in facts[:i]))
+    return all_of(facts[i], *(negate(f) for f in facts[:i]), stuck(fleet))
 
 
 def tab(fleet: Fleet, name: str) -> Formula:
