@@ -160,7 +160,9 @@ def test_a_heartbeat_does_not_flash_a_new_backoff_does_and_the_row_keeps_its_pla
 
     beat = row.locator("td.heartbeat time")
     before = beat.get_attribute("datetime")
-    db.execute("UPDATE machine_agent_heartbeat SET agent_heartbeat_at = now() WHERE machine_id = $1", m)
+    db.execute(
+        "UPDATE machine_agent_heartbeat SET agent_heartbeat_at = now() WHERE machine_id = $1", m
+    )
     expect(beat).not_to_have_attribute("datetime", before or "", timeout=LIVE_TIMEOUT_MS)
     page.wait_for_timeout(500)
     assert flashes(page, f"m-{m}") == [], "a heartbeat only moves forward: nothing flashes"

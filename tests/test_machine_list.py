@@ -110,7 +110,8 @@ def _row(page: str, n: int) -> str:
 def test_stale_work_and_backoffs_are_marked_and_escaped(client):
     page = client.get("/").text
     row2 = _row(page, 2)
-    assert '<span class="badge bad">ShepherdAgentStart</span> <span class="wstate stale">stale' in row2
+    stale = '<span class="badge bad">ShepherdAgentStart</span> <span class="wstate stale">stale'
+    assert stale in row2
     assert 'class="badge warn">ShepherdAccess <span class="countdown"><time' in row2  # active
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # full cause on hover, inert

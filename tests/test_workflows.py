@@ -19,8 +19,8 @@ import pytest
 
 from app.bmdb import machines as bmdb
 from app.bmdb.filters import MachineFilters, build_where
-from app.bmdb.reflection import reflect
 from app.bmdb.machine_states import tally
+from app.bmdb.reflection import reflect
 from app.bmdb.workflows import (
     BUILTIN,
     STATES,
@@ -57,13 +57,16 @@ EXPECTED = {
     117: ("not_needed", "not_needed", "not_needed"),  # not provided at all
     118: ("not_needed", "running", "not_needed"),  # ShepherdRecovery work, alive session
     119: ("not_needed", "eligible", "not_needed"),  # started 20 min ago, silent for 12
+    120: ("not_needed", "not_needed", "not_needed"),  # heartbeats, gen 5 answered by Error
+    121: ("not_needed", "not_needed", "not_needed"),  # an agent, never provided
 }
 # Stuck: some workflow applies, nothing acts or will at a known time, not at rest; by
-# blocker. 105's alive work is working, 117 is unmanaged (no workflow applies), 112 is
-# installed with Success, 110 heartbeats: none of them is stuck.
-STUCK_BY = {"stale_work": [103, 116], "failed_installation": [106], "no_workflow_acts": []}
+# blocker. 105's alive work is working, 102, 109 and 111 wait for known moments, 117 and
+# 121 are unmanaged (no workflow applies), 112 is installed with Success, 110 heartbeats:
+# none of them is stuck. 120 heartbeats too, but its installation failed.
+STUCK_BY = {"stale_work": [103, 116], "failed_installation": [106, 120], "no_workflow_acts": []}
 STUCK = sorted(n for ns in STUCK_BY.values() for n in ns)
-UNMANAGED = [117]
+UNMANAGED = [117, 121]
 WORKFLOWS = ("AgentStart", "AgentRecovery", "OSInstallation")
 
 
@@ -107,13 +110,13 @@ def _backoff(n: int, process: str, until: str, cause: str) -> str:
 FLEET = [
     """INSERT INTO machines (machine_id, machine_created_at)
         SELECT (lpad(to_hex(g), 8, '0') || '-0000-4000-8000-000000000000')::uuid, now()
-        FROM generate_series(101, 119) g""",
+        FROM generate_series(101, 121) g""",
     f"""INSERT INTO sessions VALUES
         ('{ALIVE}', 'shepherd-equinix', 'pid 42', now() - interval '1 hour', 60,
          now() + interval '1 hour'),
         ('{DEAD}', 'shepherd-lumen', 'pid 7', now() - interval '2 hours', 60,
          now() - interval '5 minutes')""",
-    _provided(*range(101, 117), 118, 119),
+    _provided(*range(101, 117), 118, 119, 120),
     _backoff(102, "ShepherdAgentStart", "5 minutes", "ssh: connection refused"),
     f"INSERT INTO work VALUES ('{mid(103)}', '{DEAD}', 'ShepherdAccess')",
     f"INSERT INTO work VALUES ('{mid(104)}', '{ALIVE}', 'ShepherdAgentStart')",
@@ -143,6 +146,10 @@ FLEET = [
     f"INSERT INTO work VALUES ('{mid(118)}', '{ALIVE}', 'ShepherdRecovery')",
     _started(119, "20 minutes"),
     _heartbeat(119, "12 minutes"),
+    _started(120, "2 hours"),
+    _heartbeat(120, "1 minute"),
+    *_installation(120, 5, 5, "Error"),
+    _started(121, "2 hours"),
 ]
 
 
@@ -490,7 +497,8 @@ def test_a_workflows_file_adds_a_workflow(fleet_dsn, tmp_path, suffix):
         audit = workflows_of(client, 107)["HardwareAudit"]
         assert audit["state"] == "eligible" and audit["component"] == "hardware auditor"
         assert workflows_of(client, 101)["HardwareAudit"]["state"] == "not_needed"
-        started = [n for n in EXPECTED if n in (107, 108, 109, 110, 111, 112, 113, 116, 118, 119)]
+        started = [n for n in EXPECTED if n in (107, 108, 109, 110, 111, 112, 113, 116, 118, 119,
+                                                120, 121)]
         assert listed(client, "workflow=HardwareAudit&workflow_state=eligible") == started
         assert client.get("/?format=json").json()["facets"]["workflows"]["HardwareAudit"][
             "eligible"] == len(started)  # fmt: skip
