@@ -15,12 +15,11 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import SCREENSHOTS
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, fits_the_window
 from e2e.e2e_db import Db, insert_backoff, insert_session
 from e2e.test_machine_pages import LIVE_TIMEOUT_MS, mark_document, still_same_document
 
 MIN_ROWS_AT_1440x900 = 28
-VIEWPORTS = {"wide": (1440, 900), "narrow": (390, 844)}
 CHANGED = re.compile(r"\bchanged\b")
 SELECTED = re.compile(r"\bkb-selected\b")
 UTC_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$")
@@ -226,13 +225,8 @@ def test_the_list_sessions_and_failures_fit_the_window_and_are_screenshot(
     blocked = machine(db, 5)
     stale_work(db, blocked)
     insert_backoff(db, blocked, "UnitTest1", "e2e: IPMI timeout talking to 10.0.0.7")
-    width, height = VIEWPORTS[viewport]
-    page.set_viewport_size({"width": width, "height": height})
-    page.goto(path)
-    expect(page.locator("main table.grid").first).to_be_visible()
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}-{width}x{height}.png")
+    fits_the_window(page, path, name, viewport)
+    width = VIEWPORTS[viewport][0]
     fold = page.locator("details.fold > summary")
     if viewport == "narrow" and fold.count():
         # The facets fold behind a button; open, they fit too.
