@@ -22,9 +22,10 @@ A machine is **stuck** when all of these hold:
 
 Each stuck machine has one blocker, the first of BLOCKERS that holds for it, and
 `blocker=<name>` lists the stuck machines of one. Every tab and blocker is a formula
-over the probes of app/bmdb/formulas.py (the list's filters: `tab_condition`) and, read
-off the counted groups (app/bmdb/workflows.py, `counts_sql`), a predicate in Python
-(`MachineState`), so each count equals the length of the list its link shows.
+over the probes of app/bmdb/formulas.py (`tab`, `blocker`: the list's filters, through
+`condition`) and, read off the counted groups (app/bmdb/workflows.py, `counts_sql`), a
+predicate in Python (`MachineState`), so each count equals the length of the list its
+link shows (tests/test_machine_states.py).
 """
 
 from __future__ import annotations
@@ -97,9 +98,8 @@ def tab(fleet: Fleet, name: str) -> Formula:
         return any_of(*(w.in_states(("eligible",)) for w in fleet.known))
     if name == "unmanaged":
         return negate(fleet.managed)
-    return {"working": fleet.working, "in_backoff": fleet.in_backoff, "stale": fleet.stale_work}[
-        name
-    ]
+    facts = {"working": fleet.working, "in_backoff": fleet.in_backoff, "stale": fleet.stale_work}
+    return facts[name]
 
 
 def condition(formula: Formula, params: SqlWhere, m: str = "m") -> str:

@@ -365,6 +365,7 @@ def _compile_fleet(schema: Schema, specs: tuple[WorkflowSpec, ...]) -> Fleet:
     if (
         result is not None and "Success" in result.enum_values
         and schema.has_field(tables.INSTALLATION_REQUEST, "generation")
+        and schema.has_field(tables.INSTALLATION_REPORT, "generation")
     ):  # fmt: skip
         # Probes of the same rows as the workflows' "fulfilled" one: counted in one join.
         answered = _installation_probe(fulfilled=True)

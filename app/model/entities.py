@@ -202,8 +202,9 @@ class Machine(Model):
     tags: Tags
     work: list[Work]
     backoffs: list[Backoff]
-    # md5 of the machine's document (by the BMDB): a key for its rendered row and for
-    # flashing what changed; not part of the JSON twin.
+    # md5 of the machine's document (by the BMDB): changes with anything in it, a
+    # heartbeat too (rows flash by keys of what means something instead); not part of
+    # the JSON twin.
     key: str = Field("", exclude=True)
     # Its workflows' states, on lists that read them (workflow views: workflow=, stuck=,
     # blocker=, eligible=).
