@@ -9,7 +9,8 @@ never on webug's code, so they measure today's data layer and a rewritten one al
 - list page: a keyset page of 100 machines (101 IDs read: the 101st says there is a next
   page) with, per machine, its created time, the summary fields the list shows of each
   tag (no protobuf blobs: a hardware report is only its presence), its work with the
-  holding session's fields and an alive flag, and its backoffs with an active flag;
+  holding session's fields, an alive flag and since when (its last Started event), and
+  its backoffs with an active flag;
 - machine page: one machine with every column of every tag (blobs included), its work
   with sessions and its backoffs;
 - live fragment: the same document and its md5, the tag an unchanged poll compares; an
@@ -36,7 +37,9 @@ WORK_AGG = """json_agg(json_build_object(
         'component', s.session_component_name, 'runtime_info', s.session_runtime_info,
         'session_created_at', s.session_created_at,
         'interval_seconds', s.session_interval_seconds, 'deadline', s.session_deadline,
-        'alive', coalesce(s.session_deadline > now(), false)) ORDER BY w.process)"""
+        'alive', coalesce(s.session_deadline > now(), false),
+        'started', (SELECT max(h.timestamp) FROM work_history h WHERE h.machine_id = w.machine_id
+                    AND h.process = w.process AND h.event = 'Started')) ORDER BY w.process)"""
 
 BACKOFF_AGG = """json_agg(json_build_object(
         'process', b.process, 'until', b.until, 'cause', b.cause,

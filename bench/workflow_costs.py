@@ -35,6 +35,10 @@ VIEWS = (
     "workflow=AgentStart&workflow_state=blocked",
     "workflow=AgentRecovery&workflow_state=waiting",
     "stuck=1",
+    "blocker=stale_work",
+    "working=1",
+    "eligible=1",
+    "unmanaged=1",
 )
 
 
@@ -75,7 +79,7 @@ async def main() -> None:
             for query in VIEWS:
                 f = filters_of(query)
                 where = build_where(f, schema, fleet=fleet)
-                rows = fleet if f.workflow or f.stuck else None
+                rows = fleet if f.workflow_view else None
                 page = bmdb.list_statement(
                     layout, where, after=None, limit=101, with_total=False, known_ptag=None,
                     fleet=rows,

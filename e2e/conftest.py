@@ -260,6 +260,24 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
     return shoot
 
 
+# The windows pages are checked at: a laptop's, and a phone's (nothing may scroll sideways).
+VIEWPORTS = {"wide": (1440, 900), "narrow": (390, 844)}
+
+
+def fits_the_window(page: Any, path: str, name: str, viewport: str) -> None:
+    """Open `path` in the `viewport` (of VIEWPORTS), check that the page is no wider than
+    the window, and save the window as artifacts/screenshots/<name>-<width>x<height>.png."""
+    from playwright.sync_api import expect
+
+    width, height = VIEWPORTS[viewport]
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(path)
+    expect(page.locator("main table.grid").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}-{width}x{height}.png")
+
+
 @pytest.fixture
 def db(e2e_db_dsn: str) -> Iterator[Db]:
     d = Db(e2e_db_dsn)

@@ -12,12 +12,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import SCREENSHOTS
+from e2e.conftest import VIEWPORTS, fits_the_window
 from e2e.e2e_db import Db, insert_backoff, insert_session
 from e2e.test_machine_pages import LIVE_TIMEOUT_MS, idle_machine, mark_document, still_same_document
 
 SELECTED = re.compile(r"\bkb-selected\b")
-VIEWPORTS = {"wide": (1440, 900), "narrow": (390, 844)}
 
 
 def test_a_backoff_written_underneath_appears_live_and_j_k_reach_it(
@@ -101,12 +100,6 @@ def test_a_tag_row_written_underneath_appears_live(page: Page, page_errors: list
 def test_the_pages_fit_the_window_and_are_screenshot(
     page: Page, page_errors: list[str], name: str, path: str, viewport: str
 ):
-    width, height = VIEWPORTS[viewport]
-    page.set_viewport_size({"width": width, "height": height})
-    page.goto(path)
-    expect(page.locator("main table.grid").first).to_be_visible()
     # Nothing scrolls sideways: the lists stack their cells on narrow screens.
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}-{width}x{height}.png")
+    fits_the_window(page, path, name, viewport)
     assert page_errors == []

@@ -215,14 +215,14 @@ def test_facet_click_filters_and_chip_removes_filter(page: Page, page_errors: li
     total = page.locator("h1 .count").inner_text()
     expect(page.locator(".chips")).to_have_count(0)
 
-    page.locator("aside.facets").get_by_role("link", name="Lumen", exact=True).click()
+    page.locator(".facets").get_by_role("link", name="Lumen", exact=True).click()
     page.wait_for_url(lambda url: query_of(url).get("provider") == ["Lumen"])
     chip = page.locator(".chips a.chip", has_text="provider: Lumen")
     expect(chip).to_be_visible()
     expect(page.locator("h1 .count")).to_contain_text("matching")
     rows = page.locator("#machine-table tbody tr")
     expect(rows.first).to_be_visible()
-    provided = page.locator("#machine-table tbody tr .tag.provided")
+    provided = page.locator("#machine-table tbody tr .pchip")
     expect(provided).to_have_count(rows.count())
     texts = provided.all_inner_texts()
     assert texts and all(t.split()[0] == "Lumen" for t in texts), texts
@@ -250,8 +250,9 @@ def test_list_refreshes_in_place_keeping_scroll(page: Page, page_errors: list[st
     insert_backoff(db, machine_id, "UnitTest2", "e2e: list refresh")
     badge = row.locator(".badge.warn", has_text="UnitTest2")
     expect(badge).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    expect(badge).to_contain_text("e2e: list refresh")
-    expect(row).to_have_class(re.compile(r"\bchanged\b"), timeout=1_500)
+    cell = row.locator("td.backoff")
+    expect(cell).to_contain_text("e2e: list refresh")
+    expect(cell).to_have_class(re.compile(r"\bchanged\b"), timeout=1_500)
     assert page.evaluate("window.scrollY") == scrolled, "the refresh moved the page"
     assert still_same_document(page)
     assert page_errors == []

@@ -102,13 +102,13 @@ def test_column_headers_sort_the_list(page: Page, page_errors: list[str], fleet,
     assert shown(page) == ORDERS["-created"]
     expect(page.locator("#machine-table th[aria-sort='descending']")).to_contain_text("Created")
 
-    click_header(page, "Backoffs", "backoff")
+    click_header(page, "Backoff", "backoff")
     assert shown(page) == ORDERS["backoff"]
-    click_header(page, "last heartbeat", "heartbeat")
+    click_header(page, "Heartbeat", "heartbeat")
     assert shown(page) == ORDERS["heartbeat"]
     expect(page.locator("#sort-note")).to_contain_text("machines without one come last")
     screenshot(page, "by-heartbeat")
-    click_header(page, "last heartbeat", "-heartbeat")
+    click_header(page, "Heartbeat", "-heartbeat")
     assert shown(page) == ORDERS["-heartbeat"]
     click_header(page, "Machine", None)
     assert shown(page) == ORDERS["id"]

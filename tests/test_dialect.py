@@ -58,10 +58,10 @@ def test_only_postgresql_gets_session_settings_and_in_one_statement():
     assert FOLLOWER.session_statements() == STRICT.session_statements() == ()
     assert FOLLOWER.session_statements(plan_per_values=True) == ()
     assert POSTGRES.session_statements() == (
-        "SET join_collapse_limit = 1; SET from_collapse_limit = 1",
+        "SET join_collapse_limit = 1; SET from_collapse_limit = 1; SET jit = off",
     )
     assert POSTGRES.session_statements(plan_per_values=True) == (
-        "SET join_collapse_limit = 1; SET from_collapse_limit = 1;"
+        "SET join_collapse_limit = 1; SET from_collapse_limit = 1; SET jit = off;"
         " SET plan_cache_mode = force_custom_plan",
     )
 

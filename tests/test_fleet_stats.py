@@ -203,11 +203,16 @@ def test_webugs_own_gauges_equal_the_lists_they_count(fleet_client):
             assert n == total, labels
     stuck = found["webug_fleet_stuck_machines"]
     assert sum(stuck.values()) == _list_total(fleet_client, "stuck=1")
-    assert stuck[(("blocker", "stale_work"),)] == _list_total(fleet_client, "stuck=1&stale=1")
-    # Stale work first: the others are the stuck machines without it.
-    unprovided = _list_total(fleet_client, "stuck=1&lacks=Provided")
-    stale = _list_total(fleet_client, "stuck=1&lacks=Provided&stale=1")
-    assert stuck[(("blocker", "no Provided"),)] == unprovided - stale > 0
+    # Each blocker is the list's, the first that holds: stale work first.
+    assert stuck[(("blocker", "stale_work"),)] == _list_total(fleet_client, "stuck=1&stale=1") > 0
+    for blocker in ("stale_work", "failed_installation"):
+        assert stuck[(("blocker", blocker),)] == _list_total(fleet_client, f"blocker={blocker}")
+    failed = _list_total(fleet_client, "stuck=1&installation=failed")
+    stale_and_failed = _list_total(fleet_client, "stuck=1&installation=failed&stale=1")
+    assert stuck[(("blocker", "failed_installation"),)] == failed - stale_and_failed > 0
+    # Unmanaged machines (no Provided tag, no installation request) are not stuck.
+    assert _list_total(fleet_client, "stuck=1&lacks=Provided&lacks=OSInstallationRequest") == 0
+    assert _list_total(fleet_client, "unmanaged=1") > 0
     for labels, n in found["webug_fleet_backoffs_active"].items():
         assert n == _list_total(fleet_client, f"backoff={dict(labels)['process']}"), labels
     for labels, n in found["webug_fleet_failure_group_machines"].items():

@@ -79,7 +79,10 @@ def test_facets_count_the_filtered_machines_and_link_their_filter(client):
     whole = client.get("/").text
     assert re.search(r'>Lumen</a> <span class="n">1</span>', whole)
     assert re.search(r'>ShepherdAgentStart</a> <span class="n">1</span>', whole)
-    assert "stale work 1" in whole
+    assert re.search(
+        r'data-tab="stale" href="/\?stale=1&amp;limit=100">stale work <span class="n">1</span>',
+        whole,
+    )
     # Active filters are shown with a link that removes them.
     assert 'href="/?limit=100" title="remove this filter">provider: Equinix' in page
 
@@ -98,16 +101,20 @@ def test_keyset_pagination_walks_the_fleet_without_gaps(client):
     assert listed(client, f"after={mid(MACHINES)}") == []
 
 
+def _row(page: str, n: int) -> str:
+    row = page[page.index(f'id="m-{mid(n)}"') :]
+    return row[: row.index("</tr>")]
+
+
 def test_stale_work_and_backoffs_are_marked_and_escaped(client):
     page = client.get("/").text
-    row2 = page[page.index(f'id="m-{mid(2)}"') :]
-    row2 = row2[: row2.index("</tr>")]
-    assert "ShepherdAgentStart · stale" in row2
-    assert 'class="badge warn"' in row2  # active backoff
+    row2 = _row(page, 2)
+    stale = '<span class="badge bad">ShepherdAgentStart</span> <span class="wstate stale">stale'
+    assert stale in row2
+    assert 'class="badge warn">ShepherdAccess <span class="countdown"><time' in row2  # active
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # full cause on hover, inert
-    row3 = page[page.index(f'id="m-{mid(3)}"') :]
-    assert 'class="badge dim"' in row3[: row3.index("</tr>")]  # expired backoff
+    assert "old failure" not in _row(page, 3)  # an expired backoff is not in the row
 
 
 def test_htmx_poll_gets_the_table_fragment_with_filters_and_page_kept(client):

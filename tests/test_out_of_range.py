@@ -230,7 +230,7 @@ def test_sessions_page_says_never_and_the_stored_text(client):
     forever = forever[: forever.index("</tr>")]
     assert ">-infinity<" in forever  # created
     assert 'title="infinity (as stored)">never<' in forever  # the deadline
-    stale = page[page.index('id="stale-work"') : page.index('class="grid sessions"')]
+    stale = page[page.index('id="stale-work"') : page.index('class="grid stack flow sessions"')]
     assert "-infinity" in stale
 
 

@@ -176,7 +176,7 @@ def test_overview_json_shape(client):
     assert set(data) == {
         "computed_at", "exact", "machines", "tags", "providers", "statuses",
         "provider_statuses", "agents", "installation", "work", "stale_work",
-        "active_backoffs", "sessions", "queries", "workflows", "stuck",
+        "active_backoffs", "sessions", "queries", "workflows", "stuck", "stuck_by", "unmanaged",
         # the activity series, read once per interval (tests/test_activity.py)
         "activity", "activity_daily", "activity_computed_at", "activity_next_read_after",
         "activity_read_ms", "activity_error",

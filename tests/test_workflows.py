@@ -19,8 +19,16 @@ import pytest
 
 from app.bmdb import machines as bmdb
 from app.bmdb.filters import MachineFilters, build_where
+from app.bmdb.machine_states import tally
 from app.bmdb.reflection import reflect
-from app.bmdb.workflows import BUILTIN, STATES, compiled, decode_counts, load_file, with_file
+from app.bmdb.workflows import (
+    BUILTIN,
+    STATES,
+    compiled,
+    decode_groups,
+    load_file,
+    with_file,
+)
 from tests.fleet import ALIVE, DEAD, mid
 from tests.support import cloned_database, execute, run_sync, webug_client
 
@@ -49,8 +57,16 @@ EXPECTED = {
     117: ("not_needed", "not_needed", "not_needed"),  # not provided at all
     118: ("not_needed", "running", "not_needed"),  # ShepherdRecovery work, alive session
     119: ("not_needed", "eligible", "not_needed"),  # started 20 min ago, silent for 12
+    120: ("not_needed", "not_needed", "not_needed"),  # heartbeats, gen 5 answered by Error
+    121: ("not_needed", "not_needed", "not_needed"),  # an agent, never provided
 }
-STUCK = [103, 105, 116, 117]  # 106 is installed (equal generations, whatever result)
+# Stuck: some workflow applies, nothing acts or will at a known time, not at rest; by
+# blocker. 105's alive work is working, 102, 109 and 111 wait for known moments, 117 and
+# 121 are unmanaged (no workflow applies), 112 is installed with Success, 110 heartbeats:
+# none of them is stuck. 120 heartbeats too, but its installation failed.
+STUCK_BY = {"stale_work": [103, 116], "failed_installation": [106, 120], "no_workflow_acts": []}
+STUCK = sorted(n for ns in STUCK_BY.values() for n in ns)
+UNMANAGED = [117, 121]
 WORKFLOWS = ("AgentStart", "AgentRecovery", "OSInstallation")
 
 
@@ -94,13 +110,13 @@ def _backoff(n: int, process: str, until: str, cause: str) -> str:
 FLEET = [
     """INSERT INTO machines (machine_id, machine_created_at)
         SELECT (lpad(to_hex(g), 8, '0') || '-0000-4000-8000-000000000000')::uuid, now()
-        FROM generate_series(101, 119) g""",
+        FROM generate_series(101, 121) g""",
     f"""INSERT INTO sessions VALUES
         ('{ALIVE}', 'shepherd-equinix', 'pid 42', now() - interval '1 hour', 60,
          now() + interval '1 hour'),
         ('{DEAD}', 'shepherd-lumen', 'pid 7', now() - interval '2 hours', 60,
          now() - interval '5 minutes')""",
-    _provided(*range(101, 117), 118, 119),
+    _provided(*range(101, 117), 118, 119, 120),
     _backoff(102, "ShepherdAgentStart", "5 minutes", "ssh: connection refused"),
     f"INSERT INTO work VALUES ('{mid(103)}', '{DEAD}', 'ShepherdAccess')",
     f"INSERT INTO work VALUES ('{mid(104)}', '{ALIVE}', 'ShepherdAgentStart')",
@@ -130,6 +146,10 @@ FLEET = [
     f"INSERT INTO work VALUES ('{mid(118)}', '{ALIVE}', 'ShepherdRecovery')",
     _started(119, "20 minutes"),
     _heartbeat(119, "12 minutes"),
+    _started(120, "2 hours"),
+    _heartbeat(120, "1 minute"),
+    *_installation(120, 5, 5, "Error"),
+    _started(121, "2 hours"),
 ]
 
 
@@ -282,8 +302,13 @@ def test_facets_and_overview_count_each_state_and_link_to_its_list(client):
         for stat in row["states"]:
             assert stat["count"] == counts[stat["label"]]
             assert len(listed(client, stat["url"].split("?", 1)[1])) == stat["count"]
-    assert facets["stuck"] == overview["stuck"]["count"] == len(STUCK)
+    assert facets["tabs"]["stuck"] == overview["stuck"]["count"] == len(STUCK)
     assert listed(client, overview["stuck"]["url"].split("?", 1)[1]) == STUCK
+    for stat, (blocker, machines) in zip(overview["stuck_by"], STUCK_BY.items(), strict=True):
+        assert facets["stuck_by"][blocker] == stat["count"] == len(machines), blocker
+        assert listed(client, stat["url"].split("?", 1)[1]) == machines, blocker
+    assert facets["tabs"]["unmanaged"] == overview["unmanaged"]["count"] == len(UNMANAGED)
+    assert listed(client, overview["unmanaged"]["url"].split("?", 1)[1]) == UNMANAGED
     # OSInstallation has no process, work or backoff: it can only be eligible (or not).
     [osi] = [w for w in overview["workflows"] if w["workflow"] == "OSInstallation"]
     assert [s["label"] for s in osi["states"]] == ["eligible"]
@@ -296,8 +321,10 @@ def test_stuck_rows_say_what_blocks_them(client):
     row = row[: row.index("</tr>")]
     assert 'data-state="blocked"' in row and "AgentRecovery" in row
     assert "stale ShepherdAccess work" in row and "expired session of shepherd-lumen" in row
-    row = text[text.index(f'id="m-{mid(117)}"') :]
-    assert "no workflow applies: no Provided, no installation request" in row[: row.index("</tr>")]
+    row = text[text.index(f'id="m-{mid(106)}"') :]
+    row = row[: row.index("</tr>")]
+    assert "no workflow acts: installation failed" in row
+    assert "generation 2 is fulfilled by a report of generation 2 (Error)" in row
     assert "<th>Workflows</th>" not in client.get("/").text  # other views stay as dense
 
 
@@ -373,7 +400,7 @@ async def _eligible_counts_match_upstream(dsn: str) -> None:
             where = build_where(MachineFilters(), schema)
             sql, params = bmdb.facets_statement(schema, where, fleet)
             doc = json.loads(await conn.fetchval(sql, *params))
-            counts, _ = decode_counts(fleet, doc["workflows"])
+            counts = tally(fleet, decode_groups(fleet, doc["workflows"])).workflows
             for workflow in ("AgentStart", "AgentRecovery"):
                 upstream = await _upstream_eligible(conn, workflow)
                 assert counts[workflow]["eligible"] == upstream, workflow
@@ -470,7 +497,8 @@ def test_a_workflows_file_adds_a_workflow(fleet_dsn, tmp_path, suffix):
         audit = workflows_of(client, 107)["HardwareAudit"]
         assert audit["state"] == "eligible" and audit["component"] == "hardware auditor"
         assert workflows_of(client, 101)["HardwareAudit"]["state"] == "not_needed"
-        started = [n for n in EXPECTED if n in (107, 108, 109, 110, 111, 112, 113, 116, 118, 119)]
+        started = [n for n in EXPECTED if n in (107, 108, 109, 110, 111, 112, 113, 116, 118, 119,
+                                                120, 121)]
         assert listed(client, "workflow=HardwareAudit&workflow_state=eligible") == started
         assert client.get("/?format=json").json()["facets"]["workflows"]["HardwareAudit"][
             "eligible"] == len(started)  # fmt: skip

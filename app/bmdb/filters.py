@@ -28,7 +28,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from app.bmdb import reflection, workflows
+from app.bmdb import machine_states, reflection, workflows
 from app.bmdb.failures import FAILURE_ID_PATTERN
 from app.bmdb.reflection import NotInSchema, Schema, TagType, quote_ident
 from app.bmdb.sql import SqlWhere  # where it lives; the list's filters build one
@@ -115,6 +115,8 @@ class MachineFilters(BaseModel):
     )
     backoff: Labels = Field((), description="active backoff process (repeatable: any of them)")
     stale: bool = Field(False, description="work held by an expired session")
+    working: bool = Field(False, description="work held by an alive session")
+    in_backoff: bool = Field(False, description="an active backoff, of any process")
     heartbeat: Literal[HEARTBEAT_STATES] | None = Field(  # type: ignore[valid-type]
         None, description="agent heartbeat within / older than 10 minutes"
     )
@@ -142,9 +144,18 @@ class MachineFilters(BaseModel):
     )
     stuck: bool = Field(
         False,
-        description="no workflow eligible, running or waiting; neither heartbeating nor"
-        " installed",
+        description="some workflow applies, and it is blocked with no end in sight: no work"
+        " alive, no workflow eligible, running or waiting; neither heartbeating (unless"
+        " its installation failed) nor installed with Success (docs/workflows.md)",
     )
+    blocker: Literal[machine_states.BLOCKER_NAMES] | None = Field(  # type: ignore[valid-type]
+        None, description="stuck, and this is the first of its blockers that holds"
+    )
+    eligible: bool = Field(False, description="some workflow is eligible")
+    unmanaged: bool = Field(
+        False, description="no workflow applies (built in: no Provided tag, no installation"
+        " request)",
+    )  # fmt: skip
     # Not a filter (no chip, no condition): the order travels with the filters in every
     # link, so changing a filter keeps it.
     sort: str = Field(
@@ -201,6 +212,36 @@ class MachineFilters(BaseModel):
             opposite = _OPPOSITE.get(name)  # has=X replaces lacks=X: both would match nothing
             return added.without(opposite, value) if opposite else added
         return self.model_copy(update={name: True if isinstance(current, bool) else value})
+
+    @property
+    def tabs(self) -> tuple[str, ...]:
+        """The state tabs selected (app/bmdb/machine_states.py); `blocker=` is stuck."""
+        return tuple(
+            t for t in machine_states.TAB_NAMES
+            if getattr(self, t) or (t == "stuck" and self.blocker)
+        )  # fmt: skip
+
+    @property
+    def tab(self) -> str | None:
+        """The tab the list shows as current: "all" without one, None with several."""
+        tabs = self.tabs
+        return "all" if not tabs else tabs[0] if len(tabs) == 1 else None
+
+    @property
+    def workflow_view(self) -> bool:
+        """A view that asks about workflows: its rows say each workflow's state."""
+        return bool(self.workflow or self.stuck or self.blocker or self.eligible)
+
+    def on_tab(self, name: str) -> MachineFilters:
+        """These filters with the state tab `name` ("all": none) in place of any other,
+        and `blocker=` (a blocker of the stuck tab) when given (with "stuck")."""
+        cleared = {t: False for t in machine_states.TAB_NAMES} | {"blocker": None}
+        if name != "all":
+            cleared[name] = True
+        return self.model_copy(update=cleared)
+
+    def stuck_by(self, blocker: str) -> MachineFilters:
+        return self.on_tab("stuck").model_copy(update={"blocker": blocker})
 
 
 _OPPOSITE = {"has": "lacks", "lacks": "has"}
@@ -261,11 +302,10 @@ def build_where(
             "EXISTS (SELECT 1 FROM work_backoff b WHERE b.machine_id = m.machine_id"
             f" AND {_text_in('b.process::text', filters.backoff, where)} AND b.until > now())"
         )
-    if filters.stale:
-        where.add(
-            "EXISTS (SELECT 1 FROM work w JOIN sessions s ON s.session_id = w.session_id"
-            " WHERE w.machine_id = m.machine_id AND s.session_deadline <= now())"
-        )
+    fleet = fleet or workflows.compiled(schema)
+    for name in ("stale", "working", "in_backoff"):  # rare facts: early
+        if getattr(filters, name):
+            _tab(name, where, fleet)
     provided = _provided_conditions(filters, where, schema)
     if provided:
         if schema.tag(PROVIDED) is None:
@@ -291,9 +331,19 @@ def build_where(
                 f"{'NOT ' if negate else ''}EXISTS (SELECT 1 FROM {quote_ident(tag.table)} t"
                 " WHERE t.machine_id = m.machine_id)"
             )
-    if filters.workflow or filters.workflow_state or filters.stuck:
-        _workflow_conditions(filters, where, fleet or workflows.compiled(schema))
+    if filters.workflow or filters.workflow_state:
+        _workflow_conditions(filters, where, fleet)
+    if filters.blocker:  # stuck, by one blocker
+        where.add(machine_states.condition(machine_states.blocker(fleet, filters.blocker), where),
+                  tab=True)  # fmt: skip
+    for name in ("stuck", "eligible", "unmanaged"):
+        if getattr(filters, name) and not (name == "stuck" and filters.blocker):
+            _tab(name, where, fleet)
     return where
+
+
+def _tab(name: str, where: SqlWhere, fleet: Fleet) -> None:
+    where.add(machine_states.condition(machine_states.tab(fleet, name), where), tab=True)
 
 
 def text_columns(schema: Schema) -> list[tuple[str, reflection.Field]]:
@@ -357,8 +407,6 @@ def _workflow_conditions(filters: MachineFilters, where: SqlWhere, fleet: Fleet)
         # Alone: the machines it applies to, in whatever state.
         states = (filters.workflow_state,) if filters.workflow_state else workflows.APPLIES
         where.add(workflows.state_condition(workflow, states, where))
-    if filters.stuck:
-        where.add(workflows.stuck_condition(fleet, where))
 
 
 def _tags(names: tuple[str, ...], schema: Schema) -> list[TagType]:

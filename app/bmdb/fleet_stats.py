@@ -10,9 +10,10 @@ than a page of them (inside the JSON document they would be base64 text, all at 
 The document's parts:
 - `groups`: every machine grouped by, per workflow (the app's, then upstream's two
   statistics variants), the index of the condition that decides its state (0: eligible),
-  and whether it is heartbeating, installed and has stale work; with the count and the
-  oldest `machine_created_at` per group. One pass over the fleet with each origin of the
-  conditions joined once (app/bmdb/formulas.py, `Joined`), as the overview counts;
+  and the facts the state tabs and "stuck" read (app/bmdb/workflows.py, FACTS); with the
+  count and the oldest `machine_created_at` per group. One pass over the fleet with each
+  origin of the conditions joined once (app/bmdb/formulas.py, `Joined`), as the overview
+  counts;
 - plain counts of `machines`, `machine_provided` and pending installations;
 - work and backoffs per process (every row, alive, stale, active, ending soon);
 - the active backoffs' failure groups (app/bmdb/failures.py), the largest first.
@@ -27,18 +28,20 @@ from typing import Any
 from app.bmdb import tables
 from app.bmdb.columns import parse_timestamp
 from app.bmdb.failures import FailureGroups, backoff_groups_sql, groups_from
-from app.bmdb.formulas import Formula, Found, Joined, Probe
+from app.bmdb.formulas import Joined
+from app.bmdb.machine_states import MachineState
 from app.bmdb.reflection import Schema
 from app.bmdb.sql import SqlWhere
 from app.bmdb.workflows import (
     BUILTIN,
     DECISION,
-    MOVING,
+    FACTS,
     SHEPHERD_PROCESSES,
     STATES,
     CompiledWorkflow,
     Condition,
     Fleet,
+    Group,
     Installation,
     WorkflowSpec,
     compiled,
@@ -56,13 +59,6 @@ UPSTREAM_SPECS = (UPSTREAM_AGENT_START, UPSTREAM_AGENT_RECOVERY)
 
 ENDING_WITHIN = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
 FAILURE_GROUPS = 20  # the largest active-backoff failure groups exported, by machines
-
-# Work held by a session whose deadline passed (the list's `stale=1`).
-STALE_WORK = Found(Probe(
-    "work w JOIN sessions s ON s.session_id = w.session_id", "w.machine_id",
-    "s.session_deadline <= now()", unique=False,
-))  # fmt: skip
-
 
 @dataclass(frozen=True)
 class ProcessCounts:
@@ -83,7 +79,7 @@ class FleetStats:
     installed: int = 0
     upstream_eligible: dict[str, int | None] = field(default_factory=dict)  # None: unknown
     workflows: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> state -> n
-    stuck: dict[str, int] = field(default_factory=dict)  # blocker -> machines
+    stuck: dict[str, int] = field(default_factory=dict)  # blocker -> stuck machines
     oldest_stuck_created: datetime | None = None
     processes: dict[str, ProcessCounts] = field(default_factory=dict)
     failures: FailureGroups | None = None
@@ -105,20 +101,6 @@ def state_of(w: CompiledWorkflow, deciding: int) -> str:
     return next(state for state, r in DECISION if r == role)
 
 
-def failing_label(condition: Condition) -> str:
-    """What a failing condition says about the machine, in a few words."""
-    if condition.kind == "has":
-        return f"no {condition.tag}"
-    if condition.kind == "lacks":
-        return f"has {condition.tag}"
-    if condition.kind == "installation":
-        optional = condition.label.startswith("no ")  # "no installation request answered..."
-        return "installation fulfilled" if optional else "no pending installation"
-    if condition.kind == "silent":
-        return "agent heartbeats"
-    return condition.label
-
-
 @dataclass(frozen=True)
 class Statement:
     sql: str
@@ -133,9 +115,7 @@ def fleet_stats_statement(schema: Schema, specs: tuple[WorkflowSpec, ...]) -> St
     params = SqlWhere()
     known = [*app.known, *upstream.known]
     has_work_tables = "work" in schema.tables and "sessions" in schema.tables
-    flags: list[Formula] = [app.heartbeating, app.installed]
-    if has_work_tables:
-        flags.append(STALE_WORK)
+    flags = app.facts
     joined = Joined([*(c.holds for w in known for c in w.conditions), *flags], params)
     deciding = [
         "CASE" + "".join(f" WHEN NOT {joined.sql(c.holds)} THEN {i}"
@@ -204,17 +184,17 @@ def decode(statement: Statement, schema: Schema, doc: dict[str, Any]) -> FleetSt
     n_app, n_upstream = len(app.known), len(upstream.known)
     for key, n, oldest in doc["groups"]:
         codes, upstream_codes = key[:n_app], key[n_app : n_app + n_upstream]
-        heartbeating, installed, *stale = key[n_app + n_upstream :]  # stale: with work tables
-        stats.heartbeating += n * heartbeating
-        stats.installed += n * installed
-        states = [state_of(w, code) for w, code in zip(app.known, codes, strict=True)]
+        facts = dict(zip(FACTS, map(bool, key[n_app + n_upstream :]), strict=True))
+        stats.heartbeating += n * facts["heartbeating"]
+        stats.installed += n * facts["installed"]
+        states = tuple(state_of(w, code) for w, code in zip(app.known, codes, strict=True))
         for w, state in zip(app.known, states, strict=True):
             stats.workflows[w.name][state] += n
         for w, code in zip(upstream.known, upstream_codes, strict=True):
             stats.upstream_eligible[w.name] += n if code == 0 else 0
-        if heartbeating or installed or any(s in MOVING for s in states):
+        blocker = MachineState.of(Group(states, facts, n)).blocker
+        if blocker is None:  # not stuck
             continue
-        blocker = _blocker(app.known, states, codes, any(stale))
         stats.stuck[blocker] = stats.stuck.get(blocker, 0) + n
         created = parse_timestamp(oldest)
         if isinstance(created, datetime) and (
@@ -234,21 +214,6 @@ def decode(statement: Statement, schema: Schema, doc: dict[str, Any]) -> FleetSt
     if "failures" in doc:
         stats.failures = groups_from(doc["failures"])
     return stats
-
-
-def _blocker(
-    workflows: tuple[CompiledWorkflow, ...], states: list[str], codes: list[int], stale: bool
-) -> str:
-    """Why a stuck machine is stuck, in a few words: stale work (any process: the list's
-    `stale=1`), else alive work a workflow waits for, else what the first workflow's
-    deciding condition says ("no Provided")."""
-    if stale:
-        return "stale_work"
-    if "blocked" in states:
-        return "alive_work"
-    if not workflows:
-        return "no known workflow"
-    return failing_label(workflows[0].conditions[codes[0] - 1])
 
 
 # --- hardware reports -------------------------------------------------------------------

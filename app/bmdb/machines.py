@@ -7,10 +7,11 @@ app/bmdb/columns.py for how values travel in it). A machine's document:
      "tags": [one entry per tag type of the layout, in its order: null when the machine
               lacks the tag, else the tag's selected fields as an array],
      "work": [{"process", "session_id", "component", "runtime_info", "session_created_at",
-               "session_interval_seconds", "session_deadline", "session_alive"}],
+               "session_interval_seconds", "session_deadline", "session_alive", "started"}],
      "backoffs": [{"process", "until", "cause", "last_interval_seconds", "active"}],
      "workflow_conditions": [per known workflow, whether each condition holds] (when asked:
-              the machine page, and lists filtered by workflow; app/bmdb/workflows.py)}
+              the machine page, and lists filtered by workflow; app/bmdb/workflows.py),
+     "facts": [whether each of workflows.FACTS holds] (lists filtered by workflow)}
 
 Tags, work and backoffs are correlated subqueries on each table's primary key or unique
 index (per machine, never a join whose rows multiply). Polled documents come with their
@@ -96,7 +97,11 @@ WORK_OBJECT = (
     " 'session_created_at', s.session_created_at,"
     " 'session_interval_seconds', s.session_interval_seconds,"
     " 'session_deadline', s.session_deadline,"
-    " 'session_alive', coalesce(s.session_deadline > now(), false))"
+    " 'session_alive', coalesce(s.session_deadline > now(), false),"
+    # Since when: the last Started event of its process on the machine (work_history is
+    # indexed by machine_id; a probe per work row, and a page holds a few).
+    " 'started', (SELECT max(h.timestamp) FROM work_history h WHERE h.machine_id = w.machine_id"
+    " AND h.process = w.process AND h.event = 'Started'))"
 )
 WORK_FROM = "work w LEFT JOIN sessions s ON s.session_id = w.session_id"
 BACKOFF_OBJECT = (
@@ -169,9 +174,9 @@ def page_documents(
     page_ids = "ANY(ARRAY(SELECT machine_id FROM ids))"
     joins, tags, extra = [], [], ""
     if fleet is not None:
-        conditions, condition_joins = page_conditions(fleet, params, page_ids)
+        conditions, facts, condition_joins = page_conditions(fleet, params, page_ids)
         joins.append(condition_joins)
-        extra = f", 'workflow_conditions', {conditions}"
+        extra = f", 'workflow_conditions', {conditions}, 'facts', {facts}"
     for i, (tag, fields) in enumerate(layout.tags):
         alias = f"t{i}"
         joins.append(
@@ -456,8 +461,11 @@ def facets_statement(
 ) -> tuple[str, list[object]]:
     """Counts over the filtered machines, in one statement: the total, machines per tag
     type, per provider/status/location, per work process (and how many machines have
-    stale work), per active backoff process; with `fleet`, machines per workflow and
-    state, and stuck ones (app/bmdb/workflows.py, `counts_sql`). Returns (SQL, parameters).
+    stale work), per active backoff process; with `fleet`, the groups of machines alike
+    in their workflows' states and facts (app/bmdb/workflows.py, `counts_sql`), which give
+    the workflow facets and the state tabs (app/bmdb/machine_states.py). The groups count
+    the machines of the filters but a state tab's (`t`), as the tabs are counted under
+    the other filters. Returns (SQL, parameters).
 
     The filters are evaluated (and planned) once, into `f`, which every count joins: five
     copies of them planned for hundreds of milliseconds with many tag filters, and a text
@@ -480,9 +488,12 @@ def facets_statement(
             " GROUP BY 1, 2, 3) g)"
         )
     params = SqlWhere(["TRUE"], list(where.params))  # the counts' values follow the filters'
-    workflows = "NULL::json" if fleet is None else counts_sql(fleet, params, "f")
+    tabs = ""
+    if where.tab_conditions:
+        tabs = f", t AS (SELECT m.machine_id FROM machines m WHERE {where.sql_without_tabs})"
+    workflows = "NULL::json" if fleet is None else counts_sql(fleet, params, "t" if tabs else "f")
     sql = (
-        f"WITH f AS (SELECT m.machine_id FROM machines m WHERE {where.sql})"
+        f"WITH f AS (SELECT m.machine_id FROM machines m WHERE {where.sql}){tabs}"
         " SELECT json_build_object("
         "'total', (SELECT count(*) FROM f),"
         f" 'workflows', {workflows},"

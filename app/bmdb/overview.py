@@ -28,9 +28,10 @@ from app.bmdb import tables
 from app.bmdb.columns import parse_timestamp
 from app.bmdb.connection import Reader
 from app.bmdb.filters import HEARTBEAT_WINDOW, SqlWhere
+from app.bmdb.machine_states import tally
 from app.bmdb.reflection import Schema, quote_ident
 from app.bmdb.sql import json_array, unchunk
-from app.bmdb.workflows import Fleet, compiled, counts_sql, decode_counts
+from app.bmdb.workflows import Fleet, compiled, counts_sql, decode_groups
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,11 @@ class FleetCounts:
     stale_work_machines: int = 0  # machines with work held by an expired session
     backoffs: dict[str, int] = field(default_factory=dict)  # process -> active backoffs
     sessions: list[ComponentSessions] = field(default_factory=list)
-    # known workflow -> state -> machines (app/bmdb/workflows.py), and the stuck machines
+    # known workflow -> state -> machines (app/bmdb/workflows.py), the stuck machines by
+    # blocker and the unmanaged ones (app/bmdb/machine_states.py)
     workflows: dict[str, dict[str, int]] = field(default_factory=dict)
-    stuck: int = 0
+    stuck: dict[str, int] = field(default_factory=dict)
+    unmanaged: int = 0
     digest: str = ""  # of every count (not of `computed_at`): equal counts, equal digest
 
 
@@ -162,7 +165,9 @@ async def fleet_counts(reader: Reader, schema: Schema, fleet: Fleet | None = Non
         sessions=[ComponentSessions(*row) for row in doc["sessions"]],
         digest=digest,
     )
-    counts.workflows, counts.stuck = decode_counts(fleet, doc["workflows"])
+    tallied = tally(fleet, decode_groups(fleet, doc["workflows"]))
+    counts.workflows, counts.stuck = tallied.workflows, tallied.blockers
+    counts.unmanaged = tallied.tabs["unmanaged"]
     if "provided" in doc:
         counts.provided = [ProvidedCount(*row) for row in doc["provided"]]
     if "agents" in doc:

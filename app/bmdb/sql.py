@@ -50,18 +50,28 @@ class SqlWhere:
 
     conditions: list[str] = field(default_factory=list)
     params: list[object] = field(default_factory=list)
+    # Which of `conditions` pick a state tab (app/bmdb/machine_states.py): the tabs are
+    # counted under the others (`sql_without_tabs`).
+    tab_conditions: frozenset[int] = frozenset()
 
     def param(self, value: object) -> str:
         self.params.append(value)
         return f"${len(self.params)}"
 
-    def add(self, condition: str) -> None:
+    def add(self, condition: str, *, tab: bool = False) -> None:
+        if tab:
+            self.tab_conditions |= {len(self.conditions)}
         self.conditions.append(condition)
 
     def copy(self) -> SqlWhere:
         """The same conditions and parameters, to bind more to without changing these."""
-        return SqlWhere(list(self.conditions), list(self.params))
+        return SqlWhere(list(self.conditions), list(self.params), self.tab_conditions)
 
     @property
     def sql(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "TRUE"
+
+    @property
+    def sql_without_tabs(self) -> str:
+        others = [c for i, c in enumerate(self.conditions) if i not in self.tab_conditions]
+        return " AND ".join(others) if others else "TRUE"

@@ -12,10 +12,11 @@ give:
 - a machine's document: whether each condition holds (`document_sql`, and
   `page_conditions` for a page of them); app/model/workflow_status.py explains the
   state with the machine's own rows as evidence;
-- the list's filters `workflow=&workflow_state=` and `stuck=1` (`state_condition`,
-  `stuck_condition`: the states' formulas, written as joins);
+- the list's filters `workflow=&workflow_state=` (`state_condition`: the states'
+  formulas, written as joins), and with the facts of `Fleet` the state tabs and what
+  "stuck" means (app/bmdb/machine_states.py);
 - the facet and overview counts (`counts_sql`: each origin's rows joined once to the
-  fleet, every state of every workflow counted in one pass).
+  fleet, every state of every workflow and every fact counted in one pass).
 
 A machine's state is decided by the roles of the conditions that fail, in this order
 (`DECISION`): the first role with a failing condition decides.
@@ -36,6 +37,7 @@ schema version (`CompiledWorkflow.missing` says what): never an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from dataclasses import dataclass
@@ -71,7 +73,7 @@ DECISION = (
     ("waiting", "bounded"),
 )
 # States in which a workflow will act on the machine (now, or at a known time): a machine
-# with none of them, neither heartbeating nor installed, is stuck.
+# with none of them may be stuck (app/bmdb/machine_states.py).
 MOVING = ("eligible", "running", "waiting")
 APPLIES = (*MOVING, "blocked")  # the states of machines a workflow concerns
 SHEPHERD_PROCESSES = ("ShepherdAccess", "ShepherdAgentStart", "ShepherdRecovery")
@@ -251,6 +253,9 @@ class CompiledWorkflow:
     spec: WorkflowSpec
     conditions: tuple[Condition, ...] = ()
     missing: tuple[str, ...] = ()  # what this schema lacks: the workflow is unknown
+    # The machines it applies to, whatever their state: the tags it needs and, when it
+    # needs one, an installation request (answered or not).
+    scope: Formula = TRUE
 
     @property
     def name(self) -> str:
@@ -293,14 +298,30 @@ def decide(workflow: CompiledWorkflow, holds: list[bool]) -> str:
     return next((state for state, role in DECISION if role in failing), "eligible")
 
 
+# The facts about a machine that the counts carry besides its workflows' states, in the
+# order they do (`counts_sql`); app/bmdb/machine_states.py reads tabs and "stuck" off them.
+FACTS = (
+    "heartbeating", "installed", "managed", "working", "stale_work", "in_backoff",
+    "installation_succeeded", "installation_failed",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Fleet:
-    """The workflows compiled for one schema, and the derived states the upstream
-    statistics use, which decide with them whether a machine is stuck."""
+    """The workflows compiled for one schema, and the facts about a machine that decide
+    with them which state tabs it is in and whether it is stuck (FACTS; each FALSE when
+    the schema lacks its tables)."""
 
     workflows: tuple[CompiledWorkflow, ...]
-    heartbeating: Formula  # Provided, agent_heartbeat_at within HEARTBEAT_WINDOW
-    installed: Formula  # Provided, a request and a report of equal generations
+    heartbeating: Formula = FALSE  # Provided, agent_heartbeat_at within HEARTBEAT_WINDOW
+    installed: Formula = FALSE  # Provided, a request and a report of equal generations
+    managed: Formula = FALSE  # some known workflow applies to it (its scope)
+    working: Formula = FALSE  # work held by an alive session, of any process
+    stale_work: Formula = FALSE  # work held by an expired session
+    in_backoff: Formula = FALSE  # an active backoff (until > now()), of any process
+    # The request answered by a report of its generation whose result is Success / is not.
+    installation_succeeded: Formula = FALSE
+    installation_failed: Formula = FALSE
 
     @cached_property
     def known(self) -> tuple[CompiledWorkflow, ...]:
@@ -309,16 +330,9 @@ class Fleet:
     def get(self, name: str) -> CompiledWorkflow | None:
         return next((w for w in self.workflows if w.name == name), None)
 
-    @cached_property
-    def stuck(self) -> Formula:
-        """No known workflow eligible, running or waiting; neither heartbeating nor
-        installed."""
-        still = tuple(s for s in STATES if s not in MOVING and s != "unknown")
-        return all_of(
-            *(w.in_states(still) for w in self.known),
-            negate(self.heartbeating),
-            negate(self.installed),
-        )
+    @property
+    def facts(self) -> tuple[Formula, ...]:
+        return tuple(getattr(self, name) for name in FACTS)
 
 
 def compiled(schema: Schema, specs: tuple[WorkflowSpec, ...] = BUILTIN) -> Fleet:
@@ -327,16 +341,50 @@ def compiled(schema: Schema, specs: tuple[WorkflowSpec, ...] = BUILTIN) -> Fleet
 
 
 def _compile_fleet(schema: Schema, specs: tuple[WorkflowSpec, ...]) -> Fleet:
-    heartbeating = installed = FALSE  # a schema without the tables has none
+    workflows = tuple(compile_workflow(s, schema) for s in specs)
+    facts: dict[str, Formula] = {
+        "managed": any_of(*(w.scope for w in workflows if w.known)),
+    }
     if schema.has_field(tables.PROVIDED):
         provided = Found(_rows_of(tables.PROVIDED))
         if schema.has_field(tables.HEARTBEAT, "agent_heartbeat_at"):
-            heartbeating = all_of(provided, Found(_fresh_heartbeat(HEARTBEAT_WINDOW)))
+            facts["heartbeating"] = all_of(provided, Found(_fresh_heartbeat(HEARTBEAT_WINDOW)))
         if schema.has_field(tables.INSTALLATION_REQUEST, "generation") and schema.has_field(
             tables.INSTALLATION_REPORT, "generation"
         ):
-            installed = all_of(provided, Found(_installation_probe(fulfilled=True)))
-    return Fleet(tuple(compile_workflow(s, schema) for s in specs), heartbeating, installed)
+            facts["installed"] = all_of(provided, Found(_installation_probe(fulfilled=True)))
+    if {"work", "sessions"} <= schema.tables:
+        facts["working"] = Found(_work_probe("s.session_deadline > now()"))
+        facts["stale_work"] = Found(_work_probe("s.session_deadline <= now()"))
+    if "work_backoff" in schema.tables:
+        facts["in_backoff"] = Found(Probe(
+            "work_backoff b", "b.machine_id", "b.until > now()", unique=False
+        ))  # fmt: skip
+    report = schema.tag(tables.INSTALLATION_REPORT)
+    result = report.field("os_installation_result") if report is not None else None
+    if (
+        result is not None and "Success" in result.enum_values
+        and schema.has_field(tables.INSTALLATION_REQUEST, "generation")
+        and schema.has_field(tables.INSTALLATION_REPORT, "generation")
+    ):  # fmt: skip
+        # Probes of the same rows as the workflows' "fulfilled" one: counted in one join.
+        answered = _installation_probe(fulfilled=True)
+        success = f"rep.os_installation_result = {{0}}::{quote_ident(result.udt_name)}"
+        for name, outcome in (("installation_succeeded", ""), ("installation_failed", "NOT ")):
+            facts[name] = Found(dataclasses.replace(
+                answered, pred=f"{answered.pred} AND {outcome}coalesce({success}, false)",
+                values=("Success",),
+            ))  # fmt: skip
+    return Fleet(workflows, **facts)
+
+
+def _work_probe(session_pred: str) -> Probe:
+    """Work of any process whose session's deadline is as `session_pred` says (the same
+    rows as the workflows' "running" probes: counted in one join)."""
+    return Probe(
+        "work w JOIN sessions s ON s.session_id = w.session_id", "w.machine_id",
+        session_pred, unique=False,
+    )  # fmt: skip
 
 
 def _fresh_heartbeat(window: timedelta) -> Probe:
@@ -362,6 +410,7 @@ def compile_workflow(spec: WorkflowSpec, schema: Schema) -> CompiledWorkflow:
     schema lacks a table, column or enum value it names."""
     missing: list[str] = []
     conditions: list[Condition] = []
+    scope: list[Formula] = []  # the machines it applies to
 
     def table(name: str) -> None:
         if name not in schema.tables:
@@ -397,8 +446,12 @@ def compile_workflow(spec: WorkflowSpec, schema: Schema) -> CompiledWorkflow:
                 "has" if present else "lacks", f"{'has' if present else 'no'} {tag.name}",
                 Found(_rows_of(tag.table), present), tag=tag.name,
             ))  # fmt: skip
+            if present:
+                scope.append(conditions[-1].holds)
     if (rule := spec.installation) is not None:
         conditions.append(_installation(rule, schema, column, missing))
+        if rule.request == "required":
+            scope.append(Found(_rows_of(tables.INSTALLATION_REQUEST)))
     if (beat := spec.heartbeat) is not None:
         column(tables.HEARTBEAT, "agent_heartbeat_at")
         column(tables.AGENT_STARTED, "agent_started_at")
@@ -438,7 +491,7 @@ def compile_workflow(spec: WorkflowSpec, schema: Schema) -> CompiledWorkflow:
         ))  # fmt: skip
     if missing:
         return CompiledWorkflow(spec, missing=tuple(dict.fromkeys(missing)))
-    return CompiledWorkflow(spec, tuple(conditions))
+    return CompiledWorkflow(spec, tuple(conditions), scope=all_of(*scope))
 
 
 def _installation(rule: Installation, schema: Schema, column, missing: list[str]) -> Condition:
@@ -487,60 +540,65 @@ def state_condition(
     return correlated(workflow.in_states(states), params, m, joins=True)
 
 
-def stuck_condition(fleet: Fleet, params: SqlWhere, m: str = "m") -> str:
-    """SQL: machine `m` is stuck (`Fleet.stuck`), as joins."""
-    return correlated(fleet.stuck, params, m, joins=True)
-
-
-def page_conditions(fleet: Fleet, params: SqlWhere, only: str) -> tuple[str, str]:
-    """`document_sql` for a page of machines `m` (`machine_id = {only}`): (the JSON
-    expression, the joins it reads)."""
+def page_conditions(fleet: Fleet, params: SqlWhere, only: str) -> tuple[str, str, str]:
+    """`document_sql` for a page of machines `m` (`machine_id = {only}`), and whether
+    each of FACTS holds (the row's state tabs and blocker): (the two JSON expressions,
+    the joins they read)."""
     conditions = [[c.holds for c in w.conditions] for w in fleet.known]
-    joined = Joined([f for fs in conditions for f in fs], params, only=only)
-    return json_array([
-        json_array([joined.sql(f) for f in fs]) for fs in conditions
-    ]), joined.joins  # fmt: skip
+    joined = Joined([*(f for fs in conditions for f in fs), *fleet.facts], params, only=only)
+    return (
+        json_array([json_array([joined.sql(f) for f in fs]) for fs in conditions]),
+        json_array([joined.sql(f) for f in fleet.facts]),
+        joined.joins,
+    )
 
 
 def counts_sql(fleet: Fleet, where: SqlWhere, machines: str = "machines") -> str:
     """SQL of a JSON array of [[each known workflow's state (its index in STATES)...,
-    heartbeating, installed], machines] (`decode_counts` sums them up), over the
-    machines `where` selects from the relation `machines` (its values are bound into
-    `where`: pass a copy that the statement's parameters come from). One pass over the
-    fleet: each origin joined once (`Joined`), every state a CASE over the joined
-    columns."""
+    each of FACTS (1 or 0)], machines] (`decode_groups` reads them), over the machines
+    `where` selects from the relation `machines` (its values are bound into `where`: pass
+    a copy that the statement's parameters come from). One pass over the fleet: each
+    origin joined once (`Joined`), every state a CASE over the joined columns."""
     formulas = [[w.holds(role) for _, role in DECISION] for w in fleet.known]
-    joined = Joined(
-        [*(f for fs in formulas for f in fs), fleet.heartbeating, fleet.installed], where
-    )
+    joined = Joined([*(f for fs in formulas for f in fs), *fleet.facts], where)
     sql, joins = joined.sql, joined.joins
     # Each state as its index in STATES, and the machines grouped by one key, the array
-    # of them all (a few dozen combinations, summed up by `decode_counts`): one key is
-    # hashed; five were sorted (PostgreSQL guessed a group per machine), and a FILTER per
-    # state would evaluate the CASEs again for each.
+    # of them all (a few dozen combinations, summed up by `decode_groups`' readers): one
+    # key is hashed; five were sorted (PostgreSQL guessed a group per machine), and a
+    # FILTER per state would evaluate the CASEs again for each.
     states = [
         "CASE" + "".join(f" WHEN NOT {sql(h)} THEN {STATES.index(state)}" for (state, _), h in
                          zip(DECISION, holds, strict=True) if h != TRUE)
         + f" ELSE {STATES.index('eligible')} END"
         for holds in formulas
     ]  # fmt: skip
-    flags = [f"CASE WHEN {sql(f)} THEN 1 ELSE 0 END" for f in (fleet.heartbeating, fleet.installed)]
+    facts = [
+        "0" if f == FALSE else f"CASE WHEN {sql(f)} THEN 1 ELSE 0 END" for f in fleet.facts
+    ]
     return (
         "(SELECT coalesce(json_agg(json_build_array(g.k, g.n)), '[]'::json) FROM"
-        f" (SELECT ARRAY[{', '.join([*states, *flags])}] AS k, count(*) AS n"
+        f" (SELECT ARRAY[{', '.join([*states, *facts])}] AS k, count(*) AS n"
         f" FROM {machines} m{joins} WHERE {where.sql} GROUP BY 1) g)"
     )
 
 
-def decode_counts(fleet: Fleet, document: list) -> tuple[dict[str, dict[str, int]], int]:
-    """`counts_sql`'s groups as ({known workflow: {state: machines}}, stuck machines)."""
-    counts = {w.name: dict.fromkeys(STATES, 0) for w in fleet.known}
-    stuck = 0
-    for key, n in document:
-        *codes, heartbeating, installed = key
-        states = [STATES[code] for code in codes]
-        for w, state in zip(fleet.known, states, strict=True):
-            counts[w.name][state] += n
-        if not heartbeating and not installed and all(s not in MOVING for s in states):
-            stuck += n
-    return counts, stuck
+@dataclass(frozen=True)
+class Group:
+    """Machines alike in every counted respect: their known workflows' states and FACTS."""
+
+    states: tuple[str, ...]  # per known workflow, in `Fleet.known` order
+    facts: dict[str, bool]
+    machines: int
+
+
+def decode_groups(fleet: Fleet, document: list) -> list[Group]:
+    """`counts_sql`'s groups."""
+    n_states = len(fleet.known)
+    return [
+        Group(
+            tuple(STATES[code] for code in key[:n_states]),
+            dict(zip(FACTS, map(bool, key[n_states:]), strict=True)),
+            n,
+        )
+        for key, n in document
+    ]

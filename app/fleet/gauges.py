@@ -129,9 +129,9 @@ def webug_families(stats: FleetStats) -> list[Family]:
         for state, n in states.items():
             workflows.add(n, name, state)
     stuck = Family(
-        "webug_fleet_stuck_machines", "machines no workflow will act on, neither heartbeating"
-        " nor installed, by what keeps them: stale_work, alive_work or the first workflow's"
-        " failing condition", ("blocker",),
+        "webug_fleet_stuck_machines", "machines some workflow applies to, blocked with no end"
+        " in sight (/?stuck=1, docs/workflows.md), by the first blocker that holds:"
+        " stale_work, failed_installation, no_workflow_acts", ("blocker",),
     )  # fmt: skip
     for blocker, n in sorted(stats.stuck.items()):
         stuck.add(n, blocker)

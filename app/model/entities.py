@@ -96,6 +96,8 @@ class Work(Model):
     session_interval_seconds: int | None
     session_deadline: Timestamp | None
     session_alive: bool
+    # Since when: the machine's last Started event of this process (None: none recorded)
+    started: Timestamp | None = None
 
     @computed_field
     @property
@@ -200,11 +202,18 @@ class Machine(Model):
     tags: Tags
     work: list[Work]
     backoffs: list[Backoff]
-    # md5 of the machine's document (by the BMDB): a key for its rendered row and for
-    # flashing what changed; not part of the JSON twin.
+    # md5 of the machine's document (by the BMDB): changes with anything in it, a
+    # heartbeat too (rows flash by keys of what means something instead); not part of
+    # the JSON twin.
     key: str = Field("", exclude=True)
-    # Its workflows' states, on lists that read them (workflow and stuck views).
+    # Its workflows' states, on lists that read them (workflow views: workflow=, stuck=,
+    # blocker=, eligible=).
     workflows: list[WorkflowStatus] | None = Field(None, exclude=True)
+    blocker: str | None = Field(
+        None, description="on workflow views, what keeps a stuck machine stuck (the first"
+        " that holds: stale_work, failed_installation, no_workflow_acts; docs/workflows.md);"
+        " null when it is not stuck, and on other views",
+    )  # fmt: skip
 
     @computed_field
     @property

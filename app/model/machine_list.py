@@ -20,9 +20,10 @@ from app.bmdb.connection import Reader
 from app.bmdb.counts import CountCache, Counted, not_older
 from app.bmdb.filters import NULL_STATUS, FilterError, MachineFilters, SqlWhere, build_where
 from app.bmdb.history_reads import HistoryReads
+from app.bmdb.machine_states import MachineState, tally
 from app.bmdb.ordering import Cursor, Order
 from app.bmdb.reflection import Schema
-from app.bmdb.workflows import Fleet, decode_counts
+from app.bmdb.workflows import FACTS, Fleet, Group, decode_groups
 from app.model.entities import Machine, Model, machine_from
 from app.model.failure_groups import ResolvedFailure, list_failure
 from app.model.polling import Poll, PollTag
@@ -63,14 +64,18 @@ class Facets(Model):
     status: dict[str, int]
     location: dict[str, int]
     work: dict[str, int]
-    stale_work: int
     backoff: dict[str, int]
     # workflow -> state -> machines (a workflow this schema lacks: every machine unknown)
     workflows: dict[str, dict[str, int]]
-    stuck: int
+    # Machines per state tab (app/bmdb/machine_states.py: working, in_backoff, stale,
+    # stuck, eligible, unmanaged), each counted under the other filters: its link lists
+    # as many; `all` is their total.
+    tabs: dict[str, int]
+    # The stuck machines of those (the stuck tab's) per blocker, the first that holds.
+    stuck_by: dict[str, int]
 
 
-def facets_from(doc: dict, schema: Schema, fleet: Fleet) -> Facets:
+def facets_from(doc: dict, schema: Schema, fleet: Fleet, filters: MachineFilters) -> Facets:
     by_value: dict[str, dict[str, int]] = {"provider": {}, "status": {}, "location": {}}
     for provider, status, location, n in doc["provided"] or ():
         for facet, value in (("provider", provider), ("status", status or NULL_STATUS),
@@ -85,18 +90,22 @@ def facets_from(doc: dict, schema: Schema, fleet: Fleet) -> Facets:
         tags={t.name: n for t, n in zip(schema.tag_types, doc["tags"], strict=True)},
         **{facet: by_count(counts) for facet, counts in by_value.items()},
         work={process: n for process, n, _ in doc["work"]},
-        stale_work=sum(stale for _, _, stale in doc["work"]),
         backoff={process: n for process, n in doc["backoff"]},
-        **_workflow_facets(doc, fleet),
+        **_workflow_facets(doc, fleet, filters),
     )
 
 
-def _workflow_facets(doc: dict, fleet: Fleet) -> dict:
-    counts, stuck = decode_counts(fleet, doc["workflows"])
+def _workflow_facets(doc: dict, fleet: Fleet, filters: MachineFilters) -> dict:
+    """The workflow facets of the view's machines and the state tabs, from the groups
+    counted under the filters but the tabs' (app/bmdb/machines.py, `facets_statement`)."""
+    tabs, blocker = filters.tabs, filters.blocker
+    counts = tally(fleet, decode_groups(fleet, doc["workflows"]),
+                   lambda state: state.selected(tabs, blocker))  # fmt: skip
     return {
-        "workflows": {w.name: counts.get(w.name, {"unknown": doc["total"]})
+        "workflows": {w.name: counts.workflows.get(w.name, {"unknown": doc["total"]})
                       for w in fleet.workflows},
-        "stuck": stuck,
+        "tabs": {"all": counts.machines, **counts.tabs},
+        "stuck_by": counts.blockers,
     }  # fmt: skip
 
 
@@ -140,7 +149,7 @@ async def read_list(
         doc, counted_at = await counts.get(
             ("facets", count_key), lambda: bmdb.facets(reader, schema, view.where, fleet)
         )
-        facets, kept = facets_from(doc, schema, fleet), (doc["total"], counted_at)
+        facets, kept = facets_from(doc, schema, fleet, view.filters), (doc["total"], counted_at)
     elif (kept_facets := counts.fresh(("facets", count_key))) is not None:
         kept = (kept_facets[0]["total"], kept_facets[1])
     else:  # the total the page's statement counts, when due
@@ -148,7 +157,7 @@ async def read_list(
     layout = bmdb.list_layout(schema, None if view.as_json else summary_fields)
     # Rows say why (not) on the views that ask about workflows; elsewhere the list stays
     # as light as it is (a dozen probes per machine saved).
-    row_fleet = fleet if view.filters.workflow or view.filters.stuck else None
+    row_fleet = fleet if view.filters.workflow_view else None
     tag = PollTag(poll, "list", view.filters, view.after, view.limit, schema.layout_key)
     kept = not_older(kept, tag.counted)  # never older than what the browser shows
     doc = await bmdb.machine_list(
@@ -172,11 +181,13 @@ async def read_list(
 
 
 def _machine(document: dict, layout: bmdb.MachineLayout, key: str, fleet: Fleet | None) -> Machine:
-    """A list row's machine; with `fleet`, its workflows' states too (the document has
-    their conditions)."""
+    """A list row's machine; with `fleet`, its workflows' states and, when stuck, its
+    blocker too (the document has their conditions and the facts)."""
     machine = machine_from(document, layout, key)
     if fleet is None:
         return machine
-    return machine.model_copy(
-        update={"workflows": statuses(fleet, document["workflow_conditions"], machine)}
-    )
+    workflows = statuses(fleet, document["workflow_conditions"], machine)
+    known = tuple(s.state for s in workflows if s.state != "unknown")
+    facts = dict(zip(FACTS, document["facts"], strict=True))
+    state = MachineState.of(Group(known, facts, 1))
+    return machine.model_copy(update={"workflows": workflows, "blocker": state.blocker})

@@ -173,14 +173,15 @@ def _installation(tags: dict, machine_id) -> Blocker:
             detail="no OS installation request",
             url=urls.machines(lacks=[REQUEST]),
         )  # fmt: skip
-    answer = ""
+    answer, result = "", None
     if report is not None:
         result = report.get("os_installation_result")
         answer = f" by a report of generation {report.get('generation')}" + (
             f" ({result})" if result is not None else ""
         )
+    failed = result is not None and result != "Success"
     return Blocker(
-        kind="installation", label="installation fulfilled",
+        kind="installation", label="installation failed" if failed else "installation fulfilled",
         detail=f"the OS installation of generation {request.get('generation')} is fulfilled"
         f"{answer}",
         url=urls.machine_tag(machine_id, REPORT if report is not None else REQUEST),

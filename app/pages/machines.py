@@ -33,6 +33,7 @@ from app.model.machine_list import Facets, ListView, list_query, parse_cursor, r
 from app.model.polling import PAGE_SIZES
 from app.model.twin import twin
 from app.render import urls
+from app.render.tag_hints import list_columns
 from app.render.templating import is_htmx, json_requested, respond, rows_html
 
 router = APIRouter()
@@ -94,13 +95,14 @@ async def machine_list(
         text_searched=text_searched(schema) if filters.text else None,
         counted_at=found.counted_at, failure=failure.info if failure else None,
     )  # fmt: skip
+    cols = list_columns(schema.tag_types)
     rows = "" if as_json else await rows_html(
-        request, "partials/machine_row.html", page.machines, schema.tag_types
+        request, "partials/machine_row.html", page.machines, cols
     )
     return respond(
         request, "partials/machine_table.html" if fragment else "templates/machines.html", page,
         reader=reader, headers={"HX-PTag": found.ptag}, poll=poll, ptag=found.ptag,
         count_ttl=counts.ttl, page_sizes=PAGE_SIZES, order=order, max_watch=MAX_WATCH,
         csv_row_cap=settings.csv_row_cap, json_slices=("machines", {"machines": []}),
-        rows_html=rows,
+        rows_html=rows, cols=cols,
     )  # fmt: skip

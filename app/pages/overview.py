@@ -20,6 +20,7 @@ from app.bmdb.filters import (
     HEARTBEAT_WINDOW,
     NULL_STATUS,
 )
+from app.bmdb.machine_states import BLOCKERS
 from app.bmdb.reflection import Schema
 from app.bmdb.workflows import APPLIES, Fleet
 from app.deps import Counts, CurrentSchema, HistoryCache, PageReader, Workflows
@@ -94,7 +95,11 @@ class OverviewPage(ActivityFields, PageModel):
     active_backoffs: list[Stat]  # per process
     sessions: list[ComponentSessions]
     workflows: list[WorkflowCounts]  # who would pick machines up (app/bmdb/workflows.py)
-    stuck: Stat  # no workflow eligible, running or waiting; not heartbeating nor installed
+    # Some workflow applies, and it is blocked with no end in sight; by blocker, the first
+    # that holds (app/bmdb/machine_states.py, docs/workflows.md)
+    stuck: Stat
+    stuck_by: list[Stat]
+    unmanaged: Stat  # no workflow applies (no Provided tag, no installation request)
 
 
 def _stat(label: str, count: int, **filters: object) -> Stat:
@@ -207,7 +212,12 @@ def build_overview(counts: bmdb.FleetCounts, schema: Schema, fleet: Fleet) -> Ov
             for c in counts.sessions
         ],
         workflows=_workflows(counts, fleet),
-        stuck=_stat("stuck", counts.stuck, stuck=True),
+        stuck=_stat("stuck", sum(counts.stuck.values()), stuck=True),
+        stuck_by=[
+            _stat(label, counts.stuck.get(name, 0), stuck=True, blocker=name)
+            for name, label in BLOCKERS
+        ],
+        unmanaged=_stat("unmanaged", counts.unmanaged, unmanaged=True),
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from app.bmdb import tables
+from app.bmdb import machine_states, tables
 from app.bmdb.columns import PgSpecial
 from app.render import formatting, urls, values
 from app.render.fragments import Fragments, fingerprint
@@ -51,6 +51,9 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
     env.globals.update(
         urls=urls,
         tables=tables,
+        STATE_TABS=machine_states.TABS,
+        STUCK_BLOCKERS=machine_states.BLOCKERS,
+        blocker_label=dict(machine_states.BLOCKERS).__getitem__,
         tag_hint=tag_hint,
         detail_order=detail_order,
         TEXT_CUT=values.TEXT_CUT,

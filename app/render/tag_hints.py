@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from app.bmdb import tables
@@ -31,6 +32,39 @@ def tag_hint(tag: TagType, values: dict[str, object]) -> tuple[str, datetime | N
     if parts:
         return " ".join(parts), None
     return "", next((v for v in values.values() if isinstance(v, datetime)), None)
+
+
+@dataclass(frozen=True)
+class ListColumns:
+    """Which tags the list's row shows where (partials/machine_row.html): Provided as the
+    provider chip, the heartbeat's age in a column of its own, the others in Tags."""
+
+    provided: str | None  # tag names, as a machine's `tags` has them
+    heartbeat: str | None
+    others: tuple[TagType, ...]
+
+    def others_of(self, tags: dict[str, dict]) -> list[tuple[str, str, datetime | None]]:
+        """The other tags a machine has, each as (name, `tag_hint`'s text and time)."""
+        return [
+            (tag.name, *tag_hint(tag, values))
+            for tag in self.others
+            if (values := tags.get(tag.name)) is not None
+        ]
+
+
+def list_columns(tag_types: tuple[TagType, ...]) -> ListColumns:
+    def name(table: str) -> str | None:
+        return next((t.name for t in tag_types if t.table == table), None)
+
+    heartbeat = name(tables.HEARTBEAT)
+    if heartbeat is not None and not any(
+        f.name == "agent_heartbeat_at" for t in tag_types if t.name == heartbeat for f in t.fields
+    ):
+        heartbeat = None  # a heartbeat tag of another shape: shown with the others
+    shown = {name(tables.PROVIDED), heartbeat}
+    return ListColumns(
+        name(tables.PROVIDED), heartbeat, tuple(t for t in tag_types if t.name not in shown)
+    )
 
 
 def summary_fields(tag: TagType) -> tuple[Field, ...]:

@@ -2,12 +2,16 @@
 (() => {
   "use strict";
 
-  // Rows whose content changed get a new data-key (server fingerprint): flash them.
+  // Elements whose data-key is new flash: the server keys what means something (a list's
+  // row, or a cell of the machine list: its work, backoffs, status, tags), so a change
+  // of anything else (a heartbeat, a deadline moving on) does not. A key is known with
+  // its row's id, so cells need not repeat it.
   const known = new Set();
   const remember = (root, flash) => {
     root.querySelectorAll("[data-key]").forEach((el) => {
-      if (!known.has(el.dataset.key)) {
-        known.add(el.dataset.key);
+      const key = (el.closest("tr[id]")?.id ?? "") + " " + el.dataset.key;
+      if (!known.has(key)) {
+        known.add(key);
         if (flash) {
           el.classList.add("changed");
           setTimeout(() => el.classList.remove("changed"), 2000);
@@ -81,6 +85,30 @@
       init: (api) => api.initSecurity(null, precompiled(false), precompiled(true)),
     });
   }
+
+  // Facets folded behind a button on narrow screens (<details class="fold">) are open on
+  // wide ones: webug.css does it where the browser has ::details-content, this elsewhere.
+  document.addEventListener("DOMContentLoaded", () => {
+    if (CSS.supports("selector(::details-content)") || !matchMedia("(min-width: 701px)").matches) return;
+    document.querySelectorAll("details.fold").forEach((d) => { d.open = true; });
+  });
+
+  // The machine list's rows: one line each, or roomy (every value whole, wrapped). The
+  // [data-density] button switches; localStorage keeps the choice across pages and tabs.
+  const DENSITY = "webug.density";
+  const density = (toggle) => {
+    let roomy = false;
+    try {
+      roomy = localStorage.getItem(DENSITY) === "roomy";
+      if (toggle) localStorage.setItem(DENSITY, (roomy = !roomy) ? "roomy" : "compact");
+    } catch {
+      roomy = toggle ? !document.documentElement.classList.contains("roomy") : roomy;
+    }
+    document.documentElement.classList.toggle("roomy", roomy);
+    document.querySelectorAll("[data-density]").forEach((b) => b.setAttribute("aria-pressed", String(roomy)));
+  };
+  document.addEventListener("DOMContentLoaded", () => density(false));
+  document.addEventListener("click", (e) => { if (e.target.closest?.("[data-density]")) density(true); });
 
   // Copy buttons: <button class="copy" data-copy="text">.
   document.addEventListener("click", (e) => {
