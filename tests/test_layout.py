@@ -172,3 +172,14 @@ def test_page_handlers_fit_on_a_screen():
             if routed and node.end_lineno - node.lineno + 1 > MAX_HANDLER_LINES:
                 long.append(f"{path.name}:{node.name}")
     assert long == []
+
+
+def test_the_stylesheet_closes_every_block_it_opens():
+    """A brace lost in a merge silently drops every rule after it (the list's one-line rows
+    went once): each block of webug.css is closed, and no more."""
+    css = re.sub(r"/\*.*?\*/", "", (APP / "static" / "webug.css").read_text(), flags=re.S)
+    depth = 0
+    for char in css:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        assert depth >= 0, "a } closes nothing"
+    assert depth == 0, f"{depth} block(s) left open"
