@@ -227,7 +227,7 @@ def test_the_list_sessions_and_failures_fit_the_window_and_are_screenshot(
     insert_backoff(db, blocked, "UnitTest1", "e2e: IPMI timeout talking to 10.0.0.7")
     fits_the_window(page, path, name, viewport)
     width = VIEWPORTS[viewport][0]
-    fold = page.locator("details.fold > summary")
+    fold = page.locator("details.facets-fold > summary")
     if viewport == "narrow" and fold.count():
         # The facets fold behind a button; open, they fit too.
         expect(page.locator(".facets h4").first).to_be_hidden()

@@ -374,10 +374,10 @@ def test_component_facet_and_state_counts(client):
 
 def test_list_fragment_vs_full_page_and_pause(client):
     full = client.get("/sessions?component=shepherd-lumen").text
-    assert "<html" in full and 'class="facets fold"' in full
+    assert "<html" in full and 'class="facets facets-fold"' in full
     fragment = client.get("/sessions?component=shepherd-lumen", headers=HTMX).text
     assert fragment.startswith('<div id="session-table"') and "<html" not in fragment
-    assert 'class="facets fold"' not in fragment and "state-tabs" not in fragment
+    assert 'class="facets facets-fold"' not in fragment and "state-tabs" not in fragment
     assert 'hx-get="/sessions?component=shepherd-lumen"' in fragment
     assert "every 5s [document.visibilityState === 'visible']" in fragment
     assert listed_sessions(fragment) == [str(DEAD)]

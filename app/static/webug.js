@@ -86,11 +86,11 @@
     });
   }
 
-  // Facets folded behind a button on narrow screens (<details class="fold">) are open on
+  // Facets folded behind a button on narrow screens (<details class="facets-fold">) are open on
   // wide ones: webug.css does it where the browser has ::details-content, this elsewhere.
   document.addEventListener("DOMContentLoaded", () => {
     if (CSS.supports("selector(::details-content)") || !matchMedia("(min-width: 701px)").matches) return;
-    document.querySelectorAll("details.fold").forEach((d) => { d.open = true; });
+    document.querySelectorAll("details.facets-fold").forEach((d) => { d.open = true; });
   });
 
   // The machine list's rows: one line each, or roomy (every value whole, wrapped). The
