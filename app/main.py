@@ -35,6 +35,7 @@ from app.pages import (
     api_page,
     backoffs,
     failures,
+    favicon,
     forecast,
     health,
     machine,
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = build_environment(app.state.proto_names)
     app.mount(urls.STATIC, StaticFiles(directory=APP_DIR / "static"), name="static")
     app.include_router(health.router)
+    app.include_router(favicon.router)
     app.include_router(machines.router)
     app.include_router(machine.router)
     app.include_router(sessions.router)

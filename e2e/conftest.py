@@ -199,7 +199,8 @@ def browser():
 
 @pytest.fixture
 def page_errors() -> list[str]:
-    """Uncaught JavaScript errors and failed requests seen by `page` (besides favicon)."""
+    """Uncaught JavaScript errors and failed requests seen by `page`: a 5xx, or a 404 for
+    one of webug's own files (its favicon included)."""
     return []
 
 
@@ -228,10 +229,13 @@ def page(
     context.set_default_timeout(10_000)
     p = context.new_page()
     p.on("pageerror", lambda exc: page_errors.append(f"pageerror: {exc}"))
-    p.on(
-        "requestfailed",
-        lambda req: page_errors.append(f"requestfailed: {req.method} {req.url}: {req.failure}"),
-    )
+
+    def on_failed(req) -> None:
+        # A navigation cancels the tab's icon still loading: the next page loads it again.
+        if not (req.url.endswith("/favicon.svg") and req.failure == "net::ERR_ABORTED"):
+            page_errors.append(f"requestfailed: {req.method} {req.url}: {req.failure}")
+
+    p.on("requestfailed", on_failed)
 
     def on_response(resp) -> None:
         if resp.status >= 500 or (resp.status == 404 and "/static/" in resp.url):

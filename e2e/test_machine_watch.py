@@ -191,7 +191,7 @@ def test_the_watch_log_says_work_started_ended_with_its_result_and_workflow_stat
         f"{machine_id}: work started (ShepherdAgentStart)",
         f"{machine_id}: workflow state changed (AgentStart: eligible → running)",
     ]
-    expect(page).to_have_title(re.compile(r"^\(2\) Watch"))  # changes not yet seen
+    expect(page).to_have_title(re.compile(r"^\(2\) .*watch · webug$"))  # changes not yet seen
 
     db.execute(
         f"DELETE FROM work WHERE machine_id = '{machine_id}';"
@@ -209,9 +209,9 @@ def test_the_watch_log_says_work_started_ended_with_its_result_and_workflow_stat
     assert all("started" not in t for t in newest)
     expect(log.first.locator("time[datetime][data-absolute]")).to_have_count(1)
     expect(page.locator("#watch-events")).to_have_js_property("tagName", "UL")
-    expect(page).to_have_title(re.compile(r"^\(5\) Watch"))
+    expect(page).to_have_title(re.compile(r"^\(5\) .*watch · webug$"))
     page.evaluate("window.dispatchEvent(new Event('focus'))")  # seen
-    expect(page).to_have_title(re.compile(r"^Watch"))
+    expect(page).to_have_title(re.compile(r"^\d+ machines? · watch · webug$"))
     screenshot(page, "watch-log")
     assert page_errors == []
 

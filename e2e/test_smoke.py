@@ -22,7 +22,7 @@ def test_healthz(e2e_server: str) -> None:
 def test_machine_list_shows_machines(page: Page, page_errors: list[str]) -> None:
     response = page.goto("/")
     assert response is not None and response.status == 200
-    expect(page).to_have_title(re.compile("Machines"))
+    expect(page).to_have_title("machines · webug")
     expect(page.locator("h1")).to_contain_text("Machines")
     links = page.locator(MACHINE_LINKS)
     expect(links.first).to_be_visible()
@@ -45,6 +45,18 @@ def test_click_first_machine_opens_detail(page: Page, page_errors: list[str], sc
     first.click()
     page.wait_for_url(f"**/machine/{machine_id}")
     expect(page.locator("h1")).to_contain_text(machine_id)
+    # The tab names its subject first: tabs of two machines tell apart at a glance.
+    expect(page).to_have_title(f"{machine_id[:8]}… · machine · webug")
+    assert page_errors == []
+
+
+def test_every_page_has_a_favicon(page: Page, page_errors: list[str]) -> None:
+    page.goto("/sessions")
+    expect(page).to_have_title("sessions · webug")
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert page.request.get(icon).headers["content-type"].startswith("image/svg+xml")
+    answer = page.request.get("/favicon.ico")  # asked for by tools that read no HTML
+    assert answer.ok and answer.headers["content-type"].startswith("image/svg+xml")
     assert page_errors == []
 
 

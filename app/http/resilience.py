@@ -68,7 +68,7 @@ KICK_TIMEOUT_S = 5.0  # ... and a request waits this long for it at most
 REFRESH_TIMEOUT_S = 10.0  # re-reflection after drift
 
 # Paths that never touch the BMDB: no admission, no schema load.
-NO_DB_PREFIXES = (urls.STATIC + "/", urls.OPENAPI, "/favicon.ico")
+NO_DB_PREFIXES = (urls.STATIC + "/", urls.OPENAPI, urls.FAVICON)
 NO_DB_GETS = frozenset({urls.SCHEMA, urls.API})
 PROBES = frozenset({urls.HEALTH, urls.METRICS})  # may use the connection pages leave free
 

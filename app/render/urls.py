@@ -46,6 +46,7 @@ METRICS = "/metrics"
 API = "/api"
 OPENAPI = "/openapi.json"
 STATIC = "/static"
+FAVICON = "/favicon.ico"
 
 # Each live view's default poll interval (seconds).
 LIST_EVERY = 5
