@@ -10,4 +10,13 @@
     const box = form instanceof HTMLFormElement ? form.querySelector("#search-box") : null;
     if (box && encodeURIComponent(box.value).length > LONG_QUERY) form.method = "post";
   });
+  // In a text area Enter is a new line: Ctrl+Enter (⌘+Enter) submits its form, as in
+  // chat and issue trackers. requestSubmit runs the form's submit handlers, as a click would.
+  document.addEventListener("keydown", (e) => {
+    const area = e.target;
+    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.isComposing) return;
+    if (!(area instanceof HTMLTextAreaElement) || !area.form) return;
+    e.preventDefault();
+    area.form.requestSubmit();
+  });
 })();

@@ -28,13 +28,19 @@
   // Connection state of live fragments: say so when polls fail, instead of going stale silently.
   let lastUpdate = new Date();
   const banner = () => document.getElementById("conn-status");
-  document.addEventListener("htmx:after:swap", (e) => {
+  // The class turns every live dot red (webug.css) while the banner shows.
+  const connected = () => {
     lastUpdate = new Date();
-    remember(document, true);
+    document.documentElement.classList.remove("disconnected");
     const b = banner();
     if (b) { b.hidden = true; }
+  };
+  document.addEventListener("htmx:after:swap", () => {
+    connected();
+    remember(document, true);
   });
   const disconnected = (why) => {
+    document.documentElement.classList.add("disconnected");
     const b = banner();
     if (!b) return;
     b.textContent = "disconnected — last update at " + clock(lastUpdate) +
@@ -46,6 +52,7 @@
   // 304 (unchanged, nothing swapped): it says the data was still true then.
   document.addEventListener("htmx:after:request", (e) => {
     const status = e.detail?.ctx?.response?.status ?? 0;
+    if (status === 304) connected(); // nothing swapped, yet the server answered
     if ((status === 200 || status === 304) && e.target instanceof Element && window.webugTimes) {
       webugTimes.updated(e.target);
     }
