@@ -52,6 +52,7 @@ NOT_HTML = {
     urls.METRICS: "Prometheus text",
     urls.OPENAPI: "JSON",
     urls.STATIC: "files, checked by name below",
+    urls.FAVICON: "the SVG icon",
 }
 
 

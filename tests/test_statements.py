@@ -74,6 +74,7 @@ NOT_IN_PAGES = {
     urls.API: "reads no BMDB",
     urls.OPENAPI: "reads no BMDB",
     urls.STATIC: "reads no BMDB",
+    urls.FAVICON: "reads no BMDB",
 }
 
 

@@ -1,13 +1,14 @@
 """/favicon.ico: browsers and bookmark tools ask for it whatever the page links to."""
 
 from fastapi import APIRouter
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse
 
 from app.render import urls
+from app.render.environment import APP_DIR
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
 
 
-@router.get(urls.FAVICON)
-async def favicon() -> RedirectResponse:
-    return RedirectResponse(urls.static("favicon.svg"), status_code=301)
+@router.get(urls.FAVICON, include_in_schema=False)
+async def favicon() -> FileResponse:
+    return FileResponse(APP_DIR / "static" / "favicon.svg", media_type="image/svg+xml")
