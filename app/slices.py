@@ -89,11 +89,17 @@ def _adapter(annotation: Any) -> TypeAdapter:
     return TypeAdapter(annotation)
 
 
-async def model_json_in_slices(model: BaseModel, field: str, emptied: dict[str, Any]) -> bytes:
+async def model_json_in_slices(
+    model: BaseModel,
+    field: str,
+    emptied: dict[str, Any],
+    item_json: Callable[[Any, Callable[[Any], bytes]], bytes] | None = None,
+) -> bytes:
     """`model.model_dump_json()`, byte for byte, with the items of its list `field` (a
     field or a computed field) serialized in slices. `emptied`: the update of `model` that
     makes `field` an empty list (the field itself, or what a computed field is computed
-    from). Nothing else in the dump may depend on `field`'s items."""
+    from). Nothing else in the dump may depend on `field`'s items. `item_json(item, dump)`,
+    when given, answers an item's JSON (`dump(item)`, or the same bytes kept from before)."""
     # The model with an empty list in its place gives everything around the list, in
     # field order. A key inside a JSON string has its quotes escaped, so the marker can
     # only be this field, or a nested object's key of the same name: then all at once.
@@ -109,6 +115,8 @@ async def model_json_in_slices(model: BaseModel, field: str, emptied: dict[str, 
         else model_type.model_computed_fields[field].return_type
     )
     (item_type,) = get_args(annotation)  # list[item_type]
-    items = await map_in_slices(_adapter(item_type).dump_json, getattr(model, field))
+    dump = _adapter(item_type).dump_json
+    each = dump if item_json is None else (lambda item: item_json(item, dump))
+    items = await map_in_slices(each, getattr(model, field))
     head, tail = frame.split(marker)
     return b"".join((head, f'"{field}":['.encode(), b",".join(items), b"]", tail))

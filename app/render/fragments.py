@@ -1,4 +1,5 @@
-"""Rendered HTML kept while what it renders is unchanged: the one cache of HTML.
+"""Rendered HTML kept while what it renders is unchanged: the one cache of HTML (and of
+a JSON twin's list items, kept alike).
 
 A list page draws a hundred rows and a machine page a hardware report of hundreds of
 values, poll after poll, for every watcher, while most of them stay the same. An entry
@@ -38,7 +39,9 @@ class Fragments:
 
     def __init__(self, env: jinja2.Environment, max_chars: int = 32 * 1024 * 1024) -> None:
         self._env = env
-        self._entries: LRUCache[Hashable, Markup] = LRUCache(maxsize=max_chars, getsizeof=len)
+        self._entries: LRUCache[Hashable, Markup | bytes] = LRUCache(
+            maxsize=max_chars, getsizeof=len
+        )
         self._largest = max_chars // 16  # one huge value must not evict everything else
 
     def render(self, template: str, **context: Any) -> Markup:
@@ -51,6 +54,14 @@ class Fragments:
         taken once for a whole list (`digest_of`)."""
         macro = self._env.get_template(template).module.row  # type: ignore[attr-defined]
         return self._get((template, keyed_args, digest(row)), lambda: macro(row, *args))
+
+    def item_json(self, context_key: str, item: object, dump: Any) -> bytes:
+        """A JSON twin's `dump(item)`, kept like a row when the item has its own digest:
+        `context_key` names what else its JSON depends on (the reflected tag types)."""
+        own = digest(item)
+        if own != getattr(item, "render_digest", None):
+            return dump(item)
+        return self._get(("json", type(item).__qualname__, context_key, own), lambda: dump(item))
 
     @staticmethod
     def digest_of(args: tuple) -> tuple:

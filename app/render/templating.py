@@ -9,6 +9,7 @@ footer), in the app's environment (app/render/environment.py).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -70,14 +71,16 @@ class _SlicedJSONTwin(Response):
         names: protobuf_names.ProtoNames | None,
         status_code: int,
         headers: dict[str, str] | None,
+        item_json: Any,
     ) -> None:
         super().__init__(b"", status_code, headers)
         self._page, self._slices, self._names = page, slices, names
+        self._item_json = item_json
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         names = protobuf_names.use(self._names)  # protobuf values decode by name in JSON
         try:
-            self.body = await model_json_in_slices(self._page, *self._slices)
+            self.body = await model_json_in_slices(self._page, *self._slices, self._item_json)
         finally:
             protobuf_names.reset(names)
         self.headers["content-length"] = str(len(self.body))
@@ -135,7 +138,13 @@ def _json_twin(
         page = page.model_copy(update={"queries": list(reader.queries)})
     names = request.app.state.proto_names
     if json_slices is not None:
-        return _SlicedJSONTwin(page, json_slices, names, status_code, headers)
+        # List items are kept like the rows they are drawn as (app/render/fragments.py);
+        # their JSON also depends on the reflected tag types.
+        fragments: Fragments = environment(request).globals["fragments"]
+        cache: SchemaCache = request.app.state.schema_cache
+        layout_key = cache.schema.layout_key if cache.loaded else ""
+        item_json = functools.partial(fragments.item_json, layout_key)
+        return _SlicedJSONTwin(page, json_slices, names, status_code, headers, item_json)
     token = protobuf_names.use(names)
     try:
         body = page.model_dump_json()
