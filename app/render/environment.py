@@ -65,6 +65,8 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
         PB_FOLD_LINES=values.PB_FOLD_LINES,
     )
     fragments = Fragments(env)
-    env.globals.update(fragments=fragments, fragment=fragments.render)
+    env.globals.update(
+        fragments=fragments, fragment=fragments.render, fragment_by_tag=fragments.by_tag
+    )
     return env
 
