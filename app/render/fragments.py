@@ -68,8 +68,8 @@ class Fragments:
     def item_json(self, context_key: str, item: object, dump: Any) -> bytes:
         """A JSON twin's `dump(item)`, kept like a row when the item has its own digest:
         `context_key` names what else its JSON depends on (the reflected tag types)."""
-        own = digest(item)
-        if own != getattr(item, "render_digest", None):
+        own = getattr(item, "render_digest", None)
+        if not (isinstance(own, str) and own):
             return dump(item)
         return self._get(("json", type(item).__qualname__, context_key, own), lambda: dump(item))
 
