@@ -5,13 +5,18 @@
 //   j / k    select the next / previous row of a list; Enter opens it
 //   x        pick the selected row's machine for a watch list (watch_list.js)
 //   p        pause or resume live updates: clicks the live bar's link, so the URL says it
-// Keys are ignored while typing in a field and with Ctrl, Alt or Meta. Every page works
-// without this file: the search box is a plain GET form, the live bar plain links.
+// Keys are ignored with Ctrl, Alt or Meta, and while focus is in a field, an editor or a
+// widget that takes keys itself (role=application, textbox, combobox...): those keys belong
+// to it or to the screen reader. Every page works without this file: the search box is a
+// plain GET form, the live bar plain links.
 (() => {
   "use strict";
+  const OWN_KEYS =
+    "input, textarea, select, [contenteditable]:not([contenteditable='false'])," +
+    " [role=application], [role=textbox], [role=combobox], [role=searchbox], [role=slider]," +
+    " [role=spinbutton], [role=grid], [role=tree], [role=listbox], [role=menu]";
   const typing = (el) =>
-    el instanceof Element &&
-    (el.isContentEditable || el.closest("input, textarea, select, [contenteditable]") !== null);
+    el instanceof Element && (el.isContentEditable || el.closest(OWN_KEYS) !== null);
   const help = () => document.getElementById("shortcuts");
 
   const toggleHelp = () => {
