@@ -90,8 +90,10 @@ def live_part(client, path: str, element: str) -> str:
         ),
         (
             "/sessions?state=all", "session-table",
-            f"UPDATE sessions SET session_runtime_info = 'host=changed' WHERE session_id = '{DEAD}'",
-            f"UPDATE sessions SET session_runtime_info = 'host=before' WHERE session_id = '{DEAD}'",
+            f"UPDATE sessions SET session_runtime_info = 'host=changed'"
+            f" WHERE session_id = '{DEAD}'",
+            f"UPDATE sessions SET session_runtime_info = 'host=before'"
+            f" WHERE session_id = '{DEAD}'",
             "host=changed",
         ),
     ],
