@@ -208,3 +208,26 @@ def test_p_pauses_and_resumes_live_updates(page: Page, page_errors: list[str]) -
     page.reload()
     expect(bar.locator(".paused")).to_be_visible()
     assert page_errors == []
+
+
+def test_the_help_turns_single_key_shortcuts_off_and_on(page: Page, page_errors: list[str]):
+    """WCAG 2.1.4: single-key shortcuts can be turned off (they may be typed by speech
+    input or clash with a screen reader's keys); the choice outlives a reload."""
+    page.goto("/")
+    expect(list_rows(page).first).to_be_visible()
+    chord(page, "?")
+    switch = page.locator("#keys-enabled")
+    expect(switch).to_be_checked()
+    switch.uncheck()
+    chord(page, "Escape")
+    page.reload()
+    chord(page, "j", "?")
+    expect(page.locator("tr.kb-selected")).to_have_count(0)
+    expect(page.locator("#shortcuts")).not_to_be_visible()
+
+    page.locator(".keys-button").click()  # the help stays one click away
+    expect(switch).not_to_be_checked()
+    switch.check()
+    chord(page, "Escape", "j")
+    expect(list_rows(page).first).to_have_class(SELECTED)
+    assert page_errors == []

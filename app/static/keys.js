@@ -5,6 +5,7 @@
 //   j / k    select the next / previous row of a list; Enter opens it
 //   x        pick the selected row's machine for a watch list (watch_list.js)
 //   p        pause or resume live updates: clicks the live bar's link, so the URL says it
+// The help's checkbox turns them all off in this browser (WCAG 2.1.4), kept in localStorage.
 // Keys are ignored with Ctrl, Alt or Meta, and while focus is in a field, an editor or a
 // widget that takes keys itself (role=application, textbox, combobox...): those keys belong
 // to it or to the screen reader. Every page works without this file: the search box is a
@@ -18,6 +19,17 @@
   const typing = (el) =>
     el instanceof Element && (el.isContentEditable || el.closest(OWN_KEYS) !== null);
   const help = () => document.getElementById("shortcuts");
+  const OFF = "webug.keys-off";
+  const enabled = () => localStorage.getItem(OFF) !== "1";
+  document.addEventListener("DOMContentLoaded", () => {
+    const box = document.getElementById("keys-enabled");
+    if (!box) return;
+    box.checked = enabled();
+    box.addEventListener("change", () => {
+      if (box.checked) localStorage.removeItem(OFF);
+      else localStorage.setItem(OFF, "1");
+    });
+  });
 
   const toggleHelp = () => {
     const dialog = help();
@@ -122,6 +134,7 @@
 
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.defaultPrevented) return;
+    if (!enabled()) return;
     if (e.key === "Shift") return; // "?" is Shift+/ on many layouts
     if (e.key === "Escape" && e.target instanceof Element && e.target.id === "search-box") {
       e.target.blur(); // so the shortcuts work again
