@@ -72,46 +72,6 @@ def test_a_row_changes_with_its_machine_and_back(fleet):
         assert row(client, 4) == bare
 
 
-def live_part(client, path: str, element: str) -> str:
-    html = client.get(path).text
-    match = re.search(rf'<div id="{element}".*?(?=<section id="history"|</main>)', html, re.S)
-    assert match, f"{element} not on {path}"
-    return match[0]
-
-
-@pytest.mark.parametrize(
-    ("path", "element", "change", "undo", "shown"),
-    [
-        (
-            f"/machine/{mid(4)}", "machine-live",
-            f"INSERT INTO work VALUES ('{mid(4)}', '{ALIVE}', 'ShepherdAccess')",
-            f"DELETE FROM work WHERE machine_id = '{mid(4)}'",
-            "1 active work",
-        ),
-        (
-            "/sessions?state=all", "session-table",
-            f"UPDATE sessions SET session_runtime_info = 'host=changed'"
-            f" WHERE session_id = '{DEAD}'",
-            f"UPDATE sessions SET session_runtime_info = 'host=before'"
-            f" WHERE session_id = '{DEAD}'",
-            "host=changed",
-        ),
-    ],
-)  # fmt: skip
-def test_a_kept_live_part_follows_its_data_and_back(fleet, path, element, change, undo, shown):
-    """A machine's and the sessions list's live parts are drawn once per poll tag and kept
-    (app/render/fragments.py): a change is a new tag, never a stale part."""
-    run_sync(execute(fleet, undo))
-    with webug_client(fleet) as client:
-        before = live_part(client, path, element)
-        assert live_part(client, path, element) == before and shown not in before
-        run_sync(execute(fleet, change))
-        changed = live_part(client, path, element)
-        assert shown in changed
-        run_sync(execute(fleet, undo))
-        assert live_part(client, path, element) == before
-
-
 def test_a_row_is_the_same_bytes_while_its_machine_is_unchanged(fleet):
     """Times are absolute <time>s the browser makes relative: the server writes nothing
     that moves with the clock, so an unchanged machine's row is the same bytes later."""

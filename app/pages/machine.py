@@ -148,7 +148,7 @@ async def machine_live(
         return Response(status_code=304, headers={"HX-PTag": ptag})
     page = machine_page_model(doc.machine, layout, fleet, lambda _: None)
     return respond(
-        request, "partials/machine_live_kept.html", page, reader=reader, headers={"HX-PTag": ptag},
+        request, "partials/machine_live.html", page, reader=reader, headers={"HX-PTag": ptag},
         poll=poll, ptag=ptag,
     )  # fmt: skip
 

@@ -127,8 +127,7 @@ async def session_list(
     )  # fmt: skip
     ptag = tag.of(md5)
     return respond(
-        request, "partials/session_table_kept.html" if fragment else "templates/sessions.html",
-        page,
+        request, "partials/session_table.html" if fragment else "templates/sessions.html", page,
         reader=reader, headers={"HX-PTag": ptag}, poll=poll, ptag=ptag, page_sizes=PAGE_SIZES,
         csv_row_cap=settings.csv_row_cap,
     )  # fmt: skip

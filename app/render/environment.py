@@ -65,8 +65,6 @@ def build_environment(proto_names: ProtoNames | None) -> jinja2.Environment:
         PB_FOLD_LINES=values.PB_FOLD_LINES,
     )
     fragments = Fragments(env)
-    env.globals.update(
-        fragments=fragments, fragment=fragments.render, fragment_by_tag=fragments.by_tag
-    )
+    env.globals.update(fragments=fragments, fragment=fragments.render)
     return env
 

@@ -49,16 +49,6 @@ class Fragments:
         key = (template, *((name, digest(value)) for name, value in sorted(context.items())))
         return self._get(key, lambda: Markup(self._env.get_template(template).render(context)))
 
-    def by_tag(self, template: str, ptag: str, **context: Any) -> Markup:
-        """`template` rendered with `context`, kept by the poll tag of what it shows: a
-        live part whose tag (its view and the md5 of its data, app/model/polling.py) says
-        all it depends on, as an unchanged poll's 304 already assumes. Drawn once per
-        change for every viewer."""
-        return self._get(
-            (template, "ptag", ptag),
-            lambda: Markup(self._env.get_template(template).render(context, ptag=ptag)),
-        )
-
     def row(self, template: str, keyed_args: tuple, row: object, *args: Any) -> Markup:
         """The macro `row` of `template` for `row` and `args`; `keyed_args`: their digest,
         taken once for a whole list (`digest_of`)."""
