@@ -221,7 +221,9 @@ def decode(statement: Statement, schema: Schema, doc: dict[str, Any]) -> FleetSt
 # Reports per statement. Upstream read them in machine ID order, page by page; so does
 # webug: at most this many rows are held at once (each ~0.6 KB in the demo; all of them
 # at 100k machines were 39 MB, and a full garbage collection with them alive took 100 ms).
-HARDWARE_PAGE = 10_000
+# A page of reports is decoded by asyncpg in the event loop in one piece: 1,000 rows hold
+# pages and other requests up for a few ms where 10,000 held them for 60 ms and more.
+HARDWARE_PAGE = 1_000
 
 
 def hardware_statement(schema: Schema, *, first: bool) -> str | None:
