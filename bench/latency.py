@@ -21,8 +21,9 @@ machine's speed affects all delays alike), on one server:
   count); polls echo HX-PTag as htmx does;
 - the round trips implied: (server time at the delay - at 0) / added round-trip time.
 
-The server runs with WEBUG_COUNT_CACHE_SECONDS=3600: totals and facets are counted once
-(in the warm-up) and the figures are the steady-state cost of a page. A second server
+The server runs with WEBUG_COUNT_CACHE_SECONDS=3600 (and no fleet statistics): totals
+and facets are counted once (in the warm-up) and the figures are the steady-state cost
+of a page. A second server
 with WEBUG_COUNT_CACHE_SECONDS=0 then gives the statements of a view whose counts are
 due (a first view, or one after the cache expired).
 
@@ -47,8 +48,11 @@ from pages import Page, get, request_headers
 
 WARM_UP = 3
 COUNTS_DUE_REQUESTS = 3
-SETTINGS_STEADY = {"WEBUG_COUNT_CACHE_SECONDS": "3600"}
-SETTINGS_COUNTS_DUE = {"WEBUG_COUNT_CACHE_SECONDS": "0"}
+# No fleet statistics: their collection (a statement and a page of hardware reports at a
+# time, once a minute, on a connection of its own) would be counted as a page's.
+NO_BACKGROUND = {"WEBUG_FLEET_STATS_SECONDS": "0"}
+SETTINGS_STEADY = {"WEBUG_COUNT_CACHE_SECONDS": "3600", **NO_BACKGROUND}
+SETTINGS_COUNTS_DUE = {"WEBUG_COUNT_CACHE_SECONDS": "0", **NO_BACKGROUND}
 
 OneQuery = Callable[[asyncpg.Connection], Awaitable[object]]
 
