@@ -11,7 +11,7 @@ changed value is a new key, never a stale entry; and HTML depends on its data al
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import jinja2
@@ -25,17 +25,21 @@ def fingerprint(value: object) -> str:
     return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
 
 
+def own_digest(value: object) -> str:
+    """`value`'s own `render_digest` (a machine of a list: the md5 of its document, which
+    the BMDB computes), or "" when it has none."""
+    own = getattr(value, "render_digest", "")
+    return own if isinstance(own, str) else ""
+
+
 def digest(value: object) -> str:
-    """What identifies `value` for rendering: its own `render_digest` when it has one (a
-    machine of a list: the md5 of its document, which the BMDB computes), else a digest
-    of its repr."""
-    own = getattr(value, "render_digest", None)
-    return own if isinstance(own, str) and own else fingerprint(value)
+    """What identifies `value` for rendering: its own digest, else a digest of its repr."""
+    return own_digest(value) or fingerprint(value)
 
 
 class Fragments:
-    """Templates rendered by `render` and rows by `rows`, kept in a least-recently-used
-    cache bounded by total characters."""
+    """Templates rendered by `render`, rows by `row` and a JSON twin's items by
+    `item_json`, kept in a least-recently-used cache bounded by total characters."""
 
     def __init__(self, env: jinja2.Environment, max_chars: int = 32 * 1024 * 1024) -> None:
         self._env = env
@@ -55,11 +59,11 @@ class Fragments:
         macro = self._env.get_template(template).module.row  # type: ignore[attr-defined]
         return self._get((template, keyed_args, digest(row)), lambda: macro(row, *args))
 
-    def item_json(self, context_key: str, item: object, dump: Any) -> bytes:
+    def item_json(self, context_key: str, item: object, dump: Callable[[Any], bytes]) -> bytes:
         """A JSON twin's `dump(item)`, kept like a row when the item has its own digest:
         `context_key` names what else its JSON depends on (the reflected tag types)."""
-        own = getattr(item, "render_digest", None)
-        if not (isinstance(own, str) and own):
+        own = own_digest(item)
+        if not own:
             return dump(item)
         return self._get(("json", type(item).__qualname__, context_key, own), lambda: dump(item))
 
@@ -67,10 +71,11 @@ class Fragments:
     def digest_of(args: tuple) -> tuple:
         return tuple(digest(a) for a in args)
 
-    def _get(self, key: Hashable, render: Any) -> Markup:
-        html = self._entries.get(key)
-        if html is None:
-            html = render()
-            if len(html) <= self._largest:
-                self._entries[key] = html
-        return html
+    def _get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The entry of `key`, made by `make()` when missing (HTML, or a JSON item)."""
+        kept = self._entries.get(key)
+        if kept is None:
+            kept = make()
+            if len(kept) <= self._largest:
+                self._entries[key] = kept
+        return kept
