@@ -20,14 +20,27 @@
     el instanceof Element && (el.isContentEditable || el.closest(OWN_KEYS) !== null);
   const help = () => document.getElementById("shortcuts");
   const OFF = "webug.keys-off";
-  const enabled = () => localStorage.getItem(OFF) !== "1";
+  const storedOn = () => {
+    try {
+      return localStorage.getItem(OFF) !== "1";
+    } catch {
+      return true; // storage refused (privacy settings): on, as the help says by default
+    }
+  };
+  let enabled = storedOn();
+  window.addEventListener("storage", (e) => { if (e.key === OFF) enabled = storedOn(); });
   document.addEventListener("DOMContentLoaded", () => {
     const box = document.getElementById("keys-enabled");
     if (!box) return;
-    box.checked = enabled();
+    box.checked = enabled;
     box.addEventListener("change", () => {
-      if (box.checked) localStorage.removeItem(OFF);
-      else localStorage.setItem(OFF, "1");
+      enabled = box.checked;
+      try {
+        if (enabled) localStorage.removeItem(OFF);
+        else localStorage.setItem(OFF, "1");
+      } catch {
+        // not kept: this page still follows the switch
+      }
     });
   });
 
@@ -134,7 +147,7 @@
 
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.defaultPrevented) return;
-    if (!enabled()) return;
+    if (!enabled) return;
     if (e.key === "Shift") return; // "?" is Shift+/ on many layouts
     if (e.key === "Escape" && e.target instanceof Element && e.target.id === "search-box") {
       e.target.blur(); // so the shortcuts work again
